@@ -1,0 +1,409 @@
+#define _GNU_SOURCE
+#include "proto.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "path.h"
+
+/* The errno values that cross the wire. Anything else travels as EUNKNOWN. */
+static const struct {
+	int err;
+	const char *name;
+} errno_names[] = {
+	{ ENOENT, "ENOENT" },	    { EEXIST, "EEXIST" },	{ ENOTDIR, "ENOTDIR" },
+	{ EISDIR, "EISDIR" },	    { ENOTEMPTY, "ENOTEMPTY" }, { EINVAL, "EINVAL" },
+	{ ENAMETOOLONG, "ENAMETOOLONG" }, { ENOSPC, "ENOSPC" }, { EDQUOT, "EDQUOT" },
+	{ EIO, "EIO" },		    { EACCES, "EACCES" },	{ EPERM, "EPERM" },
+	{ ELOOP, "ELOOP" },	    { EXDEV, "EXDEV" },		{ EBADMSG, "EBADMSG" },
+	{ EMSGSIZE, "EMSGSIZE" },   { E2BIG, "E2BIG" },		{ EILSEQ, "EILSEQ" },
+	{ EROFS, "EROFS" },	    { ENOMEM, "ENOMEM" },	{ EBUSY, "EBUSY" },
+	{ EAGAIN, "EAGAIN" },	    { ETIMEDOUT, "ETIMEDOUT" }, { EOPNOTSUPP, "EOPNOTSUPP" },
+	{ EMLINK, "EMLINK" },	    { EFBIG, "EFBIG" },		{ ENOSYS, "ENOSYS" },
+};
+
+const char *proto_errno_name(int err)
+{
+	for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
+		if (errno_names[i].err == err)
+			return errno_names[i].name;
+	return "EUNKNOWN";
+}
+
+int proto_errno_from_name(const char *name)
+{
+	if (!name)
+		return 0;
+	for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
+		if (strcmp(errno_names[i].name, name) == 0)
+			return errno_names[i].err;
+	return 0;
+}
+
+unsigned proto_status_for_errno(int err)
+{
+	switch (err) {
+	case ENOSPC:
+	case EDQUOT:
+		return 507;
+	case ENAMETOOLONG:
+	case EILSEQ:
+	case EINVAL:
+	case EFBIG:
+	case EMLINK:
+	case EOPNOTSUPP:
+	case EPERM:
+	case EACCES:
+	case EROFS:
+		return 422;
+	case ENOENT:
+		return 404;
+	case EBADMSG:
+		return 400;
+	case EMSGSIZE:
+	case E2BIG:
+		return 413;
+	default:
+		return 500;
+	}
+}
+
+int proto_json_depth(const cJSON *j)
+{
+	int max = 0;
+	if (!j)
+		return 0;
+	for (const cJSON *c = j->child; c; c = c->next) {
+		int d = proto_json_depth(c);
+		if (d > max)
+			max = d;
+	}
+	return max + 1;
+}
+
+cJSON *proto_time_to_json(const struct timespec *ts)
+{
+	cJSON *a = cJSON_CreateArray();
+	if (!a)
+		return NULL;
+	if (!cJSON_AddItemToArray(a, cJSON_CreateNumber((double)ts->tv_sec)) ||
+	    !cJSON_AddItemToArray(a, cJSON_CreateNumber((double)ts->tv_nsec))) {
+		cJSON_Delete(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* An integral JSON number within [lo, hi]. */
+static int get_int(const cJSON *j, double lo, double hi, int64_t *out)
+{
+	if (!cJSON_IsNumber(j))
+		return -EINVAL;
+	double d = j->valuedouble;
+	if (!(d >= lo && d <= hi) || d != (double)(int64_t)d)
+		return -EINVAL;
+	*out = (int64_t)d;
+	return 0;
+}
+
+int proto_time_from_json(const cJSON *j, struct timespec *ts)
+{
+	int64_t s, ns;
+	if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != 2)
+		return -EINVAL;
+	/* 2^53: beyond it a double no longer holds every integer */
+	if (get_int(j->child, -9007199254740992.0, 9007199254740992.0, &s) < 0 ||
+	    get_int(j->child->next, 0, 999999999, &ns) < 0)
+		return -EINVAL;
+	ts->tv_sec = (time_t)s;
+	ts->tv_nsec = (long)ns;
+	return 0;
+}
+
+static const char *kind_names[] = {
+	[OP_FILE] = "file",	    [OP_MKDIR] = "mkdir", [OP_SYMLINK] = "symlink",
+	[OP_DELETE] = "delete", [OP_META] = "meta",	  [OP_RENAME] = "rename",
+};
+static const char *rflag_names[] = { "", "noreplace", "exchange" };
+
+static int add_time(cJSON *o, const char *key, const struct timespec *ts)
+{
+	cJSON *t = proto_time_to_json(ts);
+	return t && cJSON_AddItemToObject(o, key, t) ? 0 : -ENOMEM;
+}
+
+cJSON *proto_op_to_json(const struct proto_op *op)
+{
+	cJSON *o = cJSON_CreateObject();
+	char hex[HASH_HEX_LEN + 1];
+	if (!o)
+		return NULL;
+	if (!cJSON_AddStringToObject(o, "op", kind_names[op->kind]))
+		goto fail;
+	if (op->kind == OP_RENAME) {
+		if (!cJSON_AddStringToObject(o, "from", op->path) ||
+		    !cJSON_AddStringToObject(o, "to", op->path2) ||
+		    !cJSON_AddStringToObject(o, "flags", rflag_names[op->rflags]))
+			goto fail;
+	} else if (!cJSON_AddStringToObject(o, "path", op->path)) {
+		goto fail;
+	}
+	if (op->kind == OP_FILE || op->kind == OP_MKDIR || op->kind == OP_META) {
+		if (!cJSON_AddNumberToObject(o, "mode", op->mode & 07777))
+			goto fail;
+	}
+	if (op->kind == OP_FILE || op->kind == OP_MKDIR || op->kind == OP_META ||
+	    op->kind == OP_SYMLINK) {
+		if (add_time(o, "mtime", &op->mtime) < 0)
+			goto fail;
+	}
+	if (op->kind == OP_META) {
+		char t[2] = { op->type, 0 };
+		if (!cJSON_AddStringToObject(o, "type", t))
+			goto fail;
+	}
+	if (op->kind == OP_SYMLINK && !cJSON_AddStringToObject(o, "target", op->target))
+		goto fail;
+	if (op->kind == OP_FILE) {
+		if (!cJSON_AddNumberToObject(o, "size", (double)op->size))
+			goto fail;
+		cJSON *arr = cJSON_AddArrayToObject(o, "chunks");
+		if (!arr)
+			goto fail;
+		for (size_t i = 0; i < op->nchunks; i++) {
+			cJSON *pair = cJSON_CreateArray();
+			if (!pair || !cJSON_AddItemToArray(arr, pair))
+				goto fail;
+			hash_to_hex(&op->chunks[i].id, hex);
+			if (!cJSON_AddItemToArray(pair, cJSON_CreateString(hex)) ||
+			    !cJSON_AddItemToArray(pair, cJSON_CreateNumber(op->chunks[i].len)))
+				goto fail;
+		}
+	}
+	if (op->has_pmtime && add_time(o, "pmtime", &op->pmtime) < 0)
+		goto fail;
+	if (op->has_pmtime2 && add_time(o, "pmtime2", &op->pmtime2) < 0)
+		goto fail;
+	return o;
+fail:
+	cJSON_Delete(o);
+	return NULL;
+}
+
+void proto_op_release(struct proto_op *op)
+{
+	if (!op)
+		return;
+	free(op->path);
+	free(op->path2);
+	free(op->target);
+	free(op->chunks);
+	memset(op, 0, sizeof(*op));
+}
+
+/* Copy a validated path string out of field key. */
+static int get_path(const cJSON *o, const char *key, int allow_root, char **out,
+		    const char **why)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!cJSON_IsString(j) || !j->valuestring) {
+		*why = "missing or non-string path";
+		return -EINVAL;
+	}
+	size_t len = strlen(j->valuestring);
+	int r = path_check(j->valuestring, len, allow_root);
+	if (r < 0) {
+		*why = r == -ENAMETOOLONG ? "path too long" : "invalid path";
+		return r;
+	}
+	*out = strdup(j->valuestring);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int get_time(const cJSON *o, const char *key, int required, struct timespec *ts,
+		    int *has, const char **why)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!j) {
+		if (required) {
+			*why = "missing time";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (proto_time_from_json(j, ts) < 0) {
+		*why = "invalid time";
+		return -EINVAL;
+	}
+	if (has)
+		*has = 1;
+	return 0;
+}
+
+static int get_mode(const cJSON *o, uint32_t *mode, const char **why)
+{
+	int64_t m;
+	if (get_int(cJSON_GetObjectItemCaseSensitive(o, "mode"), 0, 07777, &m) < 0) {
+		*why = "invalid mode";
+		return -EINVAL;
+	}
+	*mode = (uint32_t)m;
+	return 0;
+}
+
+static int get_chunks(const cJSON *o, struct proto_op *op, const char **why)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "chunks");
+	int64_t size, len;
+	uint64_t sum = 0;
+
+	if (get_int(cJSON_GetObjectItemCaseSensitive(o, "size"), 0, 9007199254740992.0, &size) < 0) {
+		*why = "invalid size";
+		return -EINVAL;
+	}
+	op->size = (uint64_t)size;
+	if (!cJSON_IsArray(arr)) {
+		*why = "missing chunk list";
+		return -EINVAL;
+	}
+	int n = cJSON_GetArraySize(arr);
+	if (n < 0 || (unsigned)n > PROTO_FILE_MAX_CHUNKS) {
+		*why = "too many chunks";
+		return -E2BIG;
+	}
+	if (n > 0) {
+		op->chunks = calloc((size_t)n, sizeof(*op->chunks));
+		if (!op->chunks)
+			return -ENOMEM;
+	}
+	const cJSON *c;
+	size_t i = 0;
+	cJSON_ArrayForEach(c, arr) {
+		if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) != 2 || !cJSON_IsString(c->child) ||
+		    hash_from_hex(c->child->valuestring, strlen(c->child->valuestring),
+				  &op->chunks[i].id) < 0 ||
+		    get_int(c->child->next, 1, 1024 * 1024, &len) < 0) {
+			*why = "invalid chunk entry";
+			return -EINVAL;
+		}
+		op->chunks[i].len = (uint32_t)len;
+		sum += (uint64_t)len;
+		i++;
+	}
+	op->nchunks = i;
+	if (sum != op->size) {
+		*why = "chunk lengths do not add up to size";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int proto_op_from_json(const cJSON *j, struct proto_op *op, const char **why)
+{
+	int r = -EINVAL;
+	memset(op, 0, sizeof(*op));
+	*why = "malformed op";
+	if (!cJSON_IsObject(j))
+		goto fail;
+	if (proto_json_depth(j) > PROTO_JSON_DEPTH_MAX) {
+		*why = "json nested too deeply";
+		goto fail;
+	}
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(j, "op");
+	if (!cJSON_IsString(k)) {
+		*why = "missing op";
+		goto fail;
+	}
+	op->kind = 0;
+	for (int i = OP_FILE; i <= OP_RENAME; i++)
+		if (strcmp(k->valuestring, kind_names[i]) == 0)
+			op->kind = (enum proto_kind)i;
+	if (!op->kind) {
+		*why = "unknown op";
+		goto fail;
+	}
+	int root_ok = op->kind == OP_MKDIR || op->kind == OP_META;
+	if (op->kind == OP_RENAME) {
+		if ((r = get_path(j, "from", 0, &op->path, why)) < 0 ||
+		    (r = get_path(j, "to", 0, &op->path2, why)) < 0)
+			goto fail;
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "flags");
+		r = -EINVAL;
+		op->rflags = RENAME_F_NONE;
+		if (f) {
+			if (!cJSON_IsString(f))
+				goto fail;
+			int found = 0;
+			for (int i = 0; i < 3; i++)
+				if (strcmp(f->valuestring, rflag_names[i]) == 0) {
+					op->rflags = (enum proto_rename_flags)i;
+					found = 1;
+				}
+			if (!found) {
+				*why = "unknown rename flags";
+				goto fail;
+			}
+		}
+		if ((r = get_time(j, "pmtime2", 0, &op->pmtime2, &op->has_pmtime2, why)) < 0)
+			goto fail;
+	} else if ((r = get_path(j, "path", root_ok, &op->path, why)) < 0) {
+		goto fail;
+	}
+	if ((r = get_time(j, "pmtime", 0, &op->pmtime, &op->has_pmtime, why)) < 0)
+		goto fail;
+	switch (op->kind) {
+	case OP_FILE:
+		if ((r = get_mode(j, &op->mode, why)) < 0 ||
+		    (r = get_time(j, "mtime", 1, &op->mtime, NULL, why)) < 0 ||
+		    (r = get_chunks(j, op, why)) < 0)
+			goto fail;
+		break;
+	case OP_MKDIR:
+		if ((r = get_mode(j, &op->mode, why)) < 0 ||
+		    (r = get_time(j, "mtime", 1, &op->mtime, NULL, why)) < 0)
+			goto fail;
+		break;
+	case OP_META: {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type");
+		r = -EINVAL;
+		if (!cJSON_IsString(t) || strlen(t->valuestring) != 1 ||
+		    !strchr("fdl", t->valuestring[0])) {
+			*why = "invalid type";
+			goto fail;
+		}
+		op->type = t->valuestring[0];
+		if (op->path[0] == '\0' && op->type != 'd') {
+			*why = "invalid path";
+			goto fail;
+		}
+		if ((r = get_mode(j, &op->mode, why)) < 0 ||
+		    (r = get_time(j, "mtime", 1, &op->mtime, NULL, why)) < 0)
+			goto fail;
+		break;
+	}
+	case OP_SYMLINK: {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "target");
+		r = -EINVAL;
+		if (!cJSON_IsString(t) || t->valuestring[0] == '\0' ||
+		    strlen(t->valuestring) > PATH_MAX_LEN) {
+			*why = "invalid symlink target";
+			goto fail;
+		}
+		if (!(op->target = strdup(t->valuestring))) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		if ((r = get_time(j, "mtime", 1, &op->mtime, NULL, why)) < 0)
+			goto fail;
+		break;
+	}
+	case OP_DELETE:
+	case OP_RENAME:
+		break;
+	}
+	return 0;
+fail:
+	proto_op_release(op);
+	return r;
+}

@@ -1,0 +1,95 @@
+/*
+ * proto: the operations of docs/PROTOCOL.md as C values, their JSON form,
+ * and the one mapping between errno values, their names and HTTP statuses.
+ *
+ * proto_op_to_json() is the client's encoder, proto_op_from_json() the
+ * server's decoder: it checks every field (types, ranges, paths via
+ * path_check()) so that a decoded op is safe to apply. Pure, thread-safe.
+ */
+#ifndef MIRROR_PROTO_H
+#define MIRROR_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "hash.h"
+
+#define PROTO_VERSION 1
+#define PROTO_OP_BODY_MAX (64u * 1024 * 1024)
+#define PROTO_CHUNKS_BODY_MAX (256u * 1024 * 1024)
+#define PROTO_QUERY_MAX_IDS 65536
+#define PROTO_FILE_MAX_CHUNKS (1u << 22) /* 4 Mi chunks: 1 TiB at 256 KiB */
+#define PROTO_JSON_DEPTH_MAX 8
+#define PROTO_MANIFEST_LINE_MAX 8192
+
+enum proto_kind {
+	OP_FILE = 1,
+	OP_MKDIR,
+	OP_SYMLINK,
+	OP_DELETE,
+	OP_META,
+	OP_RENAME,
+};
+
+enum proto_rename_flags { RENAME_F_NONE = 0, RENAME_F_NOREPLACE, RENAME_F_EXCHANGE };
+
+struct proto_chunk {
+	struct hash_id id;
+	uint32_t len;
+};
+
+/* One operation. Strings are owned by the op (proto_op_release frees them)
+ * when it comes from proto_op_from_json(); a client may point them at its own
+ * strings and never call release. */
+struct proto_op {
+	enum proto_kind kind;
+	char *path;        /* all ops; "from" for rename */
+	char *path2;       /* rename: "to" */
+	char *target;      /* symlink target */
+	char type;         /* meta: 'f', 'd' or 'l' */
+	uint32_t mode;     /* permission bits, & 07777 */
+	struct timespec mtime;
+	int has_pmtime, has_pmtime2;
+	struct timespec pmtime, pmtime2;
+	enum proto_rename_flags rflags;
+	uint64_t size;                /* file */
+	struct proto_chunk *chunks;   /* file; owned as the strings are */
+	size_t nchunks;
+};
+
+/* Build the JSON object of op. Returns a new cJSON tree (caller deletes with
+ * cJSON_Delete) or NULL on ENOMEM. */
+cJSON *proto_op_to_json(const struct proto_op *op);
+
+/* Decode and validate. On success fills *op (caller releases with
+ * proto_op_release) and returns 0. On failure returns -EINVAL (malformed),
+ * -ENAMETOOLONG, -E2BIG (too many chunks) or -ENOMEM, writes a lowercase
+ * reason to why (borrowed static string) and leaves *op released. Does not
+ * take ownership of j. */
+__attribute__((warn_unused_result))
+int proto_op_from_json(const cJSON *j, struct proto_op *op, const char **why);
+
+/* Free what proto_op_from_json() allocated. Accepts a zeroed op. */
+void proto_op_release(struct proto_op *op);
+
+/* [sec, nsec] <-> timespec. from_json returns 0 or -EINVAL. */
+cJSON *proto_time_to_json(const struct timespec *ts);
+__attribute__((warn_unused_result))
+int proto_time_from_json(const cJSON *j, struct timespec *ts);
+
+/* "ENOENT" for ENOENT (positive errno), "EUNKNOWN" otherwise. */
+const char *proto_errno_name(int err);
+/* Inverse; returns the positive errno or 0 if unknown. */
+int proto_errno_from_name(const char *name);
+
+/* The HTTP status mirrord answers for a failed apply with positive errno err
+ * (see the table in docs/PROTOCOL.md). */
+unsigned proto_status_for_errno(int err);
+
+/* Maximum nesting depth of a cJSON tree (for the JSON depth cap). */
+int proto_json_depth(const cJSON *j);
+
+#endif

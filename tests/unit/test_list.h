@@ -1,0 +1,12 @@
+/*
+ * The one list of unit-test suites. Each entry names a function
+ * `int suite_NAME(void)` defined in tests/unit/NAME_test.c that registers its
+ * CUnit suite and returns 0 (or a CUnit error). Add a line when you add a
+ * module.
+ */
+TEST_SUITE(buf)
+TEST_SUITE(path)
+TEST_SUITE(hash)
+TEST_SUITE(proto)
+TEST_SUITE(chunker)
+TEST_SUITE(frame)
