@@ -1,0 +1,382 @@
+#define _GNU_SOURCE
+#include "queue.h"
+
+#include <errno.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "path.h"
+
+#define QHASH_SIZE 4096
+
+struct queue {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	/* Everything below is protected by lock. */
+	struct qentry *head, *tail;      /* pending and in-flight, in order */
+	struct qentry *hash[QHASH_SIZE]; /* pending (not in flight) syncs by path */
+	uint64_t next_seq;
+	uint64_t barrier_seq; /* seq of the newest rename */
+	size_t count;
+	int stopping;
+};
+
+int64_t queue_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static unsigned hash_path(const char *p)
+{
+	uint32_t h = 2166136261u;
+	while (*p)
+		h = (h ^ (uint8_t)*p++) * 16777619u;
+	return h % QHASH_SIZE;
+}
+
+struct queue *queue_new(void)
+{
+	struct queue *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	q->next_seq = 1;
+	return q;
+}
+
+static void entry_free(struct qentry *e)
+{
+	if (!e)
+		return;
+	free(e->path);
+	free(e->path2);
+	free(e);
+}
+
+void queue_free(struct queue *q)
+{
+	if (!q)
+		return;
+	struct qentry *e = q->head;
+	while (e) {
+		struct qentry *n = e->next;
+		entry_free(e);
+		e = n;
+	}
+	pthread_mutex_destroy(&q->lock);
+	pthread_cond_destroy(&q->cond);
+	free(q);
+}
+
+/* Caller holds lock. */
+static void hash_remove(struct queue *q, struct qentry *e)
+{
+	struct qentry **pp = &q->hash[hash_path(e->path)];
+	for (; *pp; pp = &(*pp)->hnext)
+		if (*pp == e) {
+			*pp = e->hnext;
+			e->hnext = NULL;
+			return;
+		}
+}
+
+static struct qentry *hash_find(struct queue *q, const char *path)
+{
+	for (struct qentry *e = q->hash[hash_path(path)]; e; e = e->hnext)
+		if (strcmp(e->path, path) == 0)
+			return e;
+	return NULL;
+}
+
+static void list_append(struct queue *q, struct qentry *e)
+{
+	e->next = NULL;
+	e->prev = q->tail;
+	if (q->tail)
+		q->tail->next = e;
+	else
+		q->head = e;
+	q->tail = e;
+	q->count++;
+}
+
+static void list_unlink(struct queue *q, struct qentry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		q->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		q->tail = e->prev;
+	e->prev = e->next = NULL;
+	q->count--;
+}
+
+/* Append a new sync entry; takes ownership of path. Caller holds lock. */
+static void append_sync(struct queue *q, char *path, unsigned flags)
+{
+	struct qentry *e = calloc(1, sizeof(*e));
+	if (!e) {
+		free(path);
+		return; /* reconciliation at the next mount repairs a lost entry */
+	}
+	e->kind = Q_SYNC;
+	e->flags = flags;
+	e->path = path;
+	e->seq = q->next_seq++;
+	list_append(q, e);
+	unsigned h = hash_path(path);
+	e->hnext = q->hash[h];
+	q->hash[h] = e;
+}
+
+int queue_sync(struct queue *q, const char *path, unsigned flags)
+{
+	char *copy = NULL;
+	pthread_mutex_lock(&q->lock);
+	struct qentry *e = hash_find(q, path);
+	/* Coalesce only with a sync queued after the newest rename: moving a
+	 * change in front of a rename could let the rename overwrite it. */
+	if (e && e->seq > q->barrier_seq) {
+		e->flags |= flags;
+		pthread_mutex_unlock(&q->lock);
+		return 0;
+	}
+	copy = strdup(path);
+	if (!copy) {
+		pthread_mutex_unlock(&q->lock);
+		return -ENOMEM;
+	}
+	append_sync(q, copy, flags);
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	return 0;
+}
+
+/* The new name of p after renaming from -> to (with exchange: either way).
+ * Returns a new string or NULL if p is not affected. */
+static char *renamed(const char *p, const char *from, const char *to, int exchange)
+{
+	char *r = path_rebase(p, from, to);
+	if (!r && exchange)
+		r = path_rebase(p, to, from);
+	return r;
+}
+
+int queue_rename(struct queue *q, const char *from, const char *to, unsigned rflags)
+{
+	int exchange = (rflags & RENAME_EXCHANGE) != 0;
+	struct qentry *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->kind = Q_RENAME;
+	r->rflags = rflags;
+	r->path = strdup(from);
+	r->path2 = strdup(to);
+	if (!r->path || !r->path2) {
+		entry_free(r);
+		return -ENOMEM;
+	}
+	/* Syncs that follow the data to its new name, appended after r. */
+	struct qentry *moved = NULL, **mtail = &moved;
+
+	pthread_mutex_lock(&q->lock);
+	for (struct qentry *e = q->head, *n; e; e = n) {
+		n = e->next;
+		if (e->kind != Q_SYNC)
+			continue;
+		char *np = renamed(e->path, from, to, exchange);
+		if (!np)
+			continue;
+		if (e->inflight) {
+			/* Its result may be read under the old name: sync the
+			 * new name again after the rename. */
+			struct qentry *c = calloc(1, sizeof(*c));
+			if (!c) {
+				free(np);
+				continue;
+			}
+			c->kind = Q_SYNC;
+			c->flags = e->flags | QF_CONTENT;
+			c->path = np;
+			*mtail = c;
+			mtail = &c->next;
+			continue;
+		}
+		hash_remove(q, e);
+		list_unlink(q, e);
+		free(e->path);
+		e->path = np;
+		e->not_before = 0;
+		e->next = NULL;
+		*mtail = e;
+		mtail = &e->next;
+	}
+	r->seq = q->next_seq++;
+	q->barrier_seq = r->seq;
+	list_append(q, r);
+	while (moved) {
+		struct qentry *n = moved->next;
+		moved->seq = q->next_seq++;
+		list_append(q, moved);
+		unsigned h = hash_path(moved->path);
+		moved->hnext = q->hash[h];
+		q->hash[h] = moved;
+		moved = n;
+	}
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	return 0;
+}
+
+/* The first entry that may start now, or NULL; *wake gets the earliest
+ * not_before among deferred entries (0 if none). Caller holds lock. */
+static struct qentry *pick(struct queue *q, int64_t now, int64_t *wake)
+{
+	/* In-flight syncs seen so far; there are at most a few (one per worker). */
+	const char *busy[32];
+	size_t nbusy = 0;
+	*wake = 0;
+	for (struct qentry *e = q->head; e; e = e->next) {
+		if (e->inflight) {
+			if (e->kind == Q_RENAME)
+				return NULL; /* nothing passes a rename in flight */
+			if (nbusy == sizeof(busy) / sizeof(busy[0]))
+				return NULL;
+			busy[nbusy++] = e->path;
+			continue;
+		}
+		if (e->kind == Q_RENAME)
+			return nbusy ? NULL : e;
+		/* Never two syncs of one path at once: the older could land last. */
+		int clash = 0;
+		for (size_t i = 0; i < nbusy; i++)
+			if (strcmp(busy[i], e->path) == 0)
+				clash = 1;
+		if (clash)
+			continue;
+		if (e->not_before > now) {
+			if (!*wake || e->not_before < *wake)
+				*wake = e->not_before;
+			continue;
+		}
+		return e;
+	}
+	return NULL;
+}
+
+struct qentry *queue_take(struct queue *q, int wait_ms)
+{
+	int64_t deadline = wait_ms < 0 ? 0 : queue_now() + (int64_t)wait_ms * 1000000;
+	struct qentry *e = NULL;
+
+	pthread_mutex_lock(&q->lock);
+	while (!q->stopping) {
+		int64_t now = queue_now(), wake;
+		e = pick(q, now, &wake);
+		if (e)
+			break;
+		if (deadline && now >= deadline)
+			break;
+		int64_t until = deadline;
+		if (wake && (!until || wake < until))
+			until = wake;
+		if (until) {
+			struct timespec ts = { .tv_sec = until / 1000000000,
+					       .tv_nsec = until % 1000000000 };
+			pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+		} else {
+			pthread_cond_wait(&q->cond, &q->lock);
+		}
+	}
+	if (e && !q->stopping) {
+		e->inflight = 1;
+		if (e->kind == Q_SYNC)
+			hash_remove(q, e);
+	} else {
+		e = NULL;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return e;
+}
+
+void queue_done(struct queue *q, struct qentry *e)
+{
+	pthread_mutex_lock(&q->lock);
+	list_unlink(q, e);
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	entry_free(e);
+}
+
+void queue_retry(struct queue *q, struct qentry *e, int delay_ms)
+{
+	pthread_mutex_lock(&q->lock);
+	e->inflight = 0;
+	e->attempts++;
+	e->not_before = delay_ms > 0 ? queue_now() + (int64_t)delay_ms * 1000000 : 0;
+	if (e->kind == Q_SYNC) {
+		/* A newer sync of the same path may have been queued meanwhile;
+		 * it will do the same work, so fold this one into it. */
+		struct qentry *dup = hash_find(q, e->path);
+		if (dup && dup->seq > q->barrier_seq && e->seq > q->barrier_seq) {
+			dup->flags |= e->flags;
+			list_unlink(q, e);
+			pthread_cond_broadcast(&q->cond);
+			pthread_mutex_unlock(&q->lock);
+			entry_free(e);
+			return;
+		}
+		if (!dup) {
+			unsigned h = hash_path(e->path);
+			e->hnext = q->hash[h];
+			q->hash[h] = e;
+		}
+	}
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue_kick(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue_stop(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->stopping = 1;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue_get_stats(struct queue *q, struct queue_stats *st)
+{
+	int64_t now = queue_now();
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&q->lock);
+	st->last_seq = q->next_seq - 1;
+	uint64_t min = q->next_seq;
+	for (struct qentry *e = q->head; e; e = e->next) {
+		st->pending++;
+		if (!e->inflight && e->not_before > now)
+			st->deferred++;
+		if (e->seq < min)
+			min = e->seq;
+	}
+	st->done_below = min - 1;
+	pthread_mutex_unlock(&q->lock);
+}

@@ -1,0 +1,101 @@
+/*
+ * queue: the ordered stream of changes waiting for the server.
+ *
+ * Both front ends (FUSE today, the polling scanner later) produce entries;
+ * the uploader consumes them. An entry does not carry data: it says "make
+ * the server's PATH match what BACKING holds at PATH now" (Q_SYNC), or "rename
+ * on the server" (Q_RENAME). Because a sync reads BACKING when it is
+ * processed, entries for one path coalesce, and replaying one is harmless.
+ *
+ * Ordering rules (the reasons are in docs/ARCHITECTURE.md):
+ *  - A Q_RENAME is a barrier: entries queued after it are applied after it;
+ *    no later change coalesces into a sync queued before it.
+ *  - When PATH is renamed, pending syncs under the old name are moved behind
+ *    the rename, under the new name (data follows the name). Syncs in flight
+ *    under the old name get a fresh sync under the new name.
+ *  - A sync may be deferred (not_before) while its file is being written;
+ *    deferred syncs do not hold back later entries: a state-based sync
+ *    commutes with every entry but a rename of its own path, which moves it.
+ *
+ * Progress: every entry has a sequence number. queue_done_below() is the
+ * largest N such that every entry with seq <= N is finished, which is what
+ * `mirrorfs sync` waits for.
+ *
+ * Thread-safety: all functions lock q->lock internally; safe from any thread.
+ * Lock order: queue lock is a leaf (no other lock is taken while holding it).
+ */
+#ifndef MIRRORFS_QUEUE_H
+#define MIRRORFS_QUEUE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum qkind { Q_SYNC = 1, Q_RENAME };
+
+/* Flags of a Q_SYNC: what changed. Only QF_META means the content is known
+ * unchanged (chmod, utimens); QF_TREE asks for a full comparison of the
+ * subtree with the server (mount-time reconciliation, rename fallback). */
+#define QF_CONTENT 1u
+#define QF_META 2u
+#define QF_TREE 4u
+
+struct qentry {
+	uint64_t seq;
+	enum qkind kind;
+	unsigned flags;       /* Q_SYNC */
+	unsigned rflags;      /* Q_RENAME: 0, or RENAME_NOREPLACE/EXCHANGE values */
+	char *path;           /* owned */
+	char *path2;          /* owned; rename target */
+	int64_t not_before;   /* monotonic ns; 0 = now */
+	unsigned attempts;    /* failed tries so far */
+	int inflight;
+	struct qentry *prev, *next; /* pending list or in-flight list */
+	struct qentry *hnext;       /* coalescing hash chain (pending syncs) */
+};
+
+struct queue_stats {
+	uint64_t last_seq;    /* highest seq handed out */
+	uint64_t done_below;  /* every seq <= this is finished */
+	size_t pending;       /* entries waiting or in flight */
+	size_t deferred;      /* of which deferred */
+};
+
+struct queue;
+
+/* Returns a new empty queue (caller frees with queue_free) or NULL (ENOMEM). */
+struct queue *queue_new(void);
+/* Frees every entry. Accepts NULL. No thread may use q any more. */
+void queue_free(struct queue *q);
+
+/* Queue a sync of path (copied) with flags. Returns 0 or -ENOMEM. */
+int queue_sync(struct queue *q, const char *path, unsigned flags);
+
+/* Queue a rename (paths copied), rflags as renameat2. Returns 0 or -ENOMEM. */
+int queue_rename(struct queue *q, const char *from, const char *to, unsigned rflags);
+
+/* Wait for the next entry to process and mark it in flight. Blocks up to
+ * wait_ms (-1: until stopped). Returns the entry (still owned by the queue
+ * until queue_done/queue_retry) or NULL on timeout or once queue_stop()
+ * was called. */
+struct qentry *queue_take(struct queue *q, int wait_ms);
+
+/* Entry e (from queue_take) is finished: frees it. */
+void queue_done(struct queue *q, struct qentry *e);
+
+/* Put e back at its place in the pending order (it keeps its seq), to be
+ * taken again no sooner than delay_ms from now. */
+void queue_retry(struct queue *q, struct qentry *e, int delay_ms);
+
+/* Wake queue_take() waiters (a deferred entry may be ready). */
+void queue_kick(struct queue *q);
+
+/* Make queue_take() return NULL from now on. */
+void queue_stop(struct queue *q);
+
+void queue_get_stats(struct queue *q, struct queue_stats *st);
+
+/* Monotonic clock in ns. */
+int64_t queue_now(void);
+
+#endif
