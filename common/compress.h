@@ -1,0 +1,37 @@
+/*
+ * compress: zstd compression of single chunks for the upload framing
+ * (docs/PROTOCOL.md, POST /v1/chunks, bit 31 of wire_len).
+ *
+ * A chunk is sent compressed only when that makes it smaller. Decompression
+ * is bounded by the raw length the frame header announced, so a hostile
+ * payload can never make it write more than raw_len bytes.
+ *
+ * Thread-safe: every call uses its own zstd context (libzstd's simple API),
+ * nothing is shared.
+ */
+#ifndef MIRROR_COMPRESS_H
+#define MIRROR_COMPRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define COMPRESS_LEVEL 3
+
+/* Compress in[0..len) at COMPRESS_LEVEL into out (its previous contents are
+ * dropped; may reallocate). Returns 1 if the result is smaller than len (out
+ * holds exactly the compressed frame), 0 if compression does not pay (out
+ * holds nothing useful), -ENOMEM, -EMSGSIZE (out's cap too small for
+ * ZSTD_compressBound(len)) or -EIO (any other zstd failure). */
+__attribute__((warn_unused_result))
+int compress_chunk(const uint8_t *in, size_t len, struct buf *out);
+
+/* Decompress the single zstd frame in[0..len) into out[0..raw_len). Returns 0
+ * only if in is exactly one frame that declares and yields raw_len bytes;
+ * otherwise -EBADMSG (out's contents are then unspecified). Never writes more
+ * than raw_len bytes to out. */
+__attribute__((warn_unused_result))
+int decompress_chunk(const uint8_t *in, size_t len, uint8_t *out, size_t raw_len);
+
+#endif
