@@ -1,0 +1,450 @@
+/* Unit tests for common/proto: op JSON round trips, validation, errno map. */
+#include <CUnit/CUnit.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "path.h"
+#include "proto.h"
+
+/* Encode op, print it as on the wire, parse it back and decode it.
+ * Returns proto_op_from_json's result; *out is released by the caller. */
+static int wire_roundtrip(const struct proto_op *op, struct proto_op *out)
+{
+	const char *why = NULL;
+	cJSON *j = proto_op_to_json(op);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	char *text = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	cJSON *back = cJSON_Parse(text);
+	free(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+	int r = proto_op_from_json(back, out, &why);
+	cJSON_Delete(back);
+	CU_ASSERT_PTR_NOT_NULL(why);
+	return r;
+}
+
+/* Decode JSON text. On failure check that *why is set and the op released. */
+static int decode_text(const char *text, struct proto_op *op, const char **why)
+{
+	cJSON *j = cJSON_Parse(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	*why = NULL;
+	int r = proto_op_from_json(j, op, why);
+	cJSON_Delete(j);
+	if (r < 0) {
+		CU_ASSERT_PTR_NOT_NULL(*why);
+		CU_ASSERT_PTR_NULL(op->path);
+		CU_ASSERT_PTR_NULL(op->path2);
+		CU_ASSERT_PTR_NULL(op->target);
+		CU_ASSERT_PTR_NULL(op->chunks);
+	}
+	return r;
+}
+
+static int decode_ok(const char *text)
+{
+	struct proto_op op;
+	const char *why;
+	int r = decode_text(text, &op, &why);
+	if (r == 0)
+		proto_op_release(&op);
+	return r;
+}
+
+static int same_ts(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+static void check_same(const struct proto_op *a, const struct proto_op *b)
+{
+	CU_ASSERT_EQUAL(a->kind, b->kind);
+	CU_ASSERT_STRING_EQUAL(a->path, b->path);
+	if (a->kind == OP_RENAME) {
+		CU_ASSERT_STRING_EQUAL(a->path2, b->path2);
+		CU_ASSERT_EQUAL(a->rflags, b->rflags);
+		CU_ASSERT_EQUAL(a->has_pmtime2, b->has_pmtime2);
+		if (a->has_pmtime2 && b->has_pmtime2)
+			CU_ASSERT(same_ts(&a->pmtime2, &b->pmtime2));
+	}
+	if (a->kind == OP_FILE || a->kind == OP_MKDIR || a->kind == OP_META)
+		CU_ASSERT_EQUAL(a->mode, b->mode);
+	if (a->kind != OP_DELETE && a->kind != OP_RENAME)
+		CU_ASSERT(same_ts(&a->mtime, &b->mtime));
+	if (a->kind == OP_META)
+		CU_ASSERT_EQUAL(a->type, b->type);
+	if (a->kind == OP_SYMLINK)
+		CU_ASSERT_STRING_EQUAL(a->target, b->target);
+	CU_ASSERT_EQUAL(a->has_pmtime, b->has_pmtime);
+	if (a->has_pmtime && b->has_pmtime)
+		CU_ASSERT(same_ts(&a->pmtime, &b->pmtime));
+	if (a->kind == OP_FILE) {
+		CU_ASSERT_EQUAL(a->size, b->size);
+		CU_ASSERT_EQUAL_FATAL(a->nchunks, b->nchunks);
+		for (size_t i = 0; i < a->nchunks; i++) {
+			CU_ASSERT(hash_equal(&a->chunks[i].id, &b->chunks[i].id));
+			CU_ASSERT_EQUAL(a->chunks[i].len, b->chunks[i].len);
+		}
+	}
+}
+
+static void roundtrip_ok(const struct proto_op *op)
+{
+	struct proto_op back;
+	CU_ASSERT_EQUAL_FATAL(wire_roundtrip(op, &back), 0);
+	check_same(op, &back);
+	proto_op_release(&back);
+	CU_ASSERT_PTR_NULL(back.path); /* release zeroes */
+}
+
+static const struct timespec t1 = { 1700000000, 123456789 };
+static const struct timespec t2 = { 4102444800, 999999999 }; /* beyond 2^32 */
+static const struct timespec t3 = { -1, 1 };                 /* before the epoch */
+
+static void test_roundtrip_file(void)
+{
+	struct proto_chunk ch[3];
+	for (int i = 0; i < 3; i++) {
+		hash_buf(&i, sizeof(i), &ch[i].id);
+		ch[i].len = (uint32_t)(65536 + i * 1000);
+	}
+	ch[2].len = 1024 * 1024; /* the protocol cap is allowed */
+	struct proto_op op = {
+		.kind = OP_FILE, .path = "dir/f\xc3\xa9 x.txt", .mode = 0644, .mtime = t1,
+		.size = 65536 + 66536 + 1024 * 1024, .chunks = ch, .nchunks = 3,
+		.has_pmtime = 1, .pmtime = t2,
+	};
+	roundtrip_ok(&op);
+
+	/* empty file: no chunks; no pmtime; unusual mode bits */
+	struct proto_op empty = { .kind = OP_FILE, .path = "e", .mode = 07777, .mtime = t3 };
+	roundtrip_ok(&empty);
+}
+
+static void test_roundtrip_others(void)
+{
+	struct proto_op mk = { .kind = OP_MKDIR, .path = "a/b", .mode = 0755, .mtime = t1,
+			       .has_pmtime = 1, .pmtime = t3 };
+	roundtrip_ok(&mk);
+	struct proto_op mkroot = { .kind = OP_MKDIR, .path = "", .mode = 0700, .mtime = t2 };
+	roundtrip_ok(&mkroot);
+
+	struct proto_op sl = { .kind = OP_SYMLINK, .path = "l", .target = "../../x/y",
+			       .mtime = t1, .has_pmtime = 1, .pmtime = t1 };
+	roundtrip_ok(&sl);
+	struct proto_op sl_abs = { .kind = OP_SYMLINK, .path = "d/l", .target = "/etc/passwd",
+				   .mtime = t2 };
+	roundtrip_ok(&sl_abs); /* targets are verbatim, never checked as paths */
+
+	struct proto_op del = { .kind = OP_DELETE, .path = "gone/x" };
+	roundtrip_ok(&del);
+	struct proto_op del_p = { .kind = OP_DELETE, .path = "x", .has_pmtime = 1, .pmtime = t2 };
+	roundtrip_ok(&del_p);
+
+	const char types[] = { 'f', 'd', 'l' };
+	for (int i = 0; i < 3; i++) {
+		struct proto_op m = { .kind = OP_META, .path = "m", .type = types[i], .mode = 0600,
+				      .mtime = t1, .has_pmtime = i == 1, .pmtime = t2 };
+		roundtrip_ok(&m);
+	}
+	struct proto_op mroot = { .kind = OP_META, .path = "", .type = 'd', .mode = 0755, .mtime = t1 };
+	roundtrip_ok(&mroot);
+
+	for (int f = RENAME_F_NONE; f <= RENAME_F_EXCHANGE; f++) {
+		struct proto_op rn = { .kind = OP_RENAME, .path = "a/from", .path2 = "b/to",
+				       .rflags = (enum proto_rename_flags)f, .has_pmtime = 1,
+				       .pmtime = t1, .has_pmtime2 = f != 1, .pmtime2 = t2 };
+		roundtrip_ok(&rn);
+	}
+}
+
+static void test_decode_text(void)
+{
+	struct proto_op op;
+	const char *why;
+	int r = decode_text("{\"op\":\"rename\",\"from\":\"a\",\"to\":\"b\"}", &op, &why);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	CU_ASSERT_EQUAL(op.kind, OP_RENAME);
+	CU_ASSERT_EQUAL(op.rflags, RENAME_F_NONE); /* flags are optional */
+	CU_ASSERT_FALSE(op.has_pmtime);
+	CU_ASSERT_FALSE(op.has_pmtime2);
+	proto_op_release(&op);
+
+	r = decode_text("{\"op\":\"file\",\"path\":\"f\",\"mode\":420,\"mtime\":[5,6],\"size\":3,"
+			"\"chunks\":[[\"0E5751C026E543B2E8AB2EB06099DAA1D1E5DF47778F7787FAAB45CDF12FE3A8\",1],"
+			"[\"0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8\",2]]}",
+			&op, &why);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	CU_ASSERT_EQUAL(op.nchunks, 2);
+	CU_ASSERT_EQUAL(op.size, 3);
+	CU_ASSERT_EQUAL(op.mode, 0644);
+	CU_ASSERT_EQUAL(op.mtime.tv_sec, 5);
+	CU_ASSERT_EQUAL(op.mtime.tv_nsec, 6);
+	CU_ASSERT(hash_equal(&op.chunks[0].id, &op.chunks[1].id));
+	proto_op_release(&op);
+	proto_op_release(&op); /* a zeroed op is fine */
+	proto_op_release(NULL);
+}
+
+static void test_bad_paths(void)
+{
+	char big[PATH_COMPONENT_MAX + 4];
+	memset(big, 'b', PATH_COMPONENT_MAX + 1);
+	big[PATH_COMPONENT_MAX + 1] = '\0';
+	const char *bad[] = { "/abs", "a/../b", "a//b", "", ".", "..", "a/", big };
+	static const char *tmpl[] = {
+		"{\"op\":\"file\",\"path\":\"%s\",\"mode\":420,\"mtime\":[1,0],\"size\":0,\"chunks\":[]}",
+		"{\"op\":\"symlink\",\"path\":\"%s\",\"target\":\"t\",\"mtime\":[1,0]}",
+		"{\"op\":\"delete\",\"path\":\"%s\"}",
+		"{\"op\":\"rename\",\"from\":\"%s\",\"to\":\"ok\"}",
+		"{\"op\":\"rename\",\"from\":\"ok\",\"to\":\"%s\"}",
+		/* root-capable ops still refuse everything but "" */
+		"{\"op\":\"mkdir\",\"path\":\"%s\",\"mode\":493,\"mtime\":[1,0]}",
+		"{\"op\":\"meta\",\"path\":\"%s\",\"type\":\"d\",\"mode\":493,\"mtime\":[1,0]}",
+	};
+	struct buf b;
+	buf_init(&b, 0);
+	for (size_t t = 0; t < sizeof(tmpl) / sizeof(tmpl[0]); t++) {
+		/* the template with "ok" must pass: each failure below is the path's */
+		buf_reset(&b);
+		CU_ASSERT_EQUAL_FATAL(buf_appendf(&b, tmpl[t], "ok"), 0);
+		CU_ASSERT_EQUAL(decode_ok(b.data), 0);
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			int root_ok = t >= 5 && bad[i][0] == '\0';
+			buf_reset(&b);
+			CU_ASSERT_EQUAL_FATAL(buf_appendf(&b, tmpl[t], bad[i]), 0);
+			int r = decode_ok(b.data);
+			int want = root_ok ? 0 : bad[i] == big ? -ENAMETOOLONG : -EINVAL;
+			CU_ASSERT_EQUAL(r, want);
+		}
+	}
+	buf_release(&b);
+	/* "" for meta is the root only as a folder */
+	CU_ASSERT_EQUAL(decode_ok("{\"op\":\"meta\",\"path\":\"\",\"type\":\"f\","
+				  "\"mode\":1,\"mtime\":[1,0]}"), -EINVAL);
+	CU_ASSERT_EQUAL(decode_ok("{\"op\":\"meta\",\"path\":\"\",\"type\":\"l\","
+				  "\"mode\":1,\"mtime\":[1,0]}"), -EINVAL);
+}
+
+static void test_wrong_types(void)
+{
+	static const char *bad[] = {
+		/* not an object, no op, bad op */
+		"[]", "\"file\"", "{}", "{\"op\":1,\"path\":\"a\"}", "{\"op\":null,\"path\":\"a\"}",
+		/* path types */
+		"{\"op\":\"delete\",\"path\":1}", "{\"op\":\"delete\",\"path\":null}",
+		"{\"op\":\"delete\",\"path\":[\"a\"]}", "{\"op\":\"delete\"}",
+		"{\"op\":\"rename\",\"from\":\"a\"}",
+		/* mode */
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":\"493\",\"mtime\":[1,0]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":4096,\"mtime\":[1,0]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":-1,\"mtime\":[1,0]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":1.5,\"mtime\":[1,0]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mtime\":[1,0]}",
+		/* times */
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493,\"mtime\":1}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493,\"mtime\":[1]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493,\"mtime\":[1,2,3]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493,\"mtime\":[1,1000000000]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493,\"mtime\":[1,-1]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493,\"mtime\":[1.5,0]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493,\"mtime\":[\"1\",0]}",
+		"{\"op\":\"mkdir\",\"path\":\"a\",\"mode\":493,\"mtime\":[1e300,0]}",
+		"{\"op\":\"delete\",\"path\":\"a\",\"pmtime\":\"now\"}",
+		"{\"op\":\"rename\",\"from\":\"a\",\"to\":\"b\",\"pmtime2\":[0]}",
+		/* meta type, symlink target, rename flags */
+		"{\"op\":\"meta\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0]}",
+		"{\"op\":\"meta\",\"path\":\"a\",\"type\":\"x\",\"mode\":1,\"mtime\":[1,0]}",
+		"{\"op\":\"meta\",\"path\":\"a\",\"type\":\"fd\",\"mode\":1,\"mtime\":[1,0]}",
+		"{\"op\":\"meta\",\"path\":\"a\",\"type\":\"\",\"mode\":1,\"mtime\":[1,0]}",
+		"{\"op\":\"meta\",\"path\":\"a\",\"type\":102,\"mode\":1,\"mtime\":[1,0]}",
+		"{\"op\":\"symlink\",\"path\":\"a\",\"mtime\":[1,0]}",
+		"{\"op\":\"symlink\",\"path\":\"a\",\"target\":\"\",\"mtime\":[1,0]}",
+		"{\"op\":\"symlink\",\"path\":\"a\",\"target\":7,\"mtime\":[1,0]}",
+		"{\"op\":\"rename\",\"from\":\"a\",\"to\":\"b\",\"flags\":\"bogus\"}",
+		"{\"op\":\"rename\",\"from\":\"a\",\"to\":\"b\",\"flags\":1}",
+		/* file fields */
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"chunks\":[]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":-1,\"chunks\":[]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":\"0\",\"chunks\":[]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":0}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":0,\"chunks\":{}}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[[\"zz\",1]]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[[1,1]]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[\"x\"]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[["
+		"\"0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8\"]]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":0,\"chunks\":[["
+		"\"0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8\",0]]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":1048577,\"chunks\":[["
+		"\"0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8\",1048577]]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[["
+		"\"0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8\",\"1\"]]}",
+		"{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[["
+		"\"0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a\",1]]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = decode_ok(bad[i]);
+		if (r != -EINVAL)
+			fprintf(stderr, "\nexpected -EINVAL, got %d for %s\n", r, bad[i]);
+		CU_ASSERT_EQUAL(r, -EINVAL);
+	}
+}
+
+static void test_chunk_sums(void)
+{
+	static const char *const h = "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8";
+	char text[512];
+	static const struct {
+		long size;
+		int a, b;
+		int ok;
+	} cases[] = { { 3, 1, 2, 1 }, { 4, 1, 2, 0 }, { 2, 1, 2, 0 }, { 0, 1, 2, 0 },
+		      { 2097152, 1048576, 1048576, 1 }, { 2097151, 1048576, 1048576, 0 } };
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int n = snprintf(text, sizeof(text),
+				 "{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],"
+				 "\"size\":%ld,\"chunks\":[[\"%s\",%d],[\"%s\",%d]]}",
+				 cases[i].size, h, cases[i].a, h, cases[i].b);
+		CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof(text));
+		CU_ASSERT_EQUAL(decode_ok(text), cases[i].ok ? 0 : -EINVAL);
+	}
+	/* no chunks: only size 0 adds up */
+	CU_ASSERT_EQUAL(decode_ok("{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],"
+				  "\"size\":0,\"chunks\":[]}"), 0);
+	CU_ASSERT_EQUAL(decode_ok("{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],"
+				  "\"size\":1,\"chunks\":[]}"), -EINVAL);
+}
+
+static void test_unknown_and_depth(void)
+{
+	struct proto_op op;
+	const char *why;
+	CU_ASSERT_EQUAL(decode_text("{\"op\":\"chmod\",\"path\":\"a\"}", &op, &why), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(why, "unknown op");
+	CU_ASSERT_EQUAL(decode_text("{\"op\":\"\",\"path\":\"a\"}", &op, &why), -EINVAL);
+	CU_ASSERT_EQUAL(decode_text("{\"op\":\"FILE\",\"path\":\"a\"}", &op, &why), -EINVAL);
+	CU_ASSERT_EQUAL(decode_text("{\"op\":\"delete \",\"path\":\"a\"}", &op, &why), -EINVAL);
+
+	/* depth PROTO_JSON_DEPTH_MAX passes, one more level does not; unknown
+	 * keys are otherwise ignored */
+	struct buf b;
+	buf_init(&b, 0);
+	for (int depth = 2; depth <= PROTO_JSON_DEPTH_MAX + 3; depth++) {
+		buf_reset(&b);
+		CU_ASSERT_EQUAL_FATAL(buf_appendf(&b, "{\"op\":\"delete\",\"path\":\"a\",\"x\":"), 0);
+		for (int i = 0; i < depth - 2; i++)
+			CU_ASSERT_EQUAL_FATAL(buf_append(&b, "[", 1), 0);
+		CU_ASSERT_EQUAL_FATAL(buf_append(&b, "1", 1), 0);
+		for (int i = 0; i < depth - 2; i++)
+			CU_ASSERT_EQUAL_FATAL(buf_append(&b, "]", 1), 0);
+		CU_ASSERT_EQUAL_FATAL(buf_append(&b, "}", 1), 0);
+		cJSON *j = cJSON_Parse(b.data);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+		CU_ASSERT_EQUAL(proto_json_depth(j), depth);
+		cJSON_Delete(j);
+		int r = decode_text(b.data, &op, &why);
+		if (depth <= PROTO_JSON_DEPTH_MAX) {
+			CU_ASSERT_EQUAL(r, 0);
+			if (r == 0)
+				proto_op_release(&op);
+		} else {
+			CU_ASSERT_EQUAL(r, -EINVAL);
+			CU_ASSERT_STRING_EQUAL(why, "json nested too deeply");
+		}
+	}
+	buf_release(&b);
+	CU_ASSERT_EQUAL(proto_json_depth(NULL), 0);
+}
+
+static void test_times(void)
+{
+	static const struct timespec ts[] = {
+		{ 0, 0 }, { 1, 1 }, { 1700000000, 123456789 }, { 4102444800, 999999999 },
+		/* 15 digits: cJSON prints numbers with %1.15g when that reads back
+		 * within its epsilon, which loses the last unit beyond 15 digits */
+		{ -86400, 500000000 }, { 999999999999999LL, 999999999 },
+	};
+	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+		cJSON *j = proto_time_to_json(&ts[i]);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+		char *text = cJSON_PrintUnformatted(j);
+		cJSON_Delete(j);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+		cJSON *back = cJSON_Parse(text);
+		free(text);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+		struct timespec out = { 7, 7 };
+		CU_ASSERT_EQUAL(proto_time_from_json(back, &out), 0);
+		CU_ASSERT_EQUAL(out.tv_sec, ts[i].tv_sec);
+		CU_ASSERT_EQUAL(out.tv_nsec, ts[i].tv_nsec);
+		cJSON_Delete(back);
+	}
+	static const char *bad[] = { "[1,1000000000]", "[1,-1]", "[1]", "[]", "[1,2,3]",
+				     "{\"s\":1,\"n\":2}", "1", "[1,0.5]", "[null,0]",
+				     "[1e17,0]" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *j = cJSON_Parse(bad[i]);
+		struct timespec out;
+		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+		CU_ASSERT_EQUAL(proto_time_from_json(j, &out), -EINVAL);
+		cJSON_Delete(j);
+	}
+}
+
+static void test_errno_map(void)
+{
+	static const int errs[] = { ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL,
+				    ENAMETOOLONG, ENOSPC, EDQUOT, EIO, EACCES, EPERM, ELOOP,
+				    EXDEV, EBADMSG, EMSGSIZE, E2BIG, EILSEQ, EROFS, ENOMEM };
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		const char *n = proto_errno_name(errs[i]);
+		CU_ASSERT_STRING_NOT_EQUAL(n, "EUNKNOWN");
+		CU_ASSERT_EQUAL(proto_errno_from_name(n), errs[i]);
+	}
+	CU_ASSERT_STRING_EQUAL(proto_errno_name(ENOENT), "ENOENT");
+	CU_ASSERT_STRING_EQUAL(proto_errno_name(ENOSPC), "ENOSPC");
+	CU_ASSERT_STRING_EQUAL(proto_errno_name(EBADMSG), "EBADMSG");
+	CU_ASSERT_STRING_EQUAL(proto_errno_name(0), "EUNKNOWN");
+	CU_ASSERT_STRING_EQUAL(proto_errno_name(-ENOENT), "EUNKNOWN");
+	CU_ASSERT_STRING_EQUAL(proto_errno_name(99999), "EUNKNOWN");
+	CU_ASSERT_EQUAL(proto_errno_from_name("EUNKNOWN"), 0);
+	CU_ASSERT_EQUAL(proto_errno_from_name("enoent"), 0);
+	CU_ASSERT_EQUAL(proto_errno_from_name(""), 0);
+	CU_ASSERT_EQUAL(proto_errno_from_name(NULL), 0);
+
+	/* the status table of docs/PROTOCOL.md */
+	CU_ASSERT_EQUAL(proto_status_for_errno(ENOENT), 404);
+	CU_ASSERT_EQUAL(proto_status_for_errno(ENOSPC), 507);
+	CU_ASSERT_EQUAL(proto_status_for_errno(EDQUOT), 507);
+	CU_ASSERT_EQUAL(proto_status_for_errno(ENAMETOOLONG), 422);
+	CU_ASSERT_EQUAL(proto_status_for_errno(EILSEQ), 422);
+	CU_ASSERT_EQUAL(proto_status_for_errno(EINVAL), 422);
+	CU_ASSERT_EQUAL(proto_status_for_errno(EMSGSIZE), 413);
+	CU_ASSERT_EQUAL(proto_status_for_errno(E2BIG), 413);
+	CU_ASSERT_EQUAL(proto_status_for_errno(EBADMSG), 400);
+	CU_ASSERT_EQUAL(proto_status_for_errno(EIO), 500);
+}
+
+int suite_proto(void)
+{
+	CU_pSuite s = CU_add_suite("proto", NULL, NULL);
+	if (!s)
+		return CU_get_error();
+	if (!CU_add_test(s, "roundtrip file", test_roundtrip_file) ||
+	    !CU_add_test(s, "roundtrip other ops", test_roundtrip_others) ||
+	    !CU_add_test(s, "decode text", test_decode_text) ||
+	    !CU_add_test(s, "bad paths", test_bad_paths) ||
+	    !CU_add_test(s, "wrong types", test_wrong_types) ||
+	    !CU_add_test(s, "chunk sums", test_chunk_sums) ||
+	    !CU_add_test(s, "unknown op and depth", test_unknown_and_depth) ||
+	    !CU_add_test(s, "times", test_times) || !CU_add_test(s, "errno map", test_errno_map))
+		return CU_get_error();
+	return 0;
+}
