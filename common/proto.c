@@ -56,6 +56,12 @@ unsigned proto_status_for_errno(int err)
 	case EPERM:
 	case EACCES:
 	case EROFS:
+	case EEXIST:
+	case ENOTEMPTY:
+	case ENOTDIR:
+	case EISDIR:
+	case ELOOP:
+	case EXDEV:
 		return 422;
 	case ENOENT:
 		return 404;

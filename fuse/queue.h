@@ -39,6 +39,7 @@ enum qkind { Q_SYNC = 1, Q_RENAME };
 #define QF_CONTENT 1u
 #define QF_META 2u
 #define QF_TREE 4u
+#define QF_NOLINK 8u /* internal: do not re-sync the other names of a hard link */
 
 struct qentry {
 	uint64_t seq;

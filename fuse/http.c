@@ -1,0 +1,280 @@
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+int http_global_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+int http_errno_for_curl(int code)
+{
+	switch (code) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return -ECONNRESET;
+	case CURLE_WRITE_ERROR:
+		return -EMSGSIZE; /* our callbacks refuse over-cap bodies */
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return -EPROTO;
+	case CURLE_ABORTED_BY_CALLBACK:
+		return -ECANCELED;
+	default:
+		return -EIO;
+	}
+}
+
+int http_url_check(const char *url)
+{
+	const char *p;
+	if (strncmp(url, "http://", 7) == 0)
+		p = url + 7;
+	else if (strncmp(url, "https://", 8) == 0)
+		p = url + 8;
+	else
+		return -EINVAL;
+	if (*p == '\0' || *p == '/' || *p == ':')
+		return -EINVAL;
+	for (; *p; p++)
+		if ((unsigned char)*p <= ' ')
+			return -EINVAL;
+	return 0;
+}
+
+int http_init(struct http *h, const char *base_url, const char *client_id)
+{
+	char hdr[96];
+	memset(h, 0, sizeof(*h));
+	h->timeout_s = 300;
+	if (http_url_check(base_url) < 0)
+		return -EINVAL;
+	h->base = strdup(base_url);
+	if (!h->base)
+		goto nomem;
+	size_t n = strlen(h->base);
+	while (n > 0 && h->base[n - 1] == '/')
+		h->base[--n] = '\0';
+	h->curl = curl_easy_init();
+	if (!h->curl)
+		goto nomem;
+	snprintf(hdr, sizeof(hdr), "X-Mirror-Client: %s", client_id);
+	struct curl_slist *l = curl_slist_append(NULL, hdr);
+	if (!l)
+		goto nomem;
+	struct curl_slist *l2 = curl_slist_append(l, "Expect:"); /* no 100-continue round trip */
+	if (!l2) {
+		curl_slist_free_all(l);
+		goto nomem;
+	}
+	h->headers = l2;
+	return 0;
+nomem:
+	http_release(h);
+	return -ENOMEM;
+}
+
+void http_release(struct http *h)
+{
+	if (!h)
+		return;
+	if (h->curl)
+		curl_easy_cleanup(h->curl);
+	curl_slist_free_all(h->headers);
+	free(h->base);
+	memset(h, 0, sizeof(*h));
+}
+
+char *http_escape(struct http *h, const char *s)
+{
+	char *e = curl_easy_escape(h->curl, s, (int)strlen(s));
+	if (!e)
+		return NULL;
+	char *r = strdup(e);
+	curl_free(e);
+	return r;
+}
+
+static size_t to_buf(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct buf *b = arg;
+	if (buf_append(b, ptr, size * n) < 0)
+		return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+	return size * n;
+}
+
+/* Common options for one request. */
+static int setup(struct http *h, const char *method, const char *target,
+		 struct curl_slist **extra, uint64_t seq)
+{
+	CURL *c = h->curl;
+	char url[8192];
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", h->base, target) >= sizeof(url))
+		return -ENAMETOOLONG;
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, h->timeout_s);
+	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->err);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	h->err[0] = '\0';
+	struct curl_slist *hl = h->headers;
+	*extra = NULL;
+	if (seq) {
+		char s[64];
+		snprintf(s, sizeof(s), "X-Mirror-Seq: %llu", (unsigned long long)seq);
+		/* Copy the shared list so the per-request header is not kept. */
+		for (struct curl_slist *i = h->headers; i; i = i->next)
+			*extra = curl_slist_append(*extra, i->data);
+		*extra = curl_slist_append(*extra, s);
+		if (!*extra)
+			return -ENOMEM;
+		hl = *extra;
+	}
+	if (strcmp(method, "GET") == 0) {
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	} else if (strcmp(method, "POST") != 0) {
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	return 0;
+}
+
+int http_request(struct http *h, const char *method, const char *target,
+		 const void *body, size_t len, const char *ctype, uint64_t seq,
+		 struct buf *resp, long *status)
+{
+	struct curl_slist *extra = NULL, *hdrs = NULL;
+	char ct[128];
+	int r = setup(h, method, target, &extra, seq);
+	if (r < 0)
+		goto out;
+	CURL *c = h->curl;
+	if (body || strcmp(method, "POST") == 0) {
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype ? ctype : "application/json");
+		for (struct curl_slist *i = extra ? extra : h->headers; i; i = i->next)
+			hdrs = curl_slist_append(hdrs, i->data);
+		hdrs = curl_slist_append(hdrs, ct);
+		if (!hdrs) {
+			r = -ENOMEM;
+			goto out;
+		}
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	}
+	buf_reset(resp);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_buf);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+	CURLcode cc = curl_easy_perform(c);
+	if (cc != CURLE_OK) {
+		if (!h->err[0])
+			snprintf(h->err, sizeof(h->err), "%s", curl_easy_strerror(cc));
+		r = http_errno_for_curl((int)cc);
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	r = 0;
+out:
+	curl_slist_free_all(hdrs);
+	curl_slist_free_all(extra);
+	return r;
+}
+
+struct lines {
+	struct buf line;
+	int (*cb)(void *, char *, size_t);
+	void *arg;
+	int result;
+	CURL *curl;
+};
+
+static size_t to_lines(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct lines *ls = arg;
+	size_t total = size * n;
+	long status = 0;
+	curl_easy_getinfo(ls->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200)
+		return total; /* the error body is ignored; the status tells */
+	for (size_t i = 0; i < total; i++) {
+		if (ptr[i] != '\n') {
+			/* Cheap per byte: buf_append of 1 byte; lines are short. */
+			size_t j = i;
+			while (j < total && ptr[j] != '\n')
+				j++;
+			if (buf_append(&ls->line, ptr + i, j - i) < 0) {
+				ls->result = -EMSGSIZE;
+				return 0;
+			}
+			i = j - 1;
+			continue;
+		}
+		int r = ls->cb(ls->arg, ls->line.data ? ls->line.data : (char *)"", ls->line.len);
+		buf_reset(&ls->line);
+		if (r != 0) {
+			ls->result = r;
+			return 0;
+		}
+	}
+	return total;
+}
+
+int http_get_lines(struct http *h, const char *target,
+		   int (*line_cb)(void *arg, char *line, size_t len), void *arg,
+		   long *status)
+{
+	struct curl_slist *extra = NULL;
+	struct lines ls = { .cb = line_cb, .arg = arg, .curl = h->curl };
+	buf_init(&ls.line, PROTO_MANIFEST_LINE_MAX);
+	int r = setup(h, "GET", target, &extra, 0);
+	if (r < 0)
+		goto out;
+	curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, to_lines);
+	curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &ls);
+	CURLcode cc = curl_easy_perform(h->curl);
+	*status = 0;
+	curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, status);
+	if (ls.result) {
+		r = ls.result;
+		goto out;
+	}
+	if (cc != CURLE_OK) {
+		if (!h->err[0])
+			snprintf(h->err, sizeof(h->err), "%s", curl_easy_strerror(cc));
+		r = http_errno_for_curl((int)cc);
+		goto out;
+	}
+	if (*status != 200) {
+		r = -EPROTO;
+		goto out;
+	}
+	if (ls.line.len > 0) /* a last line without '\n' */
+		r = line_cb(arg, ls.line.data, ls.line.len);
+out:
+	buf_release(&ls.line);
+	curl_slist_free_all(extra);
+	return r;
+}

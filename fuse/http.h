@@ -1,0 +1,69 @@
+/*
+ * http: the client's connection to mirrord (libcurl easy interface).
+ *
+ * One struct http per thread: it owns a curl handle, so the TCP connection
+ * is kept alive and reused across requests. Every request carries the
+ * client id header; POST /v1/op also the sequence number. Responses are
+ * collected into a capped buf (HTTP_RESP_MAX) or, for the manifest, handed
+ * out line by line (each line capped at PROTO_MANIFEST_LINE_MAX).
+ *
+ * http_errno_for_curl() is the one mapping from curl errors to errno.
+ * Not thread-safe per handle; separate handles are independent.
+ */
+#ifndef MIRRORFS_HTTP_H
+#define MIRRORFS_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define HTTP_RESP_MAX (4u * 1024 * 1024)
+
+struct http {
+	void *curl;            /* CURL *, owned */
+	char *base;            /* owned: "http://host:port" without trailing / */
+	void *headers;         /* struct curl_slist *, owned */
+	char err[256];         /* last transport error text */
+	long timeout_s;
+};
+
+/* Global libcurl setup; call once from main before threads. 0 or -EIO. */
+int http_global_init(void);
+
+/* base_url is copied. client_id: 32 hex chars. Returns 0, -EINVAL (bad URL:
+ * not http:// or https:// with a host), -ENOMEM. */
+__attribute__((warn_unused_result))
+int http_init(struct http *h, const char *base_url, const char *client_id);
+void http_release(struct http *h);
+
+/* Check that url looks like http(s)://host[:port][/]. 0 or -EINVAL. */
+int http_url_check(const char *url);
+
+/* Perform a request. target: "/v1/..." (query already escaped). body may
+ * be NULL. seq: sent as X-Mirror-Seq when non-zero. The response body goes
+ * to resp (reset first, capped). Returns 0 with *status set when the server
+ * answered (any status), or a negative errno for a transport failure
+ * (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -EHOSTUNREACH, -EMSGSIZE for an
+ * over-long answer, -EIO); h->err then says what happened. */
+__attribute__((warn_unused_result))
+int http_request(struct http *h, const char *method, const char *target,
+		 const void *body, size_t len, const char *ctype, uint64_t seq,
+		 struct buf *resp, long *status);
+
+/* GET target and call line_cb for every '\n'-terminated line of a 200
+ * answer (line without the '\n', NUL-terminated, borrowed). A callback
+ * returning non-zero stops the transfer with that value. Returns 0, the
+ * callback's value, -EMSGSIZE for a line over the cap, a transport errno,
+ * or -EPROTO when the status is not 200 (*status tells). */
+__attribute__((warn_unused_result))
+int http_get_lines(struct http *h, const char *target,
+		   int (*line_cb)(void *arg, char *line, size_t len), void *arg,
+		   long *status);
+
+/* URL-escape s into a new string (caller frees with free()), or NULL. */
+char *http_escape(struct http *h, const char *s);
+
+int http_errno_for_curl(int curl_code);
+
+#endif

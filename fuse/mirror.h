@@ -1,0 +1,64 @@
+/*
+ * mirror: the client's context, one per mount. Everything the FUSE front
+ * end, the uploader and the status reporter share lives here and is passed
+ * down explicitly (no globals beyond configuration and the log sink).
+ *
+ * Fields marked "frozen" are set before the FUSE loop starts and never
+ * change. The rest name their own lock.
+ */
+#ifndef MIRRORFS_MIRROR_H
+#define MIRRORFS_MIRROR_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "ofile.h"
+
+struct queue;
+struct links;
+struct uploader;
+
+struct mirror_stats {
+	uint64_t files_sent;      /* file commits applied */
+	uint64_t ops_applied;     /* every op the server applied */
+	uint64_t bytes_read;      /* file bytes read for upload */
+	uint64_t bytes_sent;      /* chunk payload bytes sent */
+	uint64_t chunks_sent;
+	uint64_t chunks_skipped;  /* the server had them already */
+	uint64_t skipped_special; /* fifos, sockets, devices: not mirrored */
+	uint64_t rejected;        /* refused for good by the server */
+	time_t offline_since;     /* 0 when the last request got through */
+	time_t last_ok;           /* wall time of the last applied op */
+	time_t last_error_at;
+	char last_error[512];
+	/* reconciliation */
+	int reconciling;
+	uint64_t rec_entries_done, rec_entries_total;
+	uint64_t rec_bytes_done, rec_bytes_total;
+	uint64_t rec_runs;
+};
+
+struct mirror {
+	/* frozen */
+	int backing_fd;     /* O_RDONLY|O_DIRECTORY on BACKING, owned */
+	char *backing;      /* realpath of BACKING, owned */
+	char *mountpoint;   /* realpath of MOUNTPOINT, owned */
+	char *server;       /* base URL, owned */
+	char *state_dir;    /* owned */
+	char client_id[33];
+
+	struct queue *q;      /* owned */
+	struct ofiles ofiles; /* open files */
+	struct links *links;  /* owned */
+	struct uploader *up;  /* owned; started in the FUSE init callback */
+
+	pthread_mutex_t stats_lock;
+	struct mirror_stats stats; /* under stats_lock */
+};
+
+/* Record a failure for status and the log: one line naming path and reason. */
+void mirror_error(struct mirror *m, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,173 @@
+#define _GNU_SOURCE
+#include "ofile.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "path.h"
+#include "queue.h"
+
+static unsigned slot(dev_t dev, ino_t ino)
+{
+	return (unsigned)(((uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev) >> 40) % OFILE_HASH;
+}
+
+void ofiles_init(struct ofiles *t, struct queue *q)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->lock, NULL);
+	t->q = q;
+}
+
+void ofiles_release(struct ofiles *t)
+{
+	if (!t)
+		return;
+	for (unsigned i = 0; i < OFILE_HASH; i++) {
+		struct ofile *of = t->hash[i];
+		while (of) {
+			struct ofile *n = of->next;
+			free(of->path);
+			free(of);
+			of = n;
+		}
+		t->hash[i] = NULL;
+	}
+	pthread_mutex_destroy(&t->lock);
+}
+
+static struct ofile *find(struct ofiles *t, dev_t dev, ino_t ino)
+{
+	for (struct ofile *of = t->hash[slot(dev, ino)]; of; of = of->next)
+		if (of->dev == dev && of->ino == ino)
+			return of;
+	return NULL;
+}
+
+struct ofile *ofiles_open(struct ofiles *t, dev_t dev, ino_t ino, const char *path, int writer)
+{
+	pthread_mutex_lock(&t->lock);
+	struct ofile *of = find(t, dev, ino);
+	if (!of) {
+		of = calloc(1, sizeof(*of));
+		if (!of)
+			goto out;
+		of->dev = dev;
+		of->ino = ino;
+		of->path = path ? strdup(path) : NULL;
+		unsigned s = slot(dev, ino);
+		of->next = t->hash[s];
+		t->hash[s] = of;
+	} else if (path && (!of->path || strcmp(of->path, path) != 0)) {
+		/* Opened under another name (a hard link, or a rename done
+		 * behind our back): the newest name is the one to use. */
+		char *p = strdup(path);
+		if (p) {
+			free(of->path);
+			of->path = p;
+		}
+	}
+	of->refs++;
+	if (writer)
+		of->writers++;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return of;
+}
+
+void ofiles_close(struct ofiles *t, struct ofile *of, int writer)
+{
+	int kick = 0;
+	pthread_mutex_lock(&t->lock);
+	if (writer) {
+		if (of->writers == 0)
+			abort(); /* unbalanced open/close: a bug */
+		of->writers--;
+		kick = of->writers == 0;
+	}
+	if (--of->refs == 0) {
+		struct ofile **pp = &t->hash[slot(of->dev, of->ino)];
+		while (*pp != of)
+			pp = &(*pp)->next;
+		*pp = of->next;
+		free(of->path);
+		free(of);
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (kick)
+		queue_kick(t->q); /* a deferred sync may go now */
+}
+
+void ofiles_written(struct ofiles *t, struct ofile *of)
+{
+	long long now = queue_now();
+	atomic_store_explicit(&of->last_write, now, memory_order_relaxed);
+	if (atomic_load_explicit(&of->queued, memory_order_acquire))
+		return;
+	long long zero = 0;
+	atomic_compare_exchange_strong(&of->dirty_since, &zero, now);
+	if (atomic_exchange(&of->queued, 1))
+		return;
+	pthread_mutex_lock(&t->lock);
+	if (of->path && queue_sync(t->q, of->path, QF_CONTENT) < 0)
+		log_error("%s: cannot queue change: out of memory", of->path);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void ofiles_renamed(struct ofiles *t, const char *from, const char *to, int exchange)
+{
+	pthread_mutex_lock(&t->lock);
+	for (unsigned i = 0; i < OFILE_HASH; i++)
+		for (struct ofile *of = t->hash[i]; of; of = of->next) {
+			if (!of->path)
+				continue;
+			char *np = path_rebase(of->path, from, to);
+			if (!np && exchange)
+				np = path_rebase(of->path, to, from);
+			if (np) {
+				free(of->path);
+				of->path = np;
+			}
+		}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void ofiles_unlinked(struct ofiles *t, const char *path)
+{
+	pthread_mutex_lock(&t->lock);
+	for (unsigned i = 0; i < OFILE_HASH; i++)
+		for (struct ofile *of = t->hash[i]; of; of = of->next)
+			if (of->path && strcmp(of->path, path) == 0) {
+				free(of->path);
+				of->path = NULL;
+			}
+	pthread_mutex_unlock(&t->lock);
+}
+
+int ofiles_begin_upload(struct ofiles *t, dev_t dev, ino_t ino, int64_t *last_write,
+			int64_t *dirty_since)
+{
+	int writing = 0;
+	*last_write = 0;
+	*dirty_since = 0;
+	pthread_mutex_lock(&t->lock);
+	struct ofile *of = find(t, dev, ino);
+	if (of) {
+		atomic_store(&of->queued, 0);
+		*last_write = atomic_load(&of->last_write);
+		*dirty_since = atomic_load(&of->dirty_since);
+		writing = of->writers > 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return writing;
+}
+
+void ofiles_uploaded(struct ofiles *t, dev_t dev, ino_t ino, int64_t started)
+{
+	pthread_mutex_lock(&t->lock);
+	struct ofile *of = find(t, dev, ino);
+	if (of && atomic_load(&of->last_write) < started)
+		atomic_store(&of->dirty_since, 0);
+	pthread_mutex_unlock(&t->lock);
+}

@@ -1,0 +1,78 @@
+/*
+ * ofile: what the client knows about files that are open through the mount,
+ * keyed by BACKING inode, so that change capture costs a few memory
+ * operations per write and pending data follows the file across renames.
+ *
+ * A record exists while at least one handle is open. It holds the file's
+ * current mirror path (kept up to date by renames and unlinks through the
+ * mount; NULL once every known name is gone), how many handles may write,
+ * when the last write happened, and whether a sync of the file is already
+ * queued ("queued": set by the first write after the uploader picked the
+ * file up, cleared by the uploader before it reads the file, so a write that
+ * races with an upload always queues a new sync).
+ *
+ * Thread-safety: the table has one mutex (ofiles.lock) protecting the hash
+ * chains, refs, writers and path; queued and last_write are atomics read
+ * and written without it on the write path. Lock order: ofiles.lock, then
+ * the queue lock (queue_sync is called with ofiles.lock held).
+ */
+#ifndef MIRRORFS_OFILE_H
+#define MIRRORFS_OFILE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct queue;
+
+struct ofile {
+	dev_t dev;
+	ino_t ino;
+	unsigned refs;       /* open handles; under lock */
+	unsigned writers;    /* handles open for writing; under lock */
+	char *path;          /* owned; current mirror path or NULL; under lock */
+	atomic_int queued;
+	atomic_llong last_write;  /* queue_now() of the last write */
+	atomic_llong dirty_since; /* first write not yet uploaded; 0 if none */
+	struct ofile *next;  /* hash chain; under lock */
+};
+
+#define OFILE_HASH 1024
+
+struct ofiles {
+	pthread_mutex_t lock;
+	struct ofile *hash[OFILE_HASH];
+	struct queue *q; /* borrowed */
+};
+
+void ofiles_init(struct ofiles *t, struct queue *q);
+/* Frees every record. Accepts NULL. */
+void ofiles_release(struct ofiles *t);
+
+/* A handle on (dev, ino) was opened under path. Returns the record
+ * (reference held by the handle) or NULL on ENOMEM. */
+struct ofile *ofiles_open(struct ofiles *t, dev_t dev, ino_t ino, const char *path, int writer);
+
+/* The handle is closed: drop its reference. */
+void ofiles_close(struct ofiles *t, struct ofile *of, int writer);
+
+/* The file was written: queue a content sync unless one is already queued.
+ * The fast path is two atomic operations. */
+void ofiles_written(struct ofiles *t, struct ofile *of);
+
+/* Update paths after a rename (exchange: both ways) or an unlink of path. */
+void ofiles_renamed(struct ofiles *t, const char *from, const char *to, int exchange);
+void ofiles_unlinked(struct ofiles *t, const char *path);
+
+/* For the uploader, before reading (dev, ino): clear "queued" and report
+ * whether it has writers and when it was last written (0 if not open).
+ * Returns 1 if the file is open for writing. */
+int ofiles_begin_upload(struct ofiles *t, dev_t dev, ino_t ino, int64_t *last_write,
+			int64_t *dirty_since);
+
+/* The uploader published (dev, ino) as read at time 'started': clears
+ * dirty_since unless it was written after that. */
+void ofiles_uploaded(struct ofiles *t, dev_t dev, ino_t ino, int64_t started);
+
+#endif

@@ -1,0 +1,420 @@
+/*
+ * reconcile: make a subtree on the server equal to the same subtree of
+ * BACKING, sending only what differs.
+ *
+ * Used when mounting (the whole tree: BACKING may have changed while
+ * nothing was mounted, or DIR behind mirrord's back) and when a rename
+ * cannot be applied on the server (its source is not there).
+ *
+ * 1. The server's listing of the subtree (GET /v1/manifest, NDJSON) goes
+ *    into a hash map: path -> type, mode, size, mtime, target.
+ * 2. BACKING is walked (never following symlinks). An entry that matches
+ *    its server entry (type, mode, mtime, size or target) costs nothing;
+ *    the others are collected with their sizes, so progress can be shown
+ *    against a known total.
+ * 3. Server entries that BACKING lacks are deleted (a deleted folder's
+ *    descendants are skipped), then the differing entries are synced in
+ *    walk order (parents first).
+ *
+ * Memory: the map holds the server's subtree (about 100 bytes an entry);
+ * the walk keeps one open folder per level.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "links.h"
+#include "log.h"
+#include "path.h"
+#include "queue.h"
+#include "safeopen.h"
+#include "worker.h"
+
+struct rentry {
+	char *path;
+	char *target;
+	char type;
+	int seen;
+	uint32_t mode;
+	uint64_t size;
+	struct timespec mtime;
+	struct rentry *hnext;
+	struct rentry *lnext; /* manifest order */
+};
+
+struct rmap {
+	struct rentry **b;
+	size_t nb, n;
+	struct rentry *head, **tail;
+};
+
+struct todo {
+	char *path;
+	struct stat st;
+};
+
+struct rec {
+	struct worker *w;
+	struct rmap map;
+	struct todo *todo; /* owned */
+	size_t ntodo, atodo;
+	uint64_t bytes_total;
+	int failed; /* -errno of a local failure */
+};
+
+static size_t hstr(const char *s)
+{
+	size_t h = 5381;
+	while (*s)
+		h = h * 33 + (uint8_t)*s++;
+	return h;
+}
+
+static int map_grow(struct rmap *m)
+{
+	size_t nb = m->nb ? m->nb * 2 : 1024;
+	struct rentry **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->nb; i++)
+		for (struct rentry *e = m->b[i], *n; e; e = n) {
+			n = e->hnext;
+			e->hnext = b[hstr(e->path) % nb];
+			b[hstr(e->path) % nb] = e;
+		}
+	free(m->b);
+	m->b = b;
+	m->nb = nb;
+	return 0;
+}
+
+static struct rentry *map_find(struct rmap *m, const char *path)
+{
+	if (!m->nb)
+		return NULL;
+	for (struct rentry *e = m->b[hstr(path) % m->nb]; e; e = e->hnext)
+		if (strcmp(e->path, path) == 0)
+			return e;
+	return NULL;
+}
+
+static void map_release(struct rmap *m)
+{
+	for (struct rentry *e = m->head, *n; e; e = n) {
+		n = e->lnext;
+		free(e->path);
+		free(e->target);
+		free(e);
+	}
+	free(m->b);
+	memset(m, 0, sizeof(*m));
+}
+
+/* One manifest line -> map entry. Malformed lines are a server bug: stop. */
+static int on_line(void *arg, char *line, size_t len)
+{
+	struct rec *rc = arg;
+	struct rmap *m = &rc->map;
+	int r = -EPROTO;
+	cJSON *j = cJSON_ParseWithLength(line, len);
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "p");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
+	const cJSON *mo = cJSON_GetObjectItemCaseSensitive(j, "m");
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "s");
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "mt");
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "l");
+	struct rentry *e = NULL;
+
+	if (len == 0) {
+		r = 0;
+		goto out;
+	}
+	if (!cJSON_IsString(p) || !cJSON_IsString(t) || strlen(t->valuestring) != 1 ||
+	    path_check(p->valuestring, strlen(p->valuestring), 1) < 0)
+		goto out;
+	if (m->n * 2 >= m->nb && map_grow(m) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->path = strdup(p->valuestring))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	e->type = t->valuestring[0];
+	if (cJSON_IsNumber(mo))
+		e->mode = (uint32_t)mo->valuedouble & 07777;
+	if (cJSON_IsNumber(s) && s->valuedouble >= 0)
+		e->size = (uint64_t)s->valuedouble;
+	if (mt && proto_time_from_json(mt, &e->mtime) < 0)
+		goto out;
+	if (cJSON_IsString(l) && !(e->target = strdup(l->valuestring))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	size_t h = hstr(e->path) % m->nb;
+	e->hnext = m->b[h];
+	m->b[h] = e;
+	*m->tail = e;
+	m->tail = &e->lnext;
+	m->n++;
+	e = NULL;
+	r = 0;
+out:
+	if (e) {
+		free(e->path);
+		free(e->target);
+		free(e);
+	}
+	cJSON_Delete(j);
+	return r;
+}
+
+static int same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* Does BACKING's entry (dirfd, name) equal the server's? */
+static int matches(int dirfd, const char *name, const struct stat *st, const struct rentry *e)
+{
+	if (!e)
+		return 0;
+	if (S_ISDIR(st->st_mode))
+		return e->type == 'd' && e->mode == (st->st_mode & 07777) &&
+		       same_time(&e->mtime, &st->st_mtim);
+	if (S_ISREG(st->st_mode))
+		return e->type == 'f' && e->mode == (st->st_mode & 07777) &&
+		       e->size == (uint64_t)st->st_size && same_time(&e->mtime, &st->st_mtim);
+	if (S_ISLNK(st->st_mode)) {
+		char target[PATH_MAX_LEN + 1];
+		if (e->type != 'l' || !e->target || !same_time(&e->mtime, &st->st_mtim))
+			return 0;
+		ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
+		if (n < 0)
+			return 0;
+		target[n] = '\0';
+		return strcmp(target, e->target) == 0;
+	}
+	return 0;
+}
+
+static int add_todo(struct rec *rc, const char *path, const struct stat *st)
+{
+	if (rc->ntodo == rc->atodo) {
+		size_t na = rc->atodo ? rc->atodo * 2 : 64;
+		struct todo *t = realloc(rc->todo, na * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		rc->todo = t;
+		rc->atodo = na;
+	}
+	if (!(rc->todo[rc->ntodo].path = strdup(path)))
+		return -ENOMEM;
+	rc->todo[rc->ntodo].st = *st;
+	rc->ntodo++;
+	if (S_ISREG(st->st_mode))
+		rc->bytes_total += (uint64_t)st->st_size;
+	return 0;
+}
+
+/* Look at one BACKING entry: mark its server twin seen, queue a sync if
+ * they differ. */
+static int visit(struct rec *rc, int dirfd, const char *name, const char *path,
+		 const struct stat *st)
+{
+	struct rentry *e = map_find(&rc->map, path);
+	int special = !S_ISDIR(st->st_mode) && !S_ISREG(st->st_mode) && !S_ISLNK(st->st_mode);
+	if (e)
+		e->seen = 1;
+	if (S_ISREG(st->st_mode) && st->st_nlink > 1)
+		(void)links_add(rc->w->m->links, st->st_ino, path);
+	if (special) {
+		pthread_mutex_lock(&rc->w->m->stats_lock);
+		rc->w->m->stats.skipped_special++;
+		pthread_mutex_unlock(&rc->w->m->stats_lock);
+		if (e)
+			e->seen = 0; /* the server must not keep anything there */
+		return 0;
+	}
+	if (matches(dirfd, name, st, e))
+		return 0;
+	return add_todo(rc, path, st);
+}
+
+static int walk(struct rec *rc, int dirfd, const char *path)
+{
+	int r = 0;
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		struct stat st;
+		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue; /* gone since readdir */
+		char *child = path_join(path, de->d_name);
+		if (!child) {
+			r = -ENOMEM;
+			break;
+		}
+		r = visit(rc, dirfd, de->d_name, child, &st);
+		if (r == 0 && S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd, de->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub >= 0) {
+				r = walk(rc, sub, child);
+				close(sub);
+			}
+		}
+		free(child);
+		if (r < 0)
+			break;
+	}
+	closedir(d);
+	return r;
+}
+
+static void progress(struct mirror *m, int active, uint64_t done_e, uint64_t tot_e,
+		     uint64_t done_b, uint64_t tot_b)
+{
+	pthread_mutex_lock(&m->stats_lock);
+	m->stats.reconciling = active;
+	m->stats.rec_entries_done = done_e;
+	m->stats.rec_entries_total = tot_e;
+	m->stats.rec_bytes_done = done_b;
+	m->stats.rec_bytes_total = tot_b;
+	pthread_mutex_unlock(&m->stats_lock);
+}
+
+enum send_result reconcile_tree(struct worker *w, const char *path)
+{
+	struct mirror *m = w->m;
+	struct rec rc = { .w = w };
+	enum send_result res = SEND_LOCAL;
+	char *esc = NULL, target[8192];
+	long status = 0;
+	int r;
+
+	rc.map.tail = &rc.map.head;
+	progress(m, 1, 0, 0, 0, 0);
+	esc = http_escape(&w->http, path);
+	if (!esc)
+		goto out;
+	snprintf(target, sizeof(target), "/v1/manifest?path=%s", esc);
+	r = http_get_lines(&w->http, target, on_line, &rc, &status);
+	if (r < 0) {
+		if (r == -EPROTO && status) {
+			res = send_classify(status);
+			snprintf(w->why, sizeof(w->why), "manifest refused with %ld", status);
+		} else {
+			res = SEND_RETRY;
+			snprintf(w->why, sizeof(w->why), "cannot list the server: %s",
+				 w->http.err[0] ? w->http.err : strerror(-r));
+		}
+		goto out;
+	}
+
+	struct stat st;
+	r = safe_lstat(m->backing_fd, path, &st);
+	if (r == 0) {
+		const char *name = path[0] ? path_base(path) : ".";
+		const char *base;
+		int pfd = path[0] ? safe_open_parent(m->backing_fd, path, 0, &base)
+				  : dup(m->backing_fd);
+		if (pfd < 0) {
+			r = pfd;
+		} else {
+			r = visit(&rc, pfd, name, path, &st);
+			close(pfd);
+		}
+		if (r == 0 && S_ISDIR(st.st_mode)) {
+			int dfd = safe_openat(m->backing_fd, path, O_RDONLY | O_DIRECTORY, 0);
+			if (dfd >= 0) {
+				r = walk(&rc, dfd, path);
+				close(dfd);
+			}
+		}
+	} else if (r == -ENOENT) {
+		r = 0; /* nothing in BACKING: every server entry goes */
+	}
+	if (r < 0) {
+		snprintf(w->why, sizeof(w->why), "cannot scan the backing folder: %s", strerror(-r));
+		goto out;
+	}
+
+	uint64_t ndel = 0;
+	for (struct rentry *e = rc.map.head; e; e = e->lnext)
+		ndel += !e->seen;
+	uint64_t total = ndel + rc.ntodo, done = 0, bytes = 0;
+	progress(m, 1, 0, total, 0, rc.bytes_total);
+
+	/* Deletions first; a folder's removal takes its descendants along. */
+	const char *deleted = NULL;
+	for (struct rentry *e = rc.map.head; e; e = e->lnext) {
+		if (e->seen)
+			continue;
+		if (deleted && path_is_under(e->path, deleted)) {
+			progress(m, 1, ++done, total, bytes, rc.bytes_total);
+			continue;
+		}
+		struct proto_op op = { .kind = OP_DELETE, .path = e->path };
+		worker_fill_pmtime(w, e->path, &op.pmtime, &op.has_pmtime);
+		res = worker_send_op(w, &op, 0, NULL);
+		if (res == SEND_RETRY)
+			goto out;
+		if (res != SEND_OK)
+			mirror_error(m, e->path, "cannot delete on the server: %s", w->why);
+		deleted = e->path;
+		progress(m, 1, ++done, total, bytes, rc.bytes_total);
+	}
+	for (size_t i = 0; i < rc.ntodo; i++) {
+		struct todo *t = &rc.todo[i];
+		res = worker_sync_path(w, t->path, QF_CONTENT, NULL, 0);
+		if (res == SEND_RETRY)
+			goto out;
+		if (res == SEND_CHANGED) {
+			/* Changing right now: the queue will come back to it. */
+			if (queue_sync(m->q, t->path, QF_CONTENT) < 0)
+				mirror_error(m, t->path, "cannot queue change: out of memory");
+		} else if (res != SEND_OK) {
+			mirror_error(m, t->path, "cannot sync: %s", w->why);
+			if (res == SEND_REJECTED) {
+				pthread_mutex_lock(&m->stats_lock);
+				m->stats.rejected++;
+				pthread_mutex_unlock(&m->stats_lock);
+			}
+		}
+		if (S_ISREG(t->st.st_mode))
+			bytes += (uint64_t)t->st.st_size;
+		progress(m, 1, ++done, total, bytes, rc.bytes_total);
+	}
+	res = SEND_OK;
+	pthread_mutex_lock(&m->stats_lock);
+	m->stats.rec_runs++;
+	pthread_mutex_unlock(&m->stats_lock);
+	log_info("reconciled /%s: %llu entries sent or deleted", path,
+		 (unsigned long long)total);
+out:
+	pthread_mutex_lock(&m->stats_lock);
+	m->stats.reconciling = 0;
+	pthread_mutex_unlock(&m->stats_lock);
+	for (size_t i = 0; i < rc.ntodo; i++)
+		free(rc.todo[i].path);
+	free(rc.todo);
+	map_release(&rc.map);
+	free(esc);
+	return res;
+}

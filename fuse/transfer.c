@@ -1,0 +1,342 @@
+/*
+ * transfer: send one regular file as content-defined chunks.
+ *
+ * The file is read once, in batches of about TRANSFER_BATCH bytes: each
+ * batch is cut into chunks (common/chunker), hashed, the server is asked
+ * which of them it lacks, and only those are uploaded (zstd where that
+ * pays). Memory stays bounded by one batch plus the chunk list (48 bytes a
+ * chunk), whatever the file size. The commit names the whole chunk list;
+ * mirrord answers 409 with the chunks it no longer has, which are read
+ * again (and re-checked against their ids) and sent.
+ *
+ * A file that changes while it is read (size, mtime or ctime differ before
+ * and after) is not committed: SEND_CHANGED makes the uploader try again,
+ * so a torn version is never published as final.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chunker.h"
+#include "compress.h"
+#include "frame.h"
+#include "log.h"
+#include "worker.h"
+
+#define TRANSFER_BATCH (4u * 1024 * 1024)
+
+struct chunk_ref {
+	struct hash_id id;
+	uint32_t len;
+	uint64_t off;
+};
+
+struct xfer {
+	struct worker *w;
+	const char *path;
+	int fd;
+	struct chunk_ref *chunks; /* owned; grows */
+	size_t n, alloc;
+	struct buf body;   /* chunk upload body */
+	struct buf zbuf;   /* compression scratch */
+	uint64_t bytes_sent, chunks_sent, chunks_skipped;
+};
+
+static int add_chunk(struct xfer *x, const uint8_t *data, uint32_t len, uint64_t off)
+{
+	if (x->n == x->alloc) {
+		size_t na = x->alloc ? x->alloc * 2 : 64;
+		struct chunk_ref *p = realloc(x->chunks, na * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		x->chunks = p;
+		x->alloc = na;
+	}
+	struct chunk_ref *c = &x->chunks[x->n++];
+	hash_buf(data, len, &c->id);
+	c->len = len;
+	c->off = off;
+	return 0;
+}
+
+/* Append one frame for chunk c (bytes at data) to the upload body. */
+static int frame_chunk(struct xfer *x, const struct chunk_ref *c, const uint8_t *data)
+{
+	uint8_t hdr[FRAME_HEADER_LEN];
+	int z = compress_chunk(data, c->len, &x->zbuf);
+	if (z < 0)
+		z = 0; /* send it as it is */
+	const uint8_t *payload = z ? (const uint8_t *)x->zbuf.data : data;
+	uint32_t wire = z ? (uint32_t)x->zbuf.len : c->len;
+	frame_encode_header(hdr, &c->id, c->len, wire, z);
+	int r = buf_append(&x->body, hdr, sizeof(hdr));
+	if (r == 0)
+		r = buf_append(&x->body, payload, wire);
+	x->bytes_sent += wire;
+	x->chunks_sent++;
+	return r;
+}
+
+static enum send_result post_body(struct xfer *x)
+{
+	struct worker *w = x->w;
+	long status = 0;
+	if (x->body.len == 0)
+		return SEND_OK;
+	int r = http_request(&w->http, "POST", "/v1/chunks", x->body.data, x->body.len,
+			     "application/octet-stream", 0, &w->resp, &status);
+	buf_reset(&x->body);
+	if (r < 0) {
+		snprintf(w->why, sizeof(w->why), "cannot reach %s: %s", w->m->server,
+			 w->http.err[0] ? w->http.err : strerror(-r));
+		return SEND_RETRY;
+	}
+	enum send_result res = send_classify(status);
+	if (res != SEND_OK)
+		snprintf(w->why, sizeof(w->why), "chunk upload refused with %ld: %.200s", status,
+			 w->resp.data ? w->resp.data : "");
+	return res;
+}
+
+/* Ask which of chunks[first..n) the server lacks; *missing gets a new
+ * array of flags (caller frees). */
+static enum send_result query_missing(struct xfer *x, size_t first, uint8_t **missing)
+{
+	struct worker *w = x->w;
+	char hex[HASH_HEX_LEN + 1];
+	long status = 0;
+	enum send_result res = SEND_LOCAL;
+	cJSON *reply = NULL;
+	char *body = NULL;
+	size_t cnt = x->n - first;
+
+	*missing = calloc(cnt ? cnt : 1, 1);
+	cJSON *q = cJSON_CreateObject();
+	cJSON *ids = q ? cJSON_AddArrayToObject(q, "ids") : NULL;
+	if (!*missing || !ids)
+		goto out;
+	for (size_t i = first; i < x->n; i++) {
+		hash_to_hex(&x->chunks[i].id, hex);
+		if (!cJSON_AddItemToArray(ids, cJSON_CreateString(hex)))
+			goto out;
+	}
+	body = cJSON_PrintUnformatted(q);
+	if (!body)
+		goto out;
+	int r = http_request(&w->http, "POST", "/v1/chunks/query", body, strlen(body), NULL, 0,
+			     &w->resp, &status);
+	if (r < 0) {
+		snprintf(w->why, sizeof(w->why), "cannot reach %s: %s", w->m->server,
+			 w->http.err[0] ? w->http.err : strerror(-r));
+		res = SEND_RETRY;
+		goto out;
+	}
+	res = send_classify(status);
+	if (res != SEND_OK) {
+		snprintf(w->why, sizeof(w->why), "chunk query refused with %ld", status);
+		goto out;
+	}
+	reply = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
+	const cJSON *miss = cJSON_GetObjectItemCaseSensitive(reply, "missing");
+	const cJSON *it;
+	if (!cJSON_IsArray(miss)) {
+		snprintf(w->why, sizeof(w->why), "malformed answer to chunk query");
+		res = SEND_RETRY;
+		goto out;
+	}
+	cJSON_ArrayForEach(it, miss) {
+		if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble < (double)cnt)
+			(*missing)[(size_t)it->valuedouble] = 1;
+	}
+	res = SEND_OK;
+out:
+	cJSON_Delete(q);
+	cJSON_Delete(reply);
+	free(body);
+	return res;
+}
+
+/* The chunks[first..n) were just cut from buf (chunk i at buf + off - base):
+ * upload those the server lacks. */
+static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *buf,
+				   uint64_t base)
+{
+	uint8_t *missing = NULL;
+	enum send_result res = query_missing(x, first, &missing);
+	if (res != SEND_OK)
+		goto out;
+	for (size_t i = first; i < x->n; i++) {
+		if (!missing[i - first]) {
+			x->chunks_skipped++;
+			continue;
+		}
+		/* The same chunk twice in one batch goes once. */
+		int dup = 0;
+		for (size_t k = first; k < i && !dup; k++)
+			dup = missing[k - first] && hash_equal(&x->chunks[k].id, &x->chunks[i].id);
+		if (dup)
+			continue;
+		if (frame_chunk(x, &x->chunks[i], buf + (x->chunks[i].off - base)) < 0) {
+			snprintf(x->w->why, sizeof(x->w->why), "out of memory");
+			res = SEND_LOCAL;
+			goto out;
+		}
+	}
+	res = post_body(x);
+out:
+	free(missing);
+	return res;
+}
+
+/* Re-read and upload the chunks the commit answer says are missing. */
+static enum send_result resend(struct xfer *x, const cJSON *reply)
+{
+	const cJSON *miss = cJSON_GetObjectItemCaseSensitive(reply, "missing"), *it;
+	uint8_t *data = malloc(CHUNK_PROTO_MAX);
+	enum send_result res = SEND_OK;
+	if (!data)
+		return SEND_LOCAL;
+	cJSON_ArrayForEach(it, miss) {
+		if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (double)x->n)
+			continue;
+		const struct chunk_ref *c = &x->chunks[(size_t)it->valuedouble];
+		struct hash_id id;
+		if (pread(x->fd, data, c->len, (off_t)c->off) != (ssize_t)c->len) {
+			res = SEND_CHANGED;
+			break;
+		}
+		hash_buf(data, c->len, &id);
+		if (!hash_equal(&id, &c->id)) {
+			res = SEND_CHANGED; /* the file changed under us */
+			break;
+		}
+		if (frame_chunk(x, c, data) < 0) {
+			res = SEND_LOCAL;
+			break;
+		}
+		if (x->body.len >= TRANSFER_BATCH && (res = post_body(x)) != SEND_OK)
+			break;
+	}
+	free(data);
+	if (res == SEND_OK)
+		res = post_body(x);
+	else
+		buf_reset(&x->body);
+	return res;
+}
+
+static int same_version(const struct stat *a, const struct stat *b)
+{
+	return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec && a->st_ino == b->st_ino;
+}
+
+enum send_result transfer_file(struct worker *w, const char *path, int fd,
+			       const struct stat *st, uint64_t seq)
+{
+	struct xfer x = { .w = w, .path = path, .fd = fd };
+	struct chunker ck;
+	enum send_result res = SEND_LOCAL;
+	size_t cap = TRANSFER_BATCH + CHUNK_MAX;
+	uint8_t *buf = malloc(cap);
+	size_t fill = 0;
+	uint64_t off = 0; /* file offset of buf[0] */
+	int eof = 0;
+	cJSON *reply = NULL;
+
+	buf_init(&x.body, PROTO_CHUNKS_BODY_MAX);
+	buf_init(&x.zbuf, 2 * CHUNK_PROTO_MAX);
+	chunker_init(&ck);
+	if (!buf) {
+		snprintf(w->why, sizeof(w->why), "out of memory");
+		goto out;
+	}
+	while (!eof || fill > 0) {
+		while (!eof && fill < cap) {
+			ssize_t n = pread(fd, buf + fill, cap - fill, (off_t)(off + fill));
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				snprintf(w->why, sizeof(w->why), "read error in backing folder: %s",
+					 strerror(errno));
+				goto out;
+			}
+			if (n == 0)
+				eof = 1;
+			fill += (size_t)n;
+		}
+		size_t pos = 0, first = x.n;
+		for (;;) {
+			size_t len = chunker_next(&ck, buf + pos, fill - pos, eof);
+			if (len == 0)
+				break;
+			if (add_chunk(&x, buf + pos, (uint32_t)len, off + pos) < 0) {
+				snprintf(w->why, sizeof(w->why), "out of memory");
+				goto out;
+			}
+			pos += len;
+			if (pos == fill)
+				break;
+		}
+		if (x.n > first && (res = send_batch(&x, first, buf, off)) != SEND_OK)
+			goto out;
+		res = SEND_LOCAL;
+		memmove(buf, buf + pos, fill - pos);
+		off += pos;
+		fill -= pos;
+	}
+	pthread_mutex_lock(&w->m->stats_lock);
+	w->m->stats.bytes_read += off;
+	pthread_mutex_unlock(&w->m->stats_lock);
+
+	struct stat after;
+	if (fstat(fd, &after) < 0 || !same_version(st, &after) || off != (uint64_t)st->st_size) {
+		snprintf(w->why, sizeof(w->why), "changed while being read");
+		res = SEND_CHANGED;
+		goto out;
+	}
+	struct proto_chunk *pc = x.n ? calloc(x.n, sizeof(*pc)) : NULL;
+	if (x.n && !pc)
+		goto out;
+	for (size_t i = 0; i < x.n; i++) {
+		pc[i].id = x.chunks[i].id;
+		pc[i].len = x.chunks[i].len;
+	}
+	struct proto_op op = { .kind = OP_FILE, .path = (char *)path, .mode = st->st_mode & 07777,
+			       .mtime = st->st_mtim, .size = (uint64_t)st->st_size,
+			       .chunks = pc, .nchunks = x.n };
+	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		cJSON_Delete(reply);
+		reply = NULL;
+		res = worker_send_op(w, &op, seq, &reply);
+		if (res != SEND_MISSING)
+			break;
+		res = resend(&x, reply);
+		if (res != SEND_OK)
+			break;
+		res = SEND_MISSING;
+	}
+	free(pc);
+	if (res == SEND_MISSING)
+		res = SEND_RETRY; /* chunks keep vanishing: try again later */
+	if (res == SEND_OK) {
+		pthread_mutex_lock(&w->m->stats_lock);
+		w->m->stats.files_sent++;
+		w->m->stats.bytes_sent += x.bytes_sent;
+		w->m->stats.chunks_sent += x.chunks_sent;
+		w->m->stats.chunks_skipped += x.chunks_skipped;
+		pthread_mutex_unlock(&w->m->stats_lock);
+	}
+out:
+	cJSON_Delete(reply);
+	free(buf);
+	free(x.chunks);
+	buf_release(&x.body);
+	buf_release(&x.zbuf);
+	return res;
+}

@@ -1,0 +1,194 @@
+#define _GNU_SOURCE
+#include "uploader.h"
+
+#include <errno.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "queue.h"
+#include "worker.h"
+
+struct uploader {
+	struct mirror *m; /* borrowed */
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int stopping; /* under lock */
+};
+
+int uploader_backoff_ms(unsigned attempt)
+{
+	if (attempt == 0)
+		attempt = 1;
+	long ms = 200;
+	for (unsigned i = 1; i < attempt && ms < UPLOADER_BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	if (ms > UPLOADER_BACKOFF_MAX_MS)
+		ms = UPLOADER_BACKOFF_MAX_MS;
+	/* +-25% jitter so that many clients do not retry in step */
+	long spread = ms / 2;
+	return (int)(ms - ms / 4 + (long)randombytes_uniform((uint32_t)spread + 1));
+}
+
+/* Sleep ms unless stopped first. Returns 1 if stopping. */
+static int nap(struct uploader *u, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&u->lock);
+	while (!u->stopping)
+		if (pthread_cond_timedwait(&u->cond, &u->lock, &ts) == ETIMEDOUT)
+			break;
+	int s = u->stopping;
+	pthread_mutex_unlock(&u->lock);
+	return s;
+}
+
+static enum send_result do_rename(struct worker *w, struct qentry *e)
+{
+	struct proto_op op = { .kind = OP_RENAME, .path = e->path, .path2 = e->path2 };
+	if (e->rflags & RENAME_EXCHANGE)
+		op.rflags = RENAME_F_EXCHANGE;
+	else if (e->rflags & RENAME_NOREPLACE)
+		op.rflags = RENAME_F_NOREPLACE;
+	worker_fill_pmtime(w, e->path, &op.pmtime, &op.has_pmtime);
+	worker_fill_pmtime(w, e->path2, &op.pmtime2, &op.has_pmtime2);
+	enum send_result r = worker_send_op(w, &op, e->seq, NULL);
+	if (r != SEND_NOTFOUND && r != SEND_REJECTED)
+		return r;
+	/* The server does not hold the source (never uploaded, or changed
+	 * behind its back): make both names match BACKING instead. */
+	log_debug("rename %s -> %s: falling back to a full sync", e->path, e->path2);
+	r = reconcile_tree(w, e->path2);
+	if (r == SEND_OK)
+		r = reconcile_tree(w, e->path);
+	return r;
+}
+
+static enum send_result process(struct worker *w, struct qentry *e)
+{
+	if (e->kind == Q_RENAME)
+		return do_rename(w, e);
+	if (e->flags & QF_TREE)
+		return reconcile_tree(w, e->path);
+	return worker_sync_path(w, e->path, e->flags, NULL, e->seq);
+}
+
+static void set_offline(struct mirror *m, const char *why)
+{
+	pthread_mutex_lock(&m->stats_lock);
+	if (!m->stats.offline_since) {
+		m->stats.offline_since = time(NULL);
+		log_warn("server unreachable: %s; changes are kept and retried", why);
+	}
+	pthread_mutex_unlock(&m->stats_lock);
+}
+
+static void *run(void *arg)
+{
+	struct uploader *u = arg;
+	struct mirror *m = u->m;
+	struct worker w;
+
+	if (worker_init(&w, m) < 0) {
+		log_error("uploader: cannot set up the HTTP client");
+		return NULL;
+	}
+	for (;;) {
+		struct qentry *e = queue_take(m->q, -1);
+		if (!e)
+			break;
+		enum send_result r;
+		for (;;) {
+			r = process(&w, e);
+			if (r != SEND_RETRY)
+				break;
+			/* Head-of-line retry keeps the order of dependent
+			 * changes simple: nothing overtakes a failing entry. */
+			set_offline(m, w.why);
+			e->attempts++;
+			if (nap(u, uploader_backoff_ms(e->attempts)))
+				break;
+		}
+		switch (r) {
+		case SEND_OK:
+			queue_done(m->q, e);
+			break;
+		case SEND_RETRY: /* stopping */
+			queue_retry(m->q, e, 0);
+			goto out;
+		case SEND_CHANGED:
+			/* Being written, or changed while read: later. */
+			queue_retry(m->q, e, e->attempts > 20 ? 500 : 50 + 10 * (int)e->attempts);
+			break;
+		case SEND_NOTFOUND:
+		case SEND_MISSING:
+		case SEND_REJECTED:
+		case SEND_LOCAL:
+			mirror_error(m, e->path, "not mirrored: %s", w.why);
+			pthread_mutex_lock(&m->stats_lock);
+			m->stats.rejected++;
+			pthread_mutex_unlock(&m->stats_lock);
+			queue_done(m->q, e);
+			break;
+		}
+	}
+out:
+	worker_release(&w);
+	return NULL;
+}
+
+struct uploader *uploader_start(struct mirror *m)
+{
+	struct uploader *u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->m = m;
+	pthread_mutex_init(&u->lock, NULL);
+	pthread_cond_init(&u->cond, NULL);
+	if (pthread_create(&u->thread, NULL, run, u) != 0) {
+		pthread_mutex_destroy(&u->lock);
+		pthread_cond_destroy(&u->cond);
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+void uploader_stop(struct uploader *u, int drain_ms)
+{
+	if (!u)
+		return;
+	struct mirror *m = u->m;
+	int64_t deadline = queue_now() + (int64_t)drain_ms * 1000000;
+	for (;;) {
+		struct queue_stats st;
+		queue_get_stats(m->q, &st);
+		pthread_mutex_lock(&m->stats_lock);
+		int offline = m->stats.offline_since != 0;
+		pthread_mutex_unlock(&m->stats_lock);
+		if (st.pending == 0 || offline || queue_now() >= deadline)
+			break;
+		nap(u, 20); /* bounded poll while the queue drains */
+	}
+	pthread_mutex_lock(&u->lock);
+	u->stopping = 1;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
+	queue_stop(m->q);
+	pthread_join(u->thread, NULL);
+	pthread_mutex_destroy(&u->lock);
+	pthread_cond_destroy(&u->cond);
+	free(u);
+}

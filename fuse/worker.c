@@ -1,0 +1,220 @@
+#define _GNU_SOURCE
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "links.h"
+#include "log.h"
+#include "ofile.h"
+#include "path.h"
+#include "queue.h"
+#include "safeopen.h"
+
+int worker_init(struct worker *w, struct mirror *m)
+{
+	memset(w, 0, sizeof(*w));
+	w->m = m;
+	buf_init(&w->resp, HTTP_RESP_MAX);
+	return http_init(&w->http, m->server, m->client_id);
+}
+
+void worker_release(struct worker *w)
+{
+	if (!w)
+		return;
+	http_release(&w->http);
+	buf_release(&w->resp);
+}
+
+enum send_result send_classify(long status)
+{
+	if (status >= 200 && status < 300)
+		return SEND_OK;
+	if (status == 404)
+		return SEND_NOTFOUND;
+	if (status == 409)
+		return SEND_MISSING;
+	if (status == 408 || status == 429 || status >= 500)
+		return SEND_RETRY;
+	return SEND_REJECTED;
+}
+
+/* Describe a failed answer in w->why from its JSON error body. */
+static void describe(struct worker *w, long status)
+{
+	cJSON *j = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	snprintf(w->why, sizeof(w->why), "server answered %ld: %s", status,
+		 cJSON_IsString(e) ? e->valuestring : "(no error text)");
+	cJSON_Delete(j);
+}
+
+enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uint64_t seq,
+				cJSON **reply)
+{
+	long status = 0;
+	enum send_result res;
+	cJSON *j = proto_op_to_json(op);
+	char *body = j ? cJSON_PrintUnformatted(j) : NULL;
+	cJSON_Delete(j);
+	if (!body) {
+		snprintf(w->why, sizeof(w->why), "out of memory");
+		return SEND_LOCAL;
+	}
+	int r = http_request(&w->http, "POST", "/v1/op", body, strlen(body), NULL, seq,
+			     &w->resp, &status);
+	free(body);
+	if (r < 0) {
+		snprintf(w->why, sizeof(w->why), "cannot reach %s: %s", w->m->server,
+			 w->http.err[0] ? w->http.err : strerror(-r));
+		return SEND_RETRY;
+	}
+	res = send_classify(status);
+	if (res == SEND_OK) {
+		pthread_mutex_lock(&w->m->stats_lock);
+		w->m->stats.ops_applied++;
+		w->m->stats.last_ok = time(NULL);
+		w->m->stats.offline_since = 0;
+		pthread_mutex_unlock(&w->m->stats_lock);
+		return SEND_OK;
+	}
+	describe(w, status);
+	if (res == SEND_MISSING && reply)
+		*reply = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
+	return res;
+}
+
+void worker_fill_pmtime(struct worker *w, const char *path, struct timespec *ts, int *has)
+{
+	struct stat st;
+	char *parent;
+	*has = 0;
+	if (path[0] == '\0')
+		return;
+	parent = strndup(path, path_parent_len(path));
+	if (!parent)
+		return;
+	if (safe_lstat(w->m->backing_fd, parent, &st) == 0 && S_ISDIR(st.st_mode)) {
+		*ts = st.st_mtim;
+		*has = 1;
+	}
+	free(parent);
+}
+
+static enum send_result send_delete(struct worker *w, const char *path, uint64_t seq)
+{
+	struct proto_op op = { .kind = OP_DELETE, .path = (char *)path };
+	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
+	return worker_send_op(w, &op, seq, NULL);
+}
+
+static enum send_result sync_symlink(struct worker *w, const char *path, const struct stat *st,
+				     uint64_t seq)
+{
+	char target[PATH_MAX_LEN + 1];
+	const char *base;
+	int pfd = safe_open_parent(w->m->backing_fd, path, 0, &base);
+	if (pfd < 0)
+		return send_delete(w, path, seq); /* gone since */
+	ssize_t n = readlinkat(pfd, base, target, sizeof(target) - 1);
+	close(pfd);
+	if (n < 0)
+		return errno == ENOENT || errno == EINVAL ? SEND_CHANGED : SEND_LOCAL;
+	target[n] = '\0';
+	struct proto_op op = { .kind = OP_SYMLINK, .path = (char *)path, .target = target,
+			       .mtime = st->st_mtim };
+	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
+	return worker_send_op(w, &op, seq, NULL);
+}
+
+/* How long a file that is open for writing may stay quiet before it is sent,
+ * and how long it may keep changing before it is sent anyway. */
+#define QUIET_NS (1000LL * 1000 * 1000)
+#define MAXWAIT_NS (5000LL * 1000 * 1000)
+
+static enum send_result sync_file(struct worker *w, const char *path, unsigned flags,
+				  const struct stat *st, uint64_t seq)
+{
+	struct mirror *m = w->m;
+	int64_t last_write, dirty_since, now = queue_now();
+	int writing = ofiles_begin_upload(&m->ofiles, st->st_dev, st->st_ino, &last_write,
+					  &dirty_since);
+	if (writing && now - last_write < QUIET_NS &&
+	    (dirty_since == 0 || now - dirty_since < MAXWAIT_NS)) {
+		snprintf(w->why, sizeof(w->why), "still being written");
+		return SEND_CHANGED;
+	}
+	if (flags == QF_META) {
+		struct proto_op op = { .kind = OP_META, .path = (char *)path, .type = 'f',
+				       .mode = st->st_mode & 07777, .mtime = st->st_mtim };
+		worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
+		enum send_result r = worker_send_op(w, &op, seq, NULL);
+		if (r != SEND_NOTFOUND)
+			return r;
+	}
+	int fd = safe_openat(m->backing_fd, path, O_RDONLY | O_NOFOLLOW | O_NOCTTY, 0);
+	if (fd < 0) {
+		if (fd == -ENOENT || fd == -ELOOP || fd == -ENOTDIR)
+			return SEND_CHANGED; /* replaced since the lstat: look again */
+		snprintf(w->why, sizeof(w->why), "cannot open in backing folder: %s", strerror(-fd));
+		return SEND_LOCAL;
+	}
+	struct stat fst;
+	if (fstat(fd, &fst) < 0 || !S_ISREG(fst.st_mode) || fst.st_ino != st->st_ino) {
+		close(fd);
+		return SEND_CHANGED;
+	}
+	enum send_result r = transfer_file(w, path, fd, &fst, seq);
+	close(fd);
+	if (r == SEND_OK) {
+		ofiles_uploaded(&m->ofiles, fst.st_dev, fst.st_ino, now);
+		if (fst.st_nlink > 1 && !(flags & QF_NOLINK)) {
+			/* Every other name of this inode now has new content too. */
+			char **others = links_others(m->links, fst.st_ino, path);
+			for (char **o = others; o && *o; o++)
+				if (queue_sync(m->q, *o, QF_CONTENT | QF_NOLINK) < 0)
+					mirror_error(m, *o, "cannot queue change: out of memory");
+			links_strv_free(others);
+		}
+	}
+	return r;
+}
+
+enum send_result worker_sync_path(struct worker *w, const char *path, unsigned flags,
+				  const struct stat *st_in, uint64_t seq)
+{
+	struct stat st;
+	if (st_in) {
+		st = *st_in;
+	} else {
+		int r = safe_lstat(w->m->backing_fd, path, &st);
+		if (r == -ENOENT)
+			return send_delete(w, path, seq);
+		if (r < 0) {
+			snprintf(w->why, sizeof(w->why), "cannot stat in backing folder: %s",
+				 strerror(-r));
+			return SEND_LOCAL;
+		}
+	}
+	if (S_ISDIR(st.st_mode)) {
+		struct proto_op op = { .kind = OP_MKDIR, .path = (char *)path,
+				       .mode = st.st_mode & 07777, .mtime = st.st_mtim };
+		worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
+		return worker_send_op(w, &op, seq, NULL);
+	}
+	if (S_ISLNK(st.st_mode))
+		return sync_symlink(w, path, &st, seq);
+	if (S_ISREG(st.st_mode))
+		return sync_file(w, path, flags, &st, seq);
+	/* fifo, socket, device: works in the mount, never mirrored; make sure
+	 * nothing stale sits at that name on the server. */
+	pthread_mutex_lock(&w->m->stats_lock);
+	w->m->stats.skipped_special++;
+	pthread_mutex_unlock(&w->m->stats_lock);
+	return send_delete(w, path, seq);
+}

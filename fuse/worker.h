@@ -1,0 +1,67 @@
+/*
+ * worker: one uploader thread's tools for talking to mirrord: its own HTTP
+ * connection and scratch buffers, and the helpers that turn BACKING state
+ * into protocol ops (worker_send_op) and sync one path (worker_sync_path).
+ *
+ * The outcome of talking to the server is always one of enum send_result;
+ * send_classify() is the one mapping from HTTP status to it.
+ * A worker is used by one thread only.
+ */
+#ifndef MIRRORFS_WORKER_H
+#define MIRRORFS_WORKER_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "buf.h"
+#include "http.h"
+#include "mirror.h"
+#include "proto.h"
+
+enum send_result {
+	SEND_OK = 0,
+	SEND_RETRY,    /* transport failure, 5xx, 507: try again later */
+	SEND_NOTFOUND, /* 404: fall back to a full sync */
+	SEND_MISSING,  /* 409: chunks missing (reply holds the list) */
+	SEND_REJECTED, /* other 4xx: the server refuses for good */
+	SEND_CHANGED,  /* the file changed while being read: sync it again */
+	SEND_LOCAL,    /* a local error (out of memory, I/O on BACKING) */
+};
+
+struct worker {
+	struct mirror *m; /* borrowed */
+	struct http http;
+	struct buf resp;  /* last response body */
+	char why[512];    /* what went wrong, for SEND_* != SEND_OK */
+};
+
+int worker_init(struct worker *w, struct mirror *m);
+void worker_release(struct worker *w);
+
+enum send_result send_classify(long status);
+
+/* POST op; seq is its queue sequence number (0: none). On SEND_MISSING,
+ * *reply (if not NULL) receives the parsed answer (caller deletes it). */
+enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uint64_t seq,
+				cJSON **reply);
+
+/* Make the server's path match BACKING's path now. flags: QF_* of the
+ * queue entry (QF_META: content known unchanged). st: BACKING's lstat of
+ * path if the caller has it (NULL: look it up). */
+enum send_result worker_sync_path(struct worker *w, const char *path, unsigned flags,
+				  const struct stat *st, uint64_t seq);
+
+/* Upload the regular file path (open as fd, fstat'ed as st): chunks the
+ * server lacks, then the commit. Defined in transfer.c. */
+enum send_result transfer_file(struct worker *w, const char *path, int fd,
+			       const struct stat *st, uint64_t seq);
+
+/* Make the server's subtree at path equal to BACKING's (both sides listed,
+ * only differences sent). Defined in reconcile.c. */
+enum send_result reconcile_tree(struct worker *w, const char *path);
+
+/* Fill op->pmtime (and has_pmtime) from BACKING's parent of path. */
+void worker_fill_pmtime(struct worker *w, const char *path, struct timespec *ts, int *has);
+
+#endif
