@@ -1,0 +1,148 @@
+#!/bin/bash
+# tests/integration/run.sh [t_name ...]: run the integration tests.
+#
+# Runs every tests/integration/t_*.sh (or the ones named, with or without the
+# .sh), one after the other, each under `timeout -k 10 N` where N is 600 or
+# the value of a "# timeout: N" line in the script. Prints PASS/FAIL per test
+# with its duration; a failing test's output follows its FAIL line
+# (VERBOSE=1 streams every test's output instead).
+#
+# After each test it checks that the test left nothing behind: no mount under
+# the test's /tmp/mirrorfs-test.* folder and no process it started (found by
+# the MIRRORFS_TEST_RUN tag every process of this run inherits). Leftovers
+# fail the test and are cleaned up so the next test starts clean.
+#
+# Exit status: 0 if every test passed, 1 otherwise, 2 on bad usage.
+
+set -u -o pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export BUILD=${BUILD:-build}
+
+RUN_ID=$$.$RANDOM$RANDOM
+export MIRRORFS_TEST_RUN=$RUN_ID
+RUNDIR=$(mktemp -d /tmp/mirrorfs-run.XXXXXX) || exit 2
+export MIRRORFS_TEST_RUNDIR=$RUNDIR
+trap 'rm -rf "$RUNDIR"' EXIT
+
+tests=()
+if (($# == 0)); then
+	for f in "$here"/t_*.sh; do
+		[[ -e $f ]] && tests+=("$f")
+	done
+else
+	for a in "$@"; do
+		a=$(basename "$a" .sh)
+		if [[ ! -f $here/$a.sh ]]; then
+			echo "run.sh: no such test: $a" >&2
+			exit 2
+		fi
+		tests+=("$here/$a.sh")
+	done
+fi
+if ((${#tests[@]} == 0)); then
+	echo "run.sh: no tests found in $here" >&2
+	exit 2
+fi
+
+now_ms() {
+	local t=${EPOCHREALTIME//[!0-9]/}
+	NOW_MS=$((10#$t / 1000))
+}
+
+# Pids (not this shell) whose environment carries our run tag, into PIDS.
+# Runs in this shell, without forking, so it never finds its own helpers.
+tagged_pids() {
+	local p kv
+	PIDS=()
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[[ $p == "$$" ]] && continue
+		while IFS= read -r -d '' kv; do
+			if [[ $kv == "MIRRORFS_TEST_RUN=$RUN_ID" ]]; then
+				PIDS+=("$p")
+				break
+			fi
+		done 2>/dev/null </proc/"$p"/environ
+	done
+}
+
+# Mount points below the test dirs recorded so far (lib.sh's t_setup appends
+# each $T to $RUNDIR/dirs).
+leftover_mounts() {
+	[[ -s $RUNDIR/dirs ]] || return 0
+	awk 'NR == FNR { d[$0] = 1; next }
+	     { for (x in d) if ($5 == x || index($5, x "/") == 1) print $5 }' \
+		"$RUNDIR/dirs" /proc/self/mountinfo | sort -u
+}
+
+# Report (into LEFT) and clear what a test left behind. Must run in this
+# shell, not in $(...). Returns 1 if anything was found.
+check_leftovers() {
+	local p m cmd
+	LEFT=""
+	tagged_pids
+	for p in "${PIDS[@]}"; do
+		cmd=""
+		[[ -r /proc/$p/cmdline ]] && cmd=$(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null)
+		[[ -n $cmd ]] || continue # gone, or a kernel thread
+		LEFT+="    leftover process $p: $cmd"$'\n'
+		kill -9 "$p" 2>/dev/null
+	done
+	for m in $(leftover_mounts); do
+		LEFT+="    leftover mount: $m"$'\n'
+		fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+	done
+	[[ -z $LEFT ]]
+}
+
+pass=0
+failed=()
+for t in "${tests[@]}"; do
+	name=$(basename "$t" .sh)
+	limit=$(sed -n 's/^# timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1)
+	limit=${limit:-600}
+	out=$RUNDIR/$name.out
+	now_ms
+	start=$NOW_MS
+	if [[ ${VERBOSE:-0} == 1 ]]; then
+		timeout -k 10 "$limit" bash "$t" 2>&1 | tee "$out"
+		rc=${PIPESTATUS[0]}
+	else
+		timeout -k 10 "$limit" bash "$t" >"$out" 2>&1
+		rc=$?
+	fi
+	now_ms
+	dur=$(((NOW_MS - start) / 1000)).$(((NOW_MS - start) % 1000 / 100))
+	why=""
+	case $rc in
+	0) ;;
+	124 | 137) why=" (timed out after ${limit}s)" ;;
+	*) why=" (status $rc)" ;;
+	esac
+	if ! check_leftovers; then
+		[[ $rc == 0 ]] && rc=1
+		why="$why (left things behind)"
+	fi
+	if [[ $rc == 0 ]]; then
+		printf 'PASS %-24s %6ss\n' "$name" "$dur"
+		pass=$((pass + 1))
+	else
+		printf 'FAIL %-24s %6ss%s\n' "$name" "$dur" "$why"
+		[[ -n $LEFT ]] && printf '%s' "$LEFT"
+		if [[ ${VERBOSE:-0} != 1 ]]; then
+			tail -n 150 "$out" | sed 's/^/    /'
+		fi
+		failed+=("$name")
+	fi
+done
+
+# A last sweep, in case something outlived its test's check.
+if ! check_leftovers; then
+	echo "FAIL leftovers after the run:"
+	printf '%s' "$LEFT"
+	failed+=("(leftovers)")
+fi
+
+echo "integration: ${pass} passed, ${#failed[@]} failed${failed[*]:+: ${failed[*]}}"
+((${#failed[@]} == 0))
