@@ -63,7 +63,7 @@ $(BUILD)/treecmp: $(BUILD)/obj/tests/tools/treecmp.o $(BUILD)/libcommon.a
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(filter-out %/main.o,$(SERVER_OBJ) $(FUSE_OBJ)) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS_BASE) -o $@ $^ -lcunit $(call pc_libs,$(PKGS_FUSE) $(PKGS_SERVER)) $(LIBS_COMMON)
 
-DEPS_APT := build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev \
+DEPS_APT := build-essential pkg-config perl libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev \
 	libsodium-dev libcunit1-dev libmicrohttpd-dev libsqlite3-dev libzstd-dev sqlite3 curl \
 	rsync bindfs fio
 
@@ -73,16 +73,21 @@ deps:
 	done; \
 	if [ -z "$$missing" ]; then echo "deps: all installed"; else \
 		echo "deps: installing:$$missing"; \
+		if [ "$$(id -u)" -ne 0 ]; then echo "deps: run 'make deps' as root to install them" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-test: all $(BUILD)/unit-tests
+# test and demo first install what is missing (a no-op when all is there),
+# then build in a sub-make so that pkg-config sees the new packages.
+test: deps
+	$(MAKE) all $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
 	BUILD=$(BUILD) tests/integration/run.sh
 
 test-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
 
-demo: all
+demo: deps
+	$(MAKE) all
 	tests/demo.sh
 
 clean:

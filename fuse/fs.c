@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mirror.h"
 #include "ofile.h"
+#include "qstore.h"
 #include "queue.h"
 #include "status.h"
 #include "uploader.h"
@@ -93,6 +94,8 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->want |= conn->capable & FUSE_CAP_SPLICE_READ;
 	conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
 	/* Threads start here, after fuse_daemonize() has forked. */
+	if (m->qs && qstore_start(m->qs) < 0)
+		log_error("cannot start the queue writer: changes are not saved");
 	m->up = uploader_start(m);
 	if (!m->up)
 		log_error("cannot start the uploader thread: changes stay queued");
@@ -104,6 +107,8 @@ static void fs_destroy(void *data)
 	struct mirror *m = data;
 	uploader_stop(m->up, 30000);
 	m->up = NULL;
+	qstore_close(m->qs); /* after the uploader: its last results are saved */
+	m->qs = NULL;
 }
 
 static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)

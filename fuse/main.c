@@ -27,6 +27,7 @@
 #include "mirror.h"
 #include "path.h"
 #include "proto.h"
+#include "qstore.h"
 #include "queue.h"
 #include "status.h"
 
@@ -378,6 +379,17 @@ static int mount_main(int argc, char **argv)
 	if (!m.q || !m.links)
 		goto out;
 	ofiles_init(&m.ofiles, m.q);
+	if ((r = qstore_open(m.state_dir, &m.qs, why, sizeof(why))) < 0) {
+		fprintf(stderr, "mirrorfs: cannot open the queue in '%s': %s\n", m.state_dir, why);
+		goto out;
+	}
+	if ((r = qstore_load(m.qs, m.q)) < 0) {
+		fprintf(stderr, "mirrorfs: cannot read the saved queue in '%s': %s\n", m.state_dir,
+			strerror(-r));
+		goto out;
+	}
+	if (r > 0)
+		log_info("resuming %d changes saved by the previous session", r);
 	/* BACKING may have changed while nothing was mounted, and DIR behind
 	 * mirrord's back: compare the whole tree first. */
 	if (queue_sync(m.q, "", QF_TREE) < 0)
@@ -428,6 +440,7 @@ out:
 	fuse_opt_free_args(&args);
 	if (m.backing_fd >= 0)
 		close(m.backing_fd);
+	qstore_close(m.qs); /* only if the FUSE session never ran */
 	if (m.q) {
 		ofiles_release(&m.ofiles);
 		queue_free(m.q);

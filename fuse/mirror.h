@@ -18,6 +18,7 @@
 struct queue;
 struct links;
 struct uploader;
+struct qstore;
 
 struct mirror_stats {
 	uint64_t files_sent;      /* file commits applied */
@@ -52,6 +53,7 @@ struct mirror {
 	struct ofiles ofiles; /* open files */
 	struct links *links;  /* owned */
 	struct uploader *up;  /* owned; started in the FUSE init callback */
+	struct qstore *qs;    /* owned; durable copy of q */
 
 	pthread_mutex_t stats_lock;
 	struct mirror_stats stats; /* under stats_lock */

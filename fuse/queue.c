@@ -21,6 +21,8 @@ struct queue {
 	uint64_t barrier_seq; /* seq of the newest rename */
 	size_t count;
 	int stopping;
+	int journal_on;
+	struct qjournal *jhead, **jtail; /* journal not yet taken */
 };
 
 int64_t queue_now(void)
@@ -50,7 +52,72 @@ struct queue *queue_new(void)
 	pthread_cond_init(&q->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	q->next_seq = 1;
+	q->jtail = &q->jhead;
 	return q;
+}
+
+void queue_journal_free(struct qjournal *j)
+{
+	while (j) {
+		struct qjournal *n = j->next;
+		free(j->path);
+		free(j->path2);
+		free(j);
+		j = n;
+	}
+}
+
+/* Record a change for durable storage. Caller holds lock. An allocation
+ * failure loses the record: reconciliation at the next mount covers it. */
+static void journal(struct queue *q, enum jop op, const struct qentry *e)
+{
+	if (!q->journal_on)
+		return;
+	struct qjournal *j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->op = op;
+	j->seq = e->seq;
+	if (op == J_PUT) {
+		j->kind = e->kind;
+		j->flags = e->flags;
+		j->rflags = e->rflags;
+		j->path = strdup(e->path);
+		j->path2 = e->path2 ? strdup(e->path2) : NULL;
+		if (!j->path || (e->path2 && !j->path2)) {
+			queue_journal_free(j);
+			return;
+		}
+	}
+	*q->jtail = j;
+	q->jtail = &j->next;
+}
+
+void queue_enable_journal(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->journal_on = 1;
+	pthread_mutex_unlock(&q->lock);
+}
+
+struct qjournal *queue_journal_take(struct queue *q, int wait_ms)
+{
+	int64_t deadline = queue_now() + (int64_t)wait_ms * 1000000;
+	struct qjournal *j;
+	pthread_mutex_lock(&q->lock);
+	/* Not woken by queue_stop(): the writer keeps going until its owner
+	 * stops it, so that nothing journalled is left behind. */
+	while (!q->jhead) {
+		struct timespec ts = { .tv_sec = deadline / 1000000000,
+				       .tv_nsec = deadline % 1000000000 };
+		if (pthread_cond_timedwait(&q->cond, &q->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	j = q->jhead;
+	q->jhead = NULL;
+	q->jtail = &q->jhead;
+	pthread_mutex_unlock(&q->lock);
+	return j;
 }
 
 static void entry_free(struct qentry *e)
@@ -72,6 +139,7 @@ void queue_free(struct queue *q)
 		entry_free(e);
 		e = n;
 	}
+	queue_journal_free(q->jhead);
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
 	free(q);
@@ -136,6 +204,7 @@ static void append_sync(struct queue *q, char *path, unsigned flags)
 	e->path = path;
 	e->seq = q->next_seq++;
 	list_append(q, e);
+	journal(q, J_PUT, e);
 	unsigned h = hash_path(path);
 	e->hnext = q->hash[h];
 	q->hash[h] = e;
@@ -149,7 +218,10 @@ int queue_sync(struct queue *q, const char *path, unsigned flags)
 	/* Coalesce only with a sync queued after the newest rename: moving a
 	 * change in front of a rename could let the rename overwrite it. */
 	if (e && e->seq > q->barrier_seq) {
-		e->flags |= flags;
+		if ((e->flags | flags) != e->flags) {
+			e->flags |= flags;
+			journal(q, J_PUT, e);
+		}
 		pthread_mutex_unlock(&q->lock);
 		return 0;
 	}
@@ -216,6 +288,7 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
 		}
 		hash_remove(q, e);
 		list_unlink(q, e);
+		journal(q, J_DEL, e);
 		free(e->path);
 		e->path = np;
 		e->not_before = 0;
@@ -226,10 +299,12 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
 	r->seq = q->next_seq++;
 	q->barrier_seq = r->seq;
 	list_append(q, r);
+	journal(q, J_PUT, r);
 	while (moved) {
 		struct qentry *n = moved->next;
 		moved->seq = q->next_seq++;
 		list_append(q, moved);
+		journal(q, J_PUT, moved);
 		unsigned h = hash_path(moved->path);
 		moved->hnext = q->hash[h];
 		q->hash[h] = moved;
@@ -315,6 +390,7 @@ void queue_done(struct queue *q, struct qentry *e)
 {
 	pthread_mutex_lock(&q->lock);
 	list_unlink(q, e);
+	journal(q, J_DEL, e);
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 	entry_free(e);
@@ -332,7 +408,9 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms)
 		struct qentry *dup = hash_find(q, e->path);
 		if (dup && dup->seq > q->barrier_seq && e->seq > q->barrier_seq) {
 			dup->flags |= e->flags;
+			journal(q, J_PUT, dup);
 			list_unlink(q, e);
+			journal(q, J_DEL, e);
 			pthread_cond_broadcast(&q->cond);
 			pthread_mutex_unlock(&q->lock);
 			entry_free(e);
@@ -379,4 +457,38 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 	}
 	st->done_below = min - 1;
 	pthread_mutex_unlock(&q->lock);
+}
+
+int queue_restore(struct queue *q, uint64_t seq, enum qkind kind, unsigned flags,
+		  unsigned rflags, const char *path, const char *path2)
+{
+	struct qentry *e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->seq = seq;
+	e->kind = kind;
+	e->flags = flags;
+	e->rflags = rflags;
+	e->path = strdup(path);
+	e->path2 = path2 ? strdup(path2) : NULL;
+	if (!e->path || (path2 && !e->path2)) {
+		entry_free(e);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&q->lock);
+	list_append(q, e);
+	if (seq >= q->next_seq)
+		q->next_seq = seq + 1;
+	if (kind == Q_RENAME) {
+		q->barrier_seq = seq;
+	} else {
+		struct qentry *dup = hash_find(q, path);
+		if (dup)
+			hash_remove(q, dup); /* the newest one takes later changes */
+		unsigned h = hash_path(path);
+		e->hnext = q->hash[h];
+		q->hash[h] = e;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return 0;
 }

@@ -96,6 +96,35 @@ void queue_stop(struct queue *q);
 
 void queue_get_stats(struct queue *q, struct queue_stats *st);
 
+/*
+ * Journal, for durable storage (qstore.c): once enabled, every change to
+ * the set of entries (J_PUT: an entry was added or its flags changed; J_DEL:
+ * it is finished or merged away) is recorded, in order, for one consumer
+ * that writes them out in batches (group commit).
+ */
+enum jop { J_PUT = 1, J_DEL };
+
+struct qjournal {
+	enum jop op;
+	uint64_t seq;
+	enum qkind kind;
+	unsigned flags, rflags;
+	char *path, *path2; /* owned; NULL for J_DEL */
+	struct qjournal *next;
+};
+
+void queue_enable_journal(struct queue *q);
+
+/* Take every journal record so far, oldest first (caller frees with
+ * queue_journal_free). Waits up to wait_ms for one; NULL on timeout. */
+struct qjournal *queue_journal_take(struct queue *q, int wait_ms);
+void queue_journal_free(struct qjournal *j);
+
+/* Put back an entry read from durable storage, before any other use of q.
+ * Entries must come in increasing seq order. Returns 0 or -ENOMEM. */
+int queue_restore(struct queue *q, uint64_t seq, enum qkind kind, unsigned flags,
+		  unsigned rflags, const char *path, const char *path2);
+
 /* Monotonic clock in ns. */
 int64_t queue_now(void);
 

@@ -1,0 +1,214 @@
+#define _GNU_SOURCE
+#include "qstore.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "queue.h"
+
+struct qstore {
+	sqlite3 *db;
+	sqlite3_stmt *put, *del;
+	struct queue *q; /* borrowed */
+	pthread_t thread;
+	int running;
+	pthread_mutex_t lock;
+	int stopping; /* under lock */
+};
+
+/* The one mapping from SQLite result codes to errno. */
+static int sqlite_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	default:
+		return -EIO;
+	}
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+	return sqlite_errno(sqlite3_exec(db, sql, NULL, NULL, NULL));
+}
+
+int qstore_open(const char *dir, struct qstore **out, char *why, unsigned whylen)
+{
+	char path[PATH_MAX];
+	struct qstore *s = calloc(1, sizeof(*s));
+	int r = -ENOMEM;
+	if (!s)
+		goto fail;
+	pthread_mutex_init(&s->lock, NULL);
+	snprintf(path, sizeof(path), "%s/queue.db", dir);
+	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					       SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		r = sqlite_errno(rc);
+		goto fail;
+	}
+	if ((r = exec(s->db, "PRAGMA journal_mode=WAL")) < 0 ||
+	    (r = exec(s->db, "PRAGMA synchronous=FULL")) < 0 ||
+	    (r = exec(s->db, "CREATE TABLE IF NOT EXISTS queue ("
+			     " seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL,"
+			     " flags INTEGER NOT NULL, rflags INTEGER NOT NULL,"
+			     " path BLOB NOT NULL, path2 BLOB)")) < 0)
+		goto fail;
+	if ((rc = sqlite3_prepare_v2(s->db,
+				     "INSERT OR REPLACE INTO queue VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+				     -1, &s->put, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v2(s->db, "DELETE FROM queue WHERE seq = ?1", -1, &s->del,
+				     NULL)) != SQLITE_OK) {
+		r = sqlite_errno(rc);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	snprintf(why, whylen, "%s", s && s->db ? sqlite3_errmsg(s->db) : strerror(-r));
+	qstore_close(s);
+	return r;
+}
+
+int qstore_load(struct qstore *s, struct queue *q)
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0, r = 0, rc;
+	s->q = q;
+	/* Every mount queues a full reconciliation of its own: an unfinished
+	 * one from before is redundant. */
+	if ((r = exec(s->db, "DELETE FROM queue WHERE kind = 1 AND path = '' AND (flags & 4) != 0")) < 0)
+		return r;
+	rc = sqlite3_prepare_v2(s->db, "SELECT seq, kind, flags, rflags, path, path2 FROM queue"
+				       " ORDER BY seq", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sqlite_errno(rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *p = (const char *)sqlite3_column_text(st, 4);
+		const char *p2 = (const char *)sqlite3_column_text(st, 5);
+		int kind = sqlite3_column_int(st, 1);
+		if (!p || (kind != Q_SYNC && kind != Q_RENAME) || (kind == Q_RENAME && !p2))
+			continue; /* not ours: ignore */
+		r = queue_restore(q, (uint64_t)sqlite3_column_int64(st, 0), (enum qkind)kind,
+				  (unsigned)sqlite3_column_int(st, 2),
+				  (unsigned)sqlite3_column_int(st, 3), p, p2);
+		if (r < 0)
+			break;
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sqlite_errno(rc);
+	if (r < 0)
+		return r;
+	queue_enable_journal(q);
+	return n;
+}
+
+/* Write one batch in one transaction. */
+static int write_batch(struct qstore *s, struct qjournal *j)
+{
+	int r = exec(s->db, "BEGIN");
+	if (r < 0)
+		return r;
+	for (; j && r == 0; j = j->next) {
+		sqlite3_stmt *st = j->op == J_PUT ? s->put : s->del;
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)j->seq);
+		if (j->op == J_PUT) {
+			sqlite3_bind_int(st, 2, j->kind);
+			sqlite3_bind_int(st, 3, (int)j->flags);
+			sqlite3_bind_int(st, 4, (int)j->rflags);
+			sqlite3_bind_text(st, 5, j->path, -1, SQLITE_STATIC);
+			if (j->path2)
+				sqlite3_bind_text(st, 6, j->path2, -1, SQLITE_STATIC);
+			else
+				sqlite3_bind_null(st, 6);
+		}
+		r = sqlite_errno(sqlite3_step(st));
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+	if (r < 0) {
+		exec(s->db, "ROLLBACK");
+		return r;
+	}
+	return exec(s->db, "COMMIT");
+}
+
+static void *run(void *arg)
+{
+	struct qstore *s = arg;
+	for (;;) {
+		struct qjournal *j = queue_journal_take(s->q, 200);
+		if (j) {
+			int r = write_batch(s, j);
+			if (r < 0)
+				log_error("queue.db: cannot save the queue: %s (changes are still"
+					  " found by reconciliation at the next mount)",
+					  sqlite3_errmsg(s->db));
+			queue_journal_free(j);
+			continue;
+		}
+		pthread_mutex_lock(&s->lock);
+		int stop = s->stopping;
+		pthread_mutex_unlock(&s->lock);
+		if (stop)
+			break;
+	}
+	return NULL;
+}
+
+int qstore_start(struct qstore *s)
+{
+	if (pthread_create(&s->thread, NULL, run, s) != 0)
+		return -EAGAIN;
+	s->running = 1;
+	return 0;
+}
+
+void qstore_close(struct qstore *s)
+{
+	if (!s)
+		return;
+	if (s->running) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = 1;
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->thread, NULL);
+	}
+	if (s->q) {
+		/* What the thread did not take yet. */
+		struct qjournal *j;
+		while ((j = queue_journal_take(s->q, 0))) {
+			(void)write_batch(s, j);
+			queue_journal_free(j);
+		}
+	}
+	sqlite3_finalize(s->put);
+	sqlite3_finalize(s->del);
+	if (s->db)
+		sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
