@@ -170,7 +170,7 @@ t_tagged_pids() {
 				found+=("$p")
 				break
 			fi
-		done 2>/dev/null </proc/"$p"/environ
+		done 2>/dev/null </proc/"$p"/environ || true # gone, or not ours to read
 	done
 	((${#found[@]})) && echo "${found[@]}"
 	return 0

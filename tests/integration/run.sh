@@ -63,7 +63,7 @@ tagged_pids() {
 				PIDS+=("$p")
 				break
 			fi
-		done 2>/dev/null </proc/"$p"/environ
+		done 2>/dev/null </proc/"$p"/environ || true # gone, or not ours to read
 	done
 }
 
