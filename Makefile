@@ -90,9 +90,19 @@ demo: deps
 	$(MAKE) all
 	tests/demo.sh
 
+# Benchmarks (timings never live in pass/fail tests).
+bench: all
+	bench/bench.sh
+
+bench-wire: all
+	bench/bench_wire.sh
+
+bench-reconcile: all
+	bench/bench_reconcile.sh
+
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps test test-unit demo clean
+.PHONY: all deps test test-unit demo clean bench bench-wire bench-reconcile
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
