@@ -239,6 +239,8 @@ t_setup() {
 	chmod 0755 "$T"
 	mkdir -m 0755 "$T/backing" "$T/mnt" "$T/dir"
 	export MIRRORFS_TEST_T=$T
+	# Nothing a test runs may leave state in the caller's home.
+	export XDG_STATE_HOME=$T/xdg-state
 	trap 't_cleanup' EXIT
 	trap 't_cleanup; trap - EXIT; exit 130' INT
 	trap 't_cleanup; trap - EXIT; exit 143' TERM

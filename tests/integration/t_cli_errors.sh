@@ -16,7 +16,7 @@
 # rejects [-t SECONDS] DESCRIPTION WANT CMD...: CMD must fail cleanly; WANT
 # (case-insensitive, may be "") must appear in its stderr.
 rejects() {
-	local limit=20 what want rc=0 err first m p
+	local limit=20 what want rc=0 err first m p out
 	if [[ $1 == -t ]]; then
 		limit=$2
 		shift 2
@@ -45,11 +45,20 @@ rejects() {
 		fusermount3 -u -z "$m" 2>/dev/null || true
 	done
 	for p in $(t_tagged_pids); do
-		[[ $p == "${MIRRORD_PID:-}" ]] && continue
+		[[ $p == "${MIRRORD_PID:-}" || " ${T_PIDS[*]} " == *" $p "* ]] && continue
 		pid_alive "$p" || continue
 		soft_fail "$what: left process $p running: $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null)"
 		kill -9 "$p" 2>/dev/null || true
 	done
+	# Nothing created or changed: restore, so the next check starts clean.
+	if [[ -n $(ls -A "$T/mnt") ]]; then
+		soft_fail "$what: left entries in the empty MOUNTPOINT: $(ls -A "$T/mnt" | tr '\n' ' ')"
+		rm -rf --one-file-system "${T:?}/mnt" && mkdir -m 0755 "$T/mnt"
+	fi
+	if ! out=$("$TREECMP" "$B" "$T/backing.snap" 2>&1); then
+		soft_fail "$what: changed BACKING: $(grep -v '^treecmp:' <<<"$out" | tr '\n' ';')"
+		rm -rf --one-file-system "$B" && cp -a "$T/backing.snap" "$B"
+	fi
 }
 
 soft_fail() {
@@ -59,7 +68,6 @@ soft_fail() {
 
 t_setup
 t_require_bins "$MIRRORFS" "$MIRRORD"
-export XDG_STATE_HOME=$T/xdg-state
 start_mirrord
 
 # Fixtures, made before the snapshot.
@@ -113,6 +121,30 @@ rejects "--server without a value" "server" \
 	"$MIRRORFS" "$B" "$T/mnt" "${CS[@]}" --server
 rejects "bad --log-level" "loud" \
 	"$MIRRORFS" "$B" "$T/mnt" --server "$URL" "${CS[@]}" --log-level loud
+rejects "--state-dir inside BACKING" "$B/state" \
+	"$MIRRORFS" "$B" "$T/mnt" --server "$URL" --state-dir "$B/state"
+rejects "--state-dir inside MOUNTPOINT" "$T/mnt/state" \
+	"$MIRRORFS" "$B" "$T/mnt" --server "$URL" --state-dir "$T/mnt/state"
+
+step "mirrorfs: a server that answers but is not mirrord"
+# A tiny HTTP server (perl is in every Debian base) answering 404 to all.
+t_bg perl -MIO::Socket::INET -e '
+	my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0,
+		Listen => 5, ReuseAddr => 1) or die "listen: $!";
+	open(my $f, ">", "$ARGV[0].tmp") or die; print $f $s->sockport, "\n"; close $f;
+	rename("$ARGV[0].tmp", $ARGV[0]) or die;
+	while (my $c = $s->accept) {
+		while (my $l = <$c>) { last if $l =~ /^\r?\n$/ }
+		print $c "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot here\n";
+		close $c;
+	}' "$T/other-port"
+other_pid=$T_BG_PID
+wait_for -t 10 -m "the non-mirrord HTTP server" test -s "$T/other-port"
+other_url=http://127.0.0.1:$(<"$T/other-port")
+rejects "server is not mirrord" "$other_url" \
+	"$MIRRORFS" "$B" "$T/mnt" --server "$other_url" "${CS[@]}"
+kill "$other_pid"
+t_reap "$other_pid" 5 || true
 
 step "mirrorfs status/sync on something that is not a mirrorfs mount"
 rejects "status of a plain folder" "$T/outer" "$MIRRORFS" status "$T/outer"
