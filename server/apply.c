@@ -1,0 +1,896 @@
+#define _GNU_SOURCE
+#include "apply.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunker.h"
+#include "log.h"
+#include "path.h"
+#include "resolve.h"
+
+int apply_init(struct apply_ctx *ctx, int rootfd, struct tmpdir *tmp, struct store *store,
+	       struct state *state, int lift)
+{
+	ctx->rootfd = rootfd;
+	ctx->tmp = tmp;
+	ctx->store = store;
+	ctx->state = state;
+	ctx->lift = lift;
+	int r = pthread_mutex_init(&ctx->ns_lock, NULL);
+	return r ? -r : 0;
+}
+
+void apply_release(struct apply_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	pthread_mutex_destroy(&ctx->ns_lock);
+}
+
+void apply_result_release(struct apply_result *res)
+{
+	if (!res)
+		return;
+	free(res->missing);
+	memset(res, 0, sizeof(*res));
+}
+
+static void ns_lock(struct apply_ctx *ctx)
+{
+	int r = pthread_mutex_lock(&ctx->ns_lock);
+	if (r) {
+		log_error("ns_lock: %s", strerror(r));
+		abort();
+	}
+}
+
+static void ns_unlock(struct apply_ctx *ctx)
+{
+	int r = pthread_mutex_unlock(&ctx->ns_lock);
+	if (r) {
+		log_error("ns_unlock: %s", strerror(r));
+		abort();
+	}
+}
+
+/* Errors of resolving a parent that mean "it is not there (as a folder)". */
+static int is_absent(int r)
+{
+	return r == -ENOENT || r == -ENOTDIR || r == -ELOOP;
+}
+
+/* Set a parent folder's mtime to the client's (pmtime). A failure does not
+ * undo the op: it is logged and the op still succeeds (an mtime off is
+ * repaired by the next op in that folder or the next full sync). */
+static void set_pmtime(int pfd, int has, const struct timespec *ts, const char *path)
+{
+	if (!has)
+		return;
+	int r = resolve_fd_mtime(pfd, ts);
+	if (r < 0)
+		log_warn("cannot set mtime of the parent of %s: %s", path, strerror(-r));
+}
+
+static void remove_aside(struct apply_ctx *ctx, const char *aside)
+{
+	if (!aside[0])
+		return;
+	int r = resolve_rmtree(ctx->tmp->fd, aside, ctx->lift);
+	if (r < 0)
+		log_warn("cannot remove replaced object %s from tmp: %s (removed at next start)",
+			 aside, strerror(-r));
+}
+
+/*
+ * Move tmp/tname to pfd/base, replacing whatever is there. is_dir: the new
+ * object is a folder. Call under ns_lock with pfd lifted.
+ *
+ * A non-folder replaces a non-folder with a plain renameat(), atomic. When a
+ * folder is involved (replacing one, or being put over a file), renameat()
+ * cannot do it, so the two are exchanged with RENAME_EXCHANGE: still one
+ * atomic step as seen from DIR, and the old object ends up in tmp under
+ * tname; *aside then holds that name and the caller removes it (after
+ * unlocking: a large tree takes a while). On a filesystem without exchange
+ * the old object is moved to tmp first (a moment with neither).
+ */
+static int place(struct apply_ctx *ctx, const char *tname, int pfd, const char *base, int is_dir,
+		 char aside[TMPDIR_NAME_MAX])
+{
+	struct stat st;
+	struct resolve_lift ol = RESOLVE_LIFT_INIT;
+	int tfd = ctx->tmp->fd, r = 0;
+
+	aside[0] = '\0';
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		if (renameat2(tfd, tname, pfd, base, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -errno;
+		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	if (!is_dir && !S_ISDIR(st.st_mode))
+		return renameat(tfd, tname, pfd, base) < 0 ? -errno : 0;
+
+	if (S_ISDIR(st.st_mode) && ctx->lift) {
+		/* The old folder moves to another parent: its ".." entry
+		 * changes, which needs write permission on it. */
+		int ofd = openat(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (ofd >= 0) {
+			r = resolve_lift(ofd, 1, &ol);
+			close(ofd);
+			if (r < 0)
+				return r;
+		}
+	}
+	if (renameat2(tfd, tname, pfd, base, RENAME_EXCHANGE) == 0) {
+		snprintf(aside, TMPDIR_NAME_MAX, "%s", tname);
+		resolve_lift_drop(&ol);
+		return 0;
+	}
+	if (errno != EINVAL && errno != EOPNOTSUPP) {
+		r = -errno;
+		goto fail;
+	}
+	tmpdir_name(ctx->tmp, 'o', aside);
+	if (renameat(pfd, base, tfd, aside) < 0) {
+		r = -errno;
+		aside[0] = '\0';
+		goto fail;
+	}
+	if (renameat(tfd, tname, pfd, base) < 0) {
+		r = -errno;
+		if (renameat(tfd, aside, pfd, base) < 0)
+			log_error("cannot put %s back after a failed replace: %s", base,
+				  strerror(errno));
+		aside[0] = '\0';
+		goto fail;
+	}
+	resolve_lift_drop(&ol);
+	return 0;
+fail:
+	resolve_unlift(&ol);
+	return r;
+}
+
+/* ---- file ---------------------------------------------------------------- */
+
+/* The file a chunk was last read from, kept open for the next chunk (a file
+ * is usually rebuilt from runs of chunks of one older file). */
+struct src_cache {
+	char *path; /* owned */
+	int fd;
+};
+
+static void src_cache_release(struct src_cache *sc)
+{
+	free(sc->path);
+	sc->path = NULL;
+	if (sc->fd >= 0)
+		close(sc->fd);
+	sc->fd = -1;
+}
+
+static int src_open(struct apply_ctx *ctx, struct src_cache *sc, char *path)
+{
+	int pfd, r;
+	const char *base;
+
+	if (sc->path && strcmp(sc->path, path) == 0) {
+		free(path);
+		return sc->fd;
+	}
+	src_cache_release(sc);
+	sc->path = path;
+	if (path_check(path, strlen(path), 0) < 0)
+		return -ENOENT;
+	if ((r = resolve_parent(ctx->rootfd, path, 0, 0, &pfd, &base)) < 0)
+		return r;
+	sc->fd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	r = sc->fd < 0 ? -errno : sc->fd;
+	close(pfd);
+	return r;
+}
+
+static int pread_full(int fd, uint8_t *buf, size_t len, off_t off)
+{
+	size_t have = 0;
+	while (have < len) {
+		ssize_t n = pread(fd, buf + have, len - have, off + (off_t)have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENODATA;
+		have += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Get the bytes of chunk c into buf, verified. Tries the store, then the
+ * chunk index (a published file in DIR). On success from the index,
+ * *srcfd and *srcoff say where the verified bytes lie (for copy_file_range; the
+ * fd belongs to sc). Returns 0, -ENOENT (unavailable: a stale index entry
+ * is dropped), -EBADMSG (c's length contradicts the chunk) or another
+ * negative errno.
+ */
+static int fetch_chunk(struct apply_ctx *ctx, const struct proto_chunk *c, uint8_t *buf,
+		       struct src_cache *sc, int *srcfd, off_t *srcoff)
+{
+	char *path;
+	uint64_t off;
+	uint32_t len;
+	struct hash_id got;
+
+	*srcfd = -1;
+	int r = store_get(ctx->store, &c->id, c->len, buf);
+	if (r != -ENOENT || !ctx->state)
+		return r;
+	r = state_index_get(ctx->state, &c->id, &path, &off, &len);
+	if (r <= 0)
+		return r == 0 ? -ENOENT : r;
+	if (len != c->len) {
+		free(path);
+		return -EBADMSG;
+	}
+	int fd = src_open(ctx, sc, path); /* takes path */
+	if (fd >= 0 && off <= (uint64_t)INT64_MAX - len)
+		r = pread_full(fd, buf, len, (off_t)off);
+	else
+		r = fd < 0 ? fd : -EINVAL;
+	if (r == 0) {
+		hash_buf(buf, len, &got);
+		if (hash_equal(&got, &c->id)) {
+			*srcfd = fd;
+			*srcoff = (off_t)off;
+			return 0;
+		}
+	}
+	if (r == -ENOMEM || r == -EIO)
+		return r;
+	log_debug("dropping stale index entry of a chunk at %s+%llu", sc->path,
+		  (unsigned long long)off);
+	r = state_index_drop(ctx->state, &c->id, sc->path, off);
+	if (r < 0)
+		log_warn("cannot drop a stale chunk index entry: %s", strerror(-r));
+	return -ENOENT;
+}
+
+static int chunk_available(struct apply_ctx *ctx, const struct proto_chunk *c)
+{
+	return store_has(ctx->store, &c->id) ||
+	       (ctx->state && state_index_has(ctx->state, &c->id));
+}
+
+static int add_missing(struct apply_result *res, size_t i, size_t *alloc)
+{
+	if (res->nmissing == *alloc) {
+		size_t n = *alloc ? *alloc * 2 : 64;
+		size_t *p = realloc(res->missing, n * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		res->missing = p;
+		*alloc = n;
+	}
+	res->missing[res->nmissing++] = i;
+	return 0;
+}
+
+static int all_zero(const uint8_t *p, size_t len)
+{
+	/* Compare the buffer with itself shifted by one: zero iff every byte
+	 * equals the first, and the first is zero. */
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+static int pwrite_full(int fd, const uint8_t *p, size_t len, off_t at)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, at);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		at += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Write the verified chunk buf[0..len) at offset at of fd. An all-zero
+ * chunk is skipped (a hole: sparse files stay sparse; the final ftruncate
+ * sets the size). Bytes that sit verified in a file of DIR are copied in
+ * the kernel (copy_file_range: a reflink where the filesystem can). */
+static int put_chunk(int fd, off_t at, const uint8_t *buf, size_t len, int srcfd, off_t srcoff)
+{
+	size_t done = 0;
+	if (all_zero(buf, len))
+		return 0;
+	if (srcfd >= 0) {
+		loff_t in = srcoff, out = at;
+		while (done < len) {
+			ssize_t n = copy_file_range(srcfd, &in, fd, &out, len - done, 0);
+			if (n <= 0)
+				break; /* any failure: fall back to the verified buffer */
+			done += (size_t)n;
+		}
+	}
+	return pwrite_full(fd, buf + done, len - done, at + (off_t)done);
+}
+
+/* Build op's file in tmp/tname: content, mode, mtime, fsync. Returns 0,
+ * APPLY_MISSING (res->missing filled) or a negative errno; on anything but
+ * 0 the temporary is gone. */
+static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char *tname,
+		    struct apply_result *res)
+{
+	struct src_cache sc = { .path = NULL, .fd = -1 };
+	size_t alloc = 0;
+	uint8_t *buf = NULL;
+	off_t at = 0;
+	int r = 0;
+
+	/* Cheap presence check first: no point writing gigabytes to find the
+	 * last chunk missing. */
+	for (size_t i = 0; i < op->nchunks; i++)
+		if (!chunk_available(ctx, &op->chunks[i]) && (r = add_missing(res, i, &alloc)) < 0)
+			return r;
+	if (res->nmissing)
+		return APPLY_MISSING;
+
+	int fd = openat(ctx->tmp->fd, tname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (op->nchunks && !(buf = malloc(CHUNK_PROTO_MAX))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < op->nchunks; i++) {
+		const struct proto_chunk *c = &op->chunks[i];
+		int srcfd;
+		off_t srcoff;
+		if (res->nmissing) {
+			/* Already failing: only find the rest of the missing. */
+			if (!chunk_available(ctx, c) && (r = add_missing(res, i, &alloc)) < 0)
+				goto fail;
+			continue;
+		}
+		r = fetch_chunk(ctx, c, buf, &sc, &srcfd, &srcoff);
+		if (r == -ENOENT) {
+			if ((r = add_missing(res, i, &alloc)) < 0)
+				goto fail;
+			continue;
+		}
+		if (r < 0 || (r = put_chunk(fd, at, buf, c->len, srcfd, srcoff)) < 0)
+			goto fail;
+		at += c->len;
+	}
+	if (res->nmissing) {
+		r = APPLY_MISSING;
+		goto fail;
+	}
+	struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT }, op->mtime };
+	if (ftruncate(fd, (off_t)op->size) < 0 || fchmod(fd, op->mode) < 0 ||
+	    futimens(fd, ts) < 0 || fsync(fd) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		r = -errno;
+		goto fail;
+	}
+	free(buf);
+	src_cache_release(&sc);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(ctx->tmp->fd, tname, 0);
+	free(buf);
+	src_cache_release(&sc);
+	return r;
+}
+
+static int op_file(struct apply_ctx *ctx, const struct proto_op *op, struct apply_result *res)
+{
+	char tname[TMPDIR_NAME_MAX], aside[TMPDIR_NAME_MAX] = "";
+	struct resolve_lift pl = RESOLVE_LIFT_INIT;
+	const char *base;
+	int pfd = -1, syncfd = -1, placed = 0, r;
+
+	tmpdir_name(ctx->tmp, 'f', tname);
+	if ((r = assemble(ctx, op, tname, res)) != 0)
+		return r;
+
+	ns_lock(ctx);
+	if ((r = resolve_parent(ctx->rootfd, op->path, 1, ctx->lift, &pfd, &base)) < 0 ||
+	    (r = resolve_lift(pfd, ctx->lift, &pl)) < 0 ||
+	    (r = place(ctx, tname, pfd, base, 0, aside)) < 0)
+		goto unlock;
+	placed = 1;
+	r = resolve_open_rd(pfd, &syncfd);
+	resolve_unlift(&pl);
+	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+unlock:
+	resolve_unlift(&pl);
+	ns_unlock(ctx);
+
+	/* The folder fsync runs outside the lock so that parallel uploads
+	 * share journal commits instead of queueing for one each. The op is
+	 * acknowledged only after it. */
+	if (syncfd >= 0) {
+		if (fsync(syncfd) < 0 && r == 0)
+			r = -errno;
+		close(syncfd);
+	}
+	if (pfd >= 0)
+		close(pfd);
+	if (r < 0) {
+		if (!placed)
+			unlinkat(ctx->tmp->fd, tname, 0);
+		remove_aside(ctx, aside);
+		return r;
+	}
+	if (ctx->state) {
+		/* The file is durable: record where its chunks live, then drop
+		 * the store copies (no second copy of the data). If recording
+		 * fails, the copies simply stay in the store. */
+		int ir = state_index_file(ctx->state, op->path, op->chunks, op->nchunks);
+		if (ir < 0)
+			log_warn("cannot index the chunks of %s: %s", op->path, strerror(-ir));
+		for (size_t i = 0; ir == 0 && i < op->nchunks; i++)
+			store_remove(ctx->store, &op->chunks[i].id);
+	}
+	remove_aside(ctx, aside);
+	return 0;
+}
+
+/* ---- mkdir, symlink, delete, meta --------------------------------------- */
+
+/* The root itself: mode and mtime only (mkdir "" and meta ""). */
+static int op_root(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	int r;
+	ns_lock(ctx);
+	if ((r = resolve_fd_chmod(ctx->rootfd, op->mode)) == 0 &&
+	    (r = resolve_fd_mtime(ctx->rootfd, &op->mtime)) == 0 && fsync(ctx->rootfd) < 0)
+		r = -errno;
+	ns_unlock(ctx);
+	return r;
+}
+
+static int op_mkdir(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	char tname[TMPDIR_NAME_MAX] = "", aside[TMPDIR_NAME_MAX] = "";
+	struct resolve_lift pl = RESOLVE_LIFT_INIT;
+	struct stat st;
+	const char *base;
+	int pfd = -1, dfd = -1, replaced = 0, r;
+
+	if (op->path[0] == '\0')
+		return op_root(ctx, op);
+	ns_lock(ctx);
+	if ((r = resolve_parent(ctx->rootfd, op->path, 1, ctx->lift, &pfd, &base)) < 0 ||
+	    (r = resolve_lift(pfd, ctx->lift, &pl)) < 0)
+		goto out;
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+		dfd = openat(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0) {
+			r = -errno;
+			goto out;
+		}
+	} else {
+		/* Missing, or a non-folder to replace: build the folder in tmp
+		 * (0700 until filled in) and put it in place atomically. */
+		tmpdir_name(ctx->tmp, 'd', tname);
+		if (mkdirat(ctx->tmp->fd, tname, 0700) < 0) {
+			r = -errno;
+			tname[0] = '\0';
+			goto out;
+		}
+		dfd = openat(ctx->tmp->fd, tname, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0) {
+			r = -errno;
+			goto out;
+		}
+		if ((r = place(ctx, tname, pfd, base, 1, aside)) < 0)
+			goto out;
+		/* Placed: tmp/tname is gone, or is the replaced object (aside). */
+		tname[0] = '\0';
+		replaced = 1;
+	}
+	/* Mode and mtime last: the rename into place may touch the folder. */
+	if ((r = resolve_fd_chmod(dfd, op->mode)) < 0 || (r = resolve_fd_mtime(dfd, &op->mtime)) < 0)
+		goto out;
+	int e = resolve_fsync_dir(dfd);
+	if (e < 0 && e != -EACCES)
+		r = e;
+	resolve_unlift(&pl);
+	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+	if (r == 0)
+		r = resolve_fsync_dir(pfd);
+	if (r == 0 && replaced && ctx->state)
+		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
+out:
+	resolve_unlift(&pl);
+	if (tname[0])
+		unlinkat(ctx->tmp->fd, tname, AT_REMOVEDIR);
+	ns_unlock(ctx);
+	if (dfd >= 0)
+		close(dfd);
+	if (pfd >= 0)
+		close(pfd);
+	remove_aside(ctx, aside);
+	return r;
+}
+
+static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	char tname[TMPDIR_NAME_MAX], aside[TMPDIR_NAME_MAX] = "";
+	struct resolve_lift pl = RESOLVE_LIFT_INIT;
+	struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT }, op->mtime };
+	const char *base;
+	int pfd = -1, placed = 0, r;
+
+	/* Built in tmp, mtime included (a rename does not change a
+	 * non-folder's mtime), then renamed over whatever is at path. */
+	tmpdir_name(ctx->tmp, 'l', tname);
+	if (symlinkat(op->target, ctx->tmp->fd, tname) < 0)
+		return -errno;
+	if (utimensat(ctx->tmp->fd, tname, ts, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		unlinkat(ctx->tmp->fd, tname, 0);
+		return r;
+	}
+	ns_lock(ctx);
+	if ((r = resolve_parent(ctx->rootfd, op->path, 1, ctx->lift, &pfd, &base)) < 0 ||
+	    (r = resolve_lift(pfd, ctx->lift, &pl)) < 0 ||
+	    (r = place(ctx, tname, pfd, base, 0, aside)) < 0)
+		goto out;
+	placed = 1;
+	resolve_unlift(&pl);
+	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+	r = resolve_fsync_dir(pfd);
+	if (r == 0 && ctx->state)
+		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
+out:
+	resolve_unlift(&pl);
+	ns_unlock(ctx);
+	if (!placed)
+		unlinkat(ctx->tmp->fd, tname, 0);
+	if (pfd >= 0)
+		close(pfd);
+	remove_aside(ctx, aside);
+	return r;
+}
+
+static int op_delete(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	char aside[TMPDIR_NAME_MAX] = "";
+	struct resolve_lift pl = RESOLVE_LIFT_INIT, dl = RESOLVE_LIFT_INIT;
+	struct stat st;
+	const char *base;
+	int pfd = -1, r;
+
+	ns_lock(ctx);
+	r = resolve_parent(ctx->rootfd, op->path, 0, 0, &pfd, &base);
+	if (is_absent(r)) {
+		r = 0; /* a parent is missing or not a folder: nothing to delete */
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = errno == ENOENT ? 0 : -errno;
+		if (r == 0)
+			set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+		goto out;
+	}
+	if ((r = resolve_lift(pfd, ctx->lift, &pl)) < 0)
+		goto out;
+	if (S_ISDIR(st.st_mode)) {
+		/* Out of DIR in one atomic rename, removed from tmp later. */
+		int dfd = openat(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0) {
+			r = -errno;
+			goto out;
+		}
+		r = resolve_lift(dfd, ctx->lift, &dl);
+		close(dfd);
+		if (r < 0)
+			goto out;
+		tmpdir_name(ctx->tmp, 'x', aside);
+		if (renameat(pfd, base, ctx->tmp->fd, aside) < 0) {
+			r = -errno;
+			aside[0] = '\0';
+			goto out;
+		}
+		resolve_lift_drop(&dl);
+	} else if (unlinkat(pfd, base, 0) < 0 && errno != ENOENT) {
+		r = -errno;
+		goto out;
+	}
+	resolve_unlift(&pl);
+	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+	r = resolve_fsync_dir(pfd);
+	if (r == 0 && ctx->state)
+		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
+out:
+	resolve_unlift(&dl);
+	resolve_unlift(&pl);
+	ns_unlock(ctx);
+	if (pfd >= 0)
+		close(pfd);
+	remove_aside(ctx, aside);
+	return r;
+}
+
+static int type_matches(mode_t m, char type)
+{
+	return (type == 'f' && S_ISREG(m)) || (type == 'd' && S_ISDIR(m)) ||
+	       (type == 'l' && S_ISLNK(m));
+}
+
+/* Make a metadata change of pfd/base durable: fsync the object itself if
+ * it can be opened, otherwise its folder (whose journal commit carries the
+ * inode change on ext4/xfs). */
+static int sync_meta(int pfd, const char *base, char type)
+{
+	if (type != 'l') {
+		int fd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0) {
+			int r = fsync(fd) < 0 ? -errno : 0;
+			close(fd);
+			if (r == 0)
+				return 0;
+		}
+	}
+	return resolve_fsync_dir(pfd);
+}
+
+static int op_meta(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	struct stat st;
+	const char *base;
+	int pfd = -1, ofd = -1, r;
+
+	if (op->path[0] == '\0')
+		return op_root(ctx, op);
+	ns_lock(ctx);
+	r = resolve_parent(ctx->rootfd, op->path, 0, 0, &pfd, &base);
+	if (r < 0) {
+		if (is_absent(r))
+			r = -ENOENT;
+		goto out;
+	}
+	if (op->type == 'l') {
+		struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT }, op->mtime };
+		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (!S_ISLNK(st.st_mode)) {
+			r = -ENOENT;
+			goto out;
+		}
+		if (utimensat(pfd, base, ts, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = -errno;
+			goto out;
+		}
+	} else {
+		/* Through an fd of the object itself: never a symlink's target,
+		 * and the type check and the change hit the same inode. */
+		ofd = openat(pfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (ofd < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (fstat(ofd, &st) < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (!type_matches(st.st_mode, op->type)) {
+			r = -ENOENT;
+			goto out;
+		}
+		if ((r = resolve_fd_chmod(ofd, op->mode)) < 0 ||
+		    (r = resolve_fd_mtime(ofd, &op->mtime)) < 0)
+			goto out;
+	}
+	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+	r = sync_meta(pfd, base, op->type);
+out:
+	ns_unlock(ctx);
+	if (ofd >= 0)
+		close(ofd);
+	if (pfd >= 0)
+		close(pfd);
+	return r;
+}
+
+/* ---- rename ------------------------------------------------------------- */
+
+/* Lift the folder base in pfd itself (not its parent), if it is one. */
+static int lift_child(struct apply_ctx *ctx, int pfd, const char *base, struct resolve_lift *l)
+{
+	if (!ctx->lift)
+		return 0;
+	int fd = openat(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* not a folder: nothing to lift */
+	int r = resolve_lift(fd, 1, l);
+	close(fd);
+	return r;
+}
+
+static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
+		     const struct apply_origin *origin, struct apply_result *res)
+{
+	char aside[TMPDIR_NAME_MAX] = "";
+	struct resolve_lift fl = RESOLVE_LIFT_INIT, tl = RESOLVE_LIFT_INIT;
+	struct resolve_lift sl = RESOLVE_LIFT_INIT, xl = RESOLVE_LIFT_INIT;
+	struct stat fst, tst;
+	const char *fbase, *tbase;
+	int fpfd = -1, tpfd = -1, r, texists;
+	int exchange = op->rflags == RENAME_F_EXCHANGE;
+	int replay = ctx->state && origin && origin->client[0] && origin->has_seq;
+	uint64_t last;
+
+	/* Moving a folder into itself, or onto one of its ancestors: the
+	 * client's own rename(2) refused that, so it never sends it. */
+	if (strcmp(op->path, op->path2) != 0 &&
+	    (path_is_under(op->path2, op->path) || path_is_under(op->path, op->path2)))
+		return -EINVAL;
+
+	ns_lock(ctx);
+	if (replay) {
+		r = state_seq_get(ctx->state, origin->client, &last);
+		if (r < 0)
+			goto out;
+		if (r == 1 && origin->seq <= last) {
+			res->replayed = 1;
+			r = 0;
+			goto out;
+		}
+	}
+	r = resolve_parent(ctx->rootfd, op->path, 0, 0, &fpfd, &fbase);
+	if (r < 0) {
+		if (is_absent(r))
+			r = -ENOENT;
+		goto out;
+	}
+	if (fstatat(fpfd, fbase, &fst, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = resolve_parent(ctx->rootfd, op->path2, !exchange, ctx->lift, &tpfd, &tbase);
+	if (r < 0) {
+		if (is_absent(r) && exchange)
+			r = -ENOENT;
+		goto out;
+	}
+	texists = fstatat(tpfd, tbase, &tst, AT_SYMLINK_NOFOLLOW) == 0;
+	if (!texists && errno != ENOENT) {
+		r = -errno;
+		goto out;
+	}
+	if (exchange && !texists) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (op->rflags == RENAME_F_NOREPLACE && texists) {
+		r = -EEXIST;
+		goto out;
+	}
+	/* Write permission: both parents, and a folder that changes parent
+	 * (its ".." entry is rewritten). */
+	if ((r = resolve_lift(fpfd, ctx->lift, &fl)) < 0 ||
+	    (r = resolve_lift(tpfd, ctx->lift, &tl)) < 0 ||
+	    (r = lift_child(ctx, fpfd, fbase, &sl)) < 0 ||
+	    (texists && (r = lift_child(ctx, tpfd, tbase, &xl)) < 0))
+		goto out;
+
+	unsigned flags = exchange ? RENAME_EXCHANGE :
+			 op->rflags == RENAME_F_NOREPLACE ? RENAME_NOREPLACE : 0;
+	if (renameat2(fpfd, fbase, tpfd, tbase, flags) < 0) {
+		r = -errno;
+		if (flags || (r != -ENOTEMPTY && r != -EEXIST && r != -EISDIR && r != -ENOTDIR))
+			goto out;
+		/* Plain rename onto something rename(2) cannot replace (a
+		 * non-empty folder, or another type): the client's own rename
+		 * replaced it, so move it aside first, and back on failure. */
+		tmpdir_name(ctx->tmp, 'r', aside);
+		if (renameat(tpfd, tbase, ctx->tmp->fd, aside) < 0) {
+			r = -errno;
+			aside[0] = '\0';
+			goto out;
+		}
+		if (renameat(fpfd, fbase, tpfd, tbase) < 0) {
+			r = -errno;
+			if (renameat(ctx->tmp->fd, aside, tpfd, tbase) < 0)
+				log_error("cannot put %s back after a failed rename: %s",
+					  op->path2, strerror(errno));
+			aside[0] = '\0';
+			goto out;
+		}
+	}
+	resolve_unlift(&xl);
+	resolve_unlift(&sl);
+	resolve_unlift(&tl);
+	resolve_unlift(&fl);
+	set_pmtime(fpfd, op->has_pmtime, &op->pmtime, op->path);
+	set_pmtime(tpfd, op->has_pmtime2, &op->pmtime2, op->path2);
+	if ((r = resolve_fsync_dir(tpfd)) < 0 || (r = resolve_fsync_dir(fpfd)) < 0)
+		goto out;
+	if (ctx->state) {
+		int ir = state_index_rename(ctx->state, op->path, op->path2, exchange);
+		if (ir < 0)
+			log_warn("cannot update the chunk index for %s -> %s: %s", op->path,
+				 op->path2, strerror(-ir));
+	}
+	/* Recorded after the rename is durable and before the reply: a
+	 * replay after this point is recognised. */
+	if (replay)
+		r = state_seq_set(ctx->state, origin->client, origin->seq);
+out:
+	resolve_unlift(&xl);
+	resolve_unlift(&sl);
+	resolve_unlift(&tl);
+	resolve_unlift(&fl);
+	ns_unlock(ctx);
+	if (fpfd >= 0)
+		close(fpfd);
+	if (tpfd >= 0)
+		close(tpfd);
+	remove_aside(ctx, aside);
+	return r;
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static const char *op_name(enum proto_kind k)
+{
+	switch (k) {
+	case OP_FILE: return "file";
+	case OP_MKDIR: return "mkdir";
+	case OP_SYMLINK: return "symlink";
+	case OP_DELETE: return "delete";
+	case OP_META: return "meta";
+	case OP_RENAME: return "rename";
+	}
+	return "?";
+}
+
+int apply_op(struct apply_ctx *ctx, const struct proto_op *op, const struct apply_origin *origin,
+	     struct apply_result *res)
+{
+	int r = -EINVAL;
+	memset(res, 0, sizeof(*res));
+	switch (op->kind) {
+	case OP_FILE: r = op_file(ctx, op, res); break;
+	case OP_MKDIR: r = op_mkdir(ctx, op); break;
+	case OP_SYMLINK: r = op_symlink(ctx, op); break;
+	case OP_DELETE: r = op_delete(ctx, op); break;
+	case OP_META: r = op_meta(ctx, op); break;
+	case OP_RENAME: r = op_rename(ctx, op, origin, res); break;
+	}
+	if (r == APPLY_MISSING)
+		log_debug("file %s: %zu chunks missing", op->path, res->nmissing);
+	else if (r < 0 && op->kind == OP_RENAME)
+		log_warn("rename %s -> %s: %s", op->path, op->path2, strerror(-r));
+	else if (r < 0)
+		log_warn("%s %s: %s", op_name(op->kind), op->path, strerror(-r));
+	return r;
+}

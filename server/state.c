@@ -1,0 +1,389 @@
+#define _GNU_SOURCE
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum {
+	Q_GET,
+	Q_DROP,
+	Q_PUT,
+	Q_FORGET,
+	Q_MOVE,
+	Q_SEQ_GET,
+	Q_SEQ_SET,
+	Q_BEGIN,
+	Q_COMMIT,
+	Q_ROLLBACK,
+	Q_COUNT
+};
+
+/*
+ * Prefix ranges: the entries "at or beneath P" are path = P or
+ * P + "/" <= path < P + "0" ('0' follows '/'), bytewise on BLOBs.
+ * Q_MOVE rewrites the prefix: new = to || substr(path, len(from) + 1),
+ * cast back to BLOB so that every stored path stays a BLOB.
+ * Exchange parks one side under the prefix "/" (no mirror path starts with
+ * '/', so nothing real lives there) for the moment of the swap.
+ */
+static const char *const sql_text[Q_COUNT] = {
+	[Q_GET] = "SELECT path, off, len FROM chunks WHERE id = ?1",
+	[Q_DROP] = "DELETE FROM chunks WHERE id = ?1 AND path = ?2 AND off = ?3",
+	[Q_PUT] = "INSERT OR REPLACE INTO chunks(id, path, off, len) VALUES (?1, ?2, ?3, ?4)",
+	[Q_FORGET] = "DELETE FROM chunks WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+	[Q_MOVE] = "UPDATE chunks SET path = CAST(CAST(?4 AS BLOB) || substr(path, ?5) AS BLOB) "
+		   "WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+	[Q_SEQ_GET] = "SELECT seq FROM clients WHERE id = ?1",
+	[Q_SEQ_SET] = "INSERT INTO clients(id, seq) VALUES (?1, ?2) "
+		      "ON CONFLICT(id) DO UPDATE SET seq = max(seq, excluded.seq)",
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+};
+
+static const char schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=FULL;"
+	"CREATE TABLE IF NOT EXISTS chunks(id BLOB PRIMARY KEY, path BLOB NOT NULL,"
+	" off INTEGER NOT NULL, len INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);"
+	"CREATE TABLE IF NOT EXISTS clients(id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+	" WITHOUT ROWID;";
+
+struct state {
+	pthread_mutex_t lock; /* guards db and every statement */
+	sqlite3 *db;
+	sqlite3_stmt *q[Q_COUNT];
+};
+
+/* The one mapping from SQLite result codes to errno. */
+static int state_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	case SQLITE_TOOBIG:
+		return -E2BIG;
+	default:
+		return -EIO;
+	}
+}
+
+static void lock(struct state *st)
+{
+	int r = pthread_mutex_lock(&st->lock);
+	if (r) {
+		log_error("state lock: %s", strerror(r));
+		abort();
+	}
+}
+
+static void unlock(struct state *st)
+{
+	int r = pthread_mutex_unlock(&st->lock);
+	if (r) {
+		log_error("state unlock: %s", strerror(r));
+		abort();
+	}
+}
+
+/* Run a statement without result rows and reset it. */
+static int run(struct state *st, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE) {
+		log_error("state db: %s", sqlite3_errmsg(st->db));
+		return state_errno(rc) ? state_errno(rc) : -EIO;
+	}
+	return 0;
+}
+
+int state_open(const char *path, struct state **out)
+{
+	struct state *st = calloc(1, sizeof(*st));
+	int r, rc;
+	if (!st)
+		return -ENOMEM;
+	if ((r = pthread_mutex_init(&st->lock, NULL)) != 0) {
+		free(st);
+		return -r;
+	}
+	/* Create it 0600 ourselves: SQLite would use 0644. */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	close(fd);
+	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		r = state_errno(rc);
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	char *err = NULL;
+	rc = sqlite3_exec(st->db, schema, NULL, NULL, &err);
+	if (rc != SQLITE_OK) {
+		log_error("state db %s: %s", path, err ? err : sqlite3_errstr(rc));
+		sqlite3_free(err);
+		r = state_errno(rc) ? state_errno(rc) : -EIO;
+		goto fail;
+	}
+	for (int i = 0; i < Q_COUNT; i++) {
+		rc = sqlite3_prepare_v3(st->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
+					&st->q[i], NULL);
+		if (rc != SQLITE_OK) {
+			log_error("state db: %s: %s", sql_text[i], sqlite3_errmsg(st->db));
+			r = state_errno(rc) ? state_errno(rc) : -EIO;
+			goto fail;
+		}
+	}
+	*out = st;
+	return 0;
+fail:
+	state_close(st);
+	return r;
+}
+
+void state_close(struct state *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(st->q[i]);
+	if (st->db)
+		sqlite3_close(st->db);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+int state_index_get(struct state *st, const struct hash_id *id, char **path, uint64_t *off,
+		    uint32_t *len)
+{
+	sqlite3_stmt *s = st->q[Q_GET];
+	int r = 0;
+	lock(st);
+	sqlite3_bind_blob(s, 1, id->b, HASH_LEN, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const void *p = sqlite3_column_blob(s, 0);
+		int n = sqlite3_column_bytes(s, 0);
+		sqlite3_int64 o = sqlite3_column_int64(s, 1);
+		sqlite3_int64 l = sqlite3_column_int64(s, 2);
+		char *c = malloc((size_t)n + 1);
+		if (!c) {
+			r = -ENOMEM;
+		} else if (o < 0 || l <= 0 || l > UINT32_MAX || (n > 0 && !p)) {
+			free(c);
+			r = 0; /* nonsense entry: as good as none */
+		} else {
+			if (n)
+				memcpy(c, p, (size_t)n);
+			c[n] = '\0';
+			*path = c;
+			*off = (uint64_t)o;
+			*len = (uint32_t)l;
+			r = 1;
+		}
+	} else if (rc != SQLITE_DONE) {
+		r = state_errno(rc) ? state_errno(rc) : -EIO;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	unlock(st);
+	return r;
+}
+
+int state_index_has(struct state *st, const struct hash_id *id)
+{
+	char *path = NULL;
+	uint64_t off;
+	uint32_t len;
+	int r = state_index_get(st, id, &path, &off, &len);
+	free(path);
+	return r == 1;
+}
+
+int state_index_drop(struct state *st, const struct hash_id *id, const char *path, uint64_t off)
+{
+	sqlite3_stmt *s = st->q[Q_DROP];
+	lock(st);
+	sqlite3_bind_blob(s, 1, id->b, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, path, (int)strlen(path), SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)off);
+	int r = run(st, s);
+	unlock(st);
+	return r;
+}
+
+/* Bind P, P + "/", P + "0" to parameters 1..3 of s. bounds holds the two
+ * bound strings and must live until the statement is reset. */
+static int bind_prefix(sqlite3_stmt *s, const char *p, char **bounds)
+{
+	size_t n = strlen(p);
+	bounds[0] = malloc(n + 1);
+	bounds[1] = malloc(n + 1);
+	if (!bounds[0] || !bounds[1])
+		return -ENOMEM;
+	memcpy(bounds[0], p, n);
+	memcpy(bounds[1], p, n);
+	bounds[0][n] = '/';
+	bounds[1][n] = '0';
+	sqlite3_bind_blob(s, 1, p, (int)n, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, bounds[0], (int)n + 1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, bounds[1], (int)n + 1, SQLITE_STATIC);
+	return 0;
+}
+
+/* Under the lock. */
+static int forget_locked(struct state *st, const char *path)
+{
+	char *b[2] = { NULL, NULL };
+	sqlite3_stmt *s = st->q[Q_FORGET];
+	int r = bind_prefix(s, path, b);
+	if (r == 0)
+		r = run(st, s);
+	else
+		sqlite3_clear_bindings(s);
+	free(b[0]);
+	free(b[1]);
+	return r;
+}
+
+/* Under the lock: rewrite the prefix from to to. */
+static int move_locked(struct state *st, const char *from, const char *to)
+{
+	char *b[2] = { NULL, NULL };
+	sqlite3_stmt *s = st->q[Q_MOVE];
+	int r = bind_prefix(s, from, b);
+	if (r == 0) {
+		sqlite3_bind_blob(s, 4, to, (int)strlen(to), SQLITE_STATIC);
+		sqlite3_bind_int64(s, 5, (sqlite3_int64)strlen(from) + 1);
+		r = run(st, s);
+	} else {
+		sqlite3_clear_bindings(s);
+	}
+	free(b[0]);
+	free(b[1]);
+	return r;
+}
+
+static int begin(struct state *st)
+{
+	return run(st, st->q[Q_BEGIN]);
+}
+
+static int end(struct state *st, int r)
+{
+	if (r == 0 && (r = run(st, st->q[Q_COMMIT])) == 0)
+		return 0;
+	if (!sqlite3_get_autocommit(st->db))
+		run(st, st->q[Q_ROLLBACK]);
+	return r;
+}
+
+int state_index_file(struct state *st, const char *path, const struct proto_chunk *chunks, size_t n)
+{
+	sqlite3_stmt *s = st->q[Q_PUT];
+	uint64_t off = 0;
+	int r;
+	lock(st);
+	if ((r = begin(st)) < 0)
+		goto out;
+	r = forget_locked(st, path);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		sqlite3_bind_blob(s, 1, chunks[i].id.b, HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 2, path, (int)strlen(path), SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)off);
+		sqlite3_bind_int64(s, 4, chunks[i].len);
+		r = run(st, s);
+		off += chunks[i].len;
+	}
+	r = end(st, r);
+out:
+	unlock(st);
+	return r;
+}
+
+int state_index_forget(struct state *st, const char *path)
+{
+	lock(st);
+	int r = forget_locked(st, path);
+	unlock(st);
+	return r;
+}
+
+int state_index_rename(struct state *st, const char *from, const char *to, int exchange)
+{
+	int r;
+	lock(st);
+	if ((r = begin(st)) < 0)
+		goto out;
+	if (exchange) {
+		if ((r = move_locked(st, from, "/")) == 0 && (r = move_locked(st, to, from)) == 0)
+			r = move_locked(st, "/", to);
+	} else if ((r = forget_locked(st, to)) == 0) {
+		r = move_locked(st, from, to);
+	}
+	r = end(st, r);
+out:
+	unlock(st);
+	return r;
+}
+
+int state_seq_get(struct state *st, const char *client, uint64_t *seq)
+{
+	sqlite3_stmt *s = st->q[Q_SEQ_GET];
+	int r = 0;
+	lock(st);
+	sqlite3_bind_text(s, 1, client, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*seq = (uint64_t)sqlite3_column_int64(s, 0);
+		r = 1;
+	} else if (rc != SQLITE_DONE) {
+		r = state_errno(rc) ? state_errno(rc) : -EIO;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	unlock(st);
+	return r;
+}
+
+int state_seq_set(struct state *st, const char *client, uint64_t seq)
+{
+	sqlite3_stmt *s = st->q[Q_SEQ_SET];
+	if (seq > INT64_MAX)
+		return -EINVAL;
+	lock(st);
+	sqlite3_bind_text(s, 1, client, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
+	int r = run(st, s);
+	unlock(st);
+	return r;
+}

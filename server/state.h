@@ -1,0 +1,78 @@
+/*
+ * state: mirrord's SQLite database, <state>/state.db (WAL, synchronous=FULL).
+ *
+ * Two tables:
+ * - chunks(id, path, off, len): where the bytes of a chunk live inside DIR,
+ *   filled when a file is published (so the store copy can go and mirrord
+ *   keeps no second copy of the data). An entry is a hint, never trusted:
+ *   readers verify the bytes by hash and drop a stale entry. One location
+ *   per id (the newest). Paths are stored as BLOBs (they are bytes, not
+ *   necessarily UTF-8), which makes comparisons and substr() bytewise.
+ * - clients(id, seq): per client, the highest X-Mirror-Seq of an applied
+ *   rename (replay detection: a rename must not be applied twice).
+ *
+ * Every write commits before returning (durable: synchronous=FULL).
+ * Thread-safety: one connection guarded by an internal mutex; all
+ * functions may be called from any thread. Lock order: apply's ns_lock
+ * before this one.
+ */
+#ifndef MIRRORD_STATE_H
+#define MIRRORD_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hash.h"
+#include "proto.h"
+
+struct state;
+
+/* Open or create the database at path (mode 0600). Returns 0 and *out
+ * (caller closes with state_close) or a negative errno. */
+__attribute__((warn_unused_result))
+int state_open(const char *path, struct state **out);
+
+/* Close the database. Accepts NULL. */
+void state_close(struct state *st);
+
+/* Look up where chunk id lives. Returns 1 and fills *path (caller frees
+ * with free()), *off, *len; 0 if unknown; or a negative errno. */
+__attribute__((warn_unused_result))
+int state_index_get(struct state *st, const struct hash_id *id, char **path, uint64_t *off,
+		    uint32_t *len);
+
+/* 1 if id has an entry, 0 if not (errors read as 0). */
+int state_index_has(struct state *st, const struct hash_id *id);
+
+/* Drop the entry of id if it still says (path, off). Returns 0 or a
+ * negative errno. */
+int state_index_drop(struct state *st, const struct hash_id *id, const char *path, uint64_t off);
+
+/* A file was published at path with these chunks: forget every entry at or
+ * beneath path, then record each chunk's offset in it. One transaction.
+ * Returns 0 or a negative errno. */
+__attribute__((warn_unused_result))
+int state_index_file(struct state *st, const char *path, const struct proto_chunk *chunks,
+		     size_t n);
+
+/* Forget every entry at or beneath path (it was deleted or replaced).
+ * Returns 0 or a negative errno. */
+int state_index_forget(struct state *st, const char *path);
+
+/* from was renamed to to (exchange: and to to from). Entries at or beneath
+ * them follow; entries at or beneath a replaced to are forgotten. Returns 0
+ * or a negative errno. */
+__attribute__((warn_unused_result))
+int state_index_rename(struct state *st, const char *from, const char *to, int exchange);
+
+/* The highest rename seq recorded for client (32 hex). Returns 1 and *seq,
+ * 0 if none, or a negative errno. */
+__attribute__((warn_unused_result))
+int state_seq_get(struct state *st, const char *client, uint64_t *seq);
+
+/* Record seq for client (kept if higher than what is there). Durable on
+ * return. Returns 0 or a negative errno. */
+__attribute__((warn_unused_result))
+int state_seq_set(struct state *st, const char *client, uint64_t seq);
+
+#endif

@@ -1,0 +1,368 @@
+#!/bin/bash
+# t_server_api: mirrord alone, over a real socket, driven with curl.
+#
+# Starts its own mirrord on 127.0.0.1 (port 0 + --port-file) over a fresh
+# DIR and checks the protocol of docs/PROTOCOL.md end to end: ping; chunk
+# upload (plain and zstd) and file commit with exact content, mode and mtime;
+# 409 for missing chunks; mkdir, symlink, delete, meta, rename (plain,
+# noreplace, exchange, replay by X-Mirror-Seq); refusal of bad paths,
+# symlink escapes, wrong chunk bytes, oversized bodies, malformed JSON and
+# unknown ops, with nothing changed; and the manifest.
+#
+# mirrord is killed by PID in the EXIT trap, whatever happens; every curl
+# runs under timeout; waiting is by bounded polls only.
+#
+# timeout: 180
+
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
+MIRRORD=${MIRRORD:-$BUILD/mirrord}
+NAME=t_server_api
+
+T=$(mktemp -d /tmp/mirrord-api.XXXXXX) || exit 1
+D=$T/dir
+S=$T/state
+mkdir "$D" "$T/outside"
+echo "untouched" >"$T/outside/keep"
+PID=""
+FAILS=0
+export TZ=UTC
+
+cleanup() {
+	if [[ -n $PID ]]; then
+		kill -TERM "$PID" 2>/dev/null
+		# Bounded wait for a clean exit, then SIGKILL.
+		for _ in $(seq 100); do
+			kill -0 "$PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -KILL "$PID" 2>/dev/null
+		wait "$PID" 2>/dev/null
+	fi
+	if [[ ${MIRRORFS_TEST_KEEP:-0} == 1 ]]; then
+		echo "kept $T" >&2
+	else
+		chmod -R u+rwx "$T" 2>/dev/null
+		rm -rf "$T"
+	fi
+}
+trap cleanup EXIT
+
+die() {
+	echo "FAIL: $NAME: $*" >&2
+	[[ -s $T/mirrord.log ]] && tail -n 30 "$T/mirrord.log" | sed 's/^/    /' >&2
+	exit 1
+}
+
+# ok DESCRIPTION CMD...: a soft check; the test fails at the end.
+ok() {
+	local what=$1
+	shift
+	if "$@"; then
+		echo "ok: $what"
+	else
+		echo "FAIL: $NAME: $what" >&2
+		FAILS=$((FAILS + 1))
+	fi
+}
+
+[[ -x $MIRRORD ]] || die "no mirrord binary at $MIRRORD (make first)"
+command -v xxd >/dev/null || die "xxd is needed"
+command -v b2sum >/dev/null || die "b2sum is needed"
+
+"$MIRRORD" "$D" --listen 127.0.0.1:0 --port-file "$T/port" --state-dir "$S" \
+	--log-level debug >"$T/mirrord.log" 2>&1 &
+PID=$!
+for _ in $(seq 200); do
+	[[ -s $T/port ]] && break
+	kill -0 "$PID" 2>/dev/null || die "mirrord exited at start"
+	sleep 0.05
+done
+[[ -s $T/port ]] || die "no port file after 10s"
+read -r PORT <"$T/port"
+URL=http://127.0.0.1:$PORT
+CLIENT=0123456789abcdef0123456789abcdef
+
+# req METHOD PATH [CURL ARGS...]: sets CODE and BODY.
+req() {
+	local method=$1 path=$2
+	shift 2
+	CODE=$(timeout 30 curl -sS -o "$T/body" -w '%{http_code}' -X "$method" \
+		-H "X-Mirror-Client: $CLIENT" "$@" "$URL$path") || die "curl $method $path failed"
+	BODY=$(<"$T/body")
+}
+
+# op JSON [SEQ]: POST /v1/op.
+op() {
+	req POST /v1/op -H "X-Mirror-Seq: ${2:-0}" -H 'Content-Type: application/json' \
+		--data-binary "$1"
+}
+
+# expect CODE [BODY-SUBSTRING] DESCRIPTION: check the last answer.
+expect() {
+	local code=$1 sub=$2 what=$3
+	if [[ $CODE != "$code" ]]; then
+		echo "FAIL: $NAME: $what: status $CODE, wanted $code: $BODY" >&2
+		FAILS=$((FAILS + 1))
+	elif [[ -n $sub && $BODY != *"$sub"* ]]; then
+		echo "FAIL: $NAME: $what: answer lacks '$sub': $BODY" >&2
+		FAILS=$((FAILS + 1))
+	else
+		echo "ok: $what"
+	fi
+}
+
+# Error answers must carry the JSON error object.
+expect_err() {
+	expect "$1" '"ok":false' "$3"
+	[[ $BODY == *'"code":"'* && $BODY == *'"errno":'* && $BODY == *'"error":"'* ]] ||
+		{ echo "FAIL: $NAME: $3: not a JSON error object: $BODY" >&2; FAILS=$((FAILS + 1)); }
+	[[ -z $2 || $BODY == *"$2"* ]] ||
+		{ echo "FAIL: $NAME: $3: wanted code $2: $BODY" >&2; FAILS=$((FAILS + 1)); }
+}
+
+id_of() { b2sum -l 256 "$1" | cut -d' ' -f1; }
+u32() { printf '%08x' "$1" | xxd -r -p; }
+
+# frame FILE: one uncompressed frame of FILE's bytes on stdout.
+frame() {
+	local len
+	len=$(stat -c %s "$1")
+	id_of "$1" | xxd -r -p
+	u32 "$len"
+	u32 "$len"
+	cat "$1"
+}
+
+# frame_zstd FILE: one zstd-compressed frame (bit 31 of wire_len).
+frame_zstd() {
+	local len wire
+	len=$(stat -c %s "$1")
+	zstd -q -c "$1" >"$1.zst"
+	wire=$(stat -c %s "$1.zst")
+	id_of "$1" | xxd -r -p
+	u32 "$len"
+	u32 $((wire | 0x80000000))
+	cat "$1.zst"
+}
+
+upload() { # FRAMEFILE
+	req POST /v1/chunks -H 'Content-Type: application/octet-stream' --data-binary "@$1"
+}
+
+# ------------------------------------------------------------------ basics
+req GET /v1/ping
+expect 200 '"version":1' "ping"
+req POST /v1/ping
+expect_err 405 "" "ping with POST is 405"
+req GET /v1/nothing
+expect_err 404 "" "unknown route is 404"
+
+# ------------------------------------------------------------ file upload
+printf 'hello, mirror\n' >"$T/c1"
+head -c 100000 /dev/urandom >"$T/c2"
+ID1=$(id_of "$T/c1")
+ID2=$(id_of "$T/c2")
+req POST /v1/chunks/query --data-binary "{\"ids\":[\"$ID1\",\"$ID2\"]}"
+expect 200 '"missing":[0,1]' "query: both chunks missing"
+{ frame "$T/c1"; frame "$T/c2"; } >"$T/frames"
+upload "$T/frames"
+expect 200 '"stored":2' "upload two chunks"
+req POST /v1/chunks/query --data-binary "{\"ids\":[\"$ID1\",\"$ID2\"]}"
+expect 200 '"missing":[]' "query: nothing missing after upload"
+
+op "{\"op\":\"file\",\"path\":\"sub/dir/f.txt\",\"mode\":416,\"mtime\":[1700000000,123456789],\"size\":100014,\"chunks\":[[\"$ID1\",14],[\"$ID2\",100000]]}"
+expect 200 '"ok":true' "file commit"
+cat "$T/c1" "$T/c2" >"$T/want"
+ok "file content exact" cmp -s "$T/want" "$D/sub/dir/f.txt"
+ok "file mode 0640" test "$(stat -c %a "$D/sub/dir/f.txt")" = 640
+ok "file mtime with ns" test "$(stat -c %y "$D/sub/dir/f.txt")" = "2023-11-14 22:13:20.123456789 +0000"
+ok "missing parents made 0755" test "$(stat -c %a "$D/sub/dir")" = 755
+
+# Chunks are reused from published files (the store copy is gone):
+# the bytes come from sub/dir/f.txt.
+op "{\"op\":\"file\",\"path\":\"copy\",\"mode\":420,\"mtime\":[1700000000,0],\"size\":100000,\"chunks\":[[\"$ID2\",100000]]}"
+expect 200 '"ok":true' "file from an already published chunk"
+ok "reused chunk content" cmp -s "$T/c2" "$D/copy"
+ok "store copies dropped once published" test ! -e "$S/chunks/${ID2:0:2}/$ID2"
+
+# A read-only file is replaced, and pmtime sets the parent's mtime.
+op "{\"op\":\"file\",\"path\":\"sub/dir/f.txt\",\"mode\":292,\"mtime\":[1700000001,0],\"size\":14,\"chunks\":[[\"$ID1\",14]]}"
+expect 200 '"ok":true' "file commit 0444"
+op "{\"op\":\"file\",\"path\":\"sub/dir/f.txt\",\"mode\":420,\"mtime\":[1700000002,0],\"size\":14,\"chunks\":[[\"$ID1\",14]],\"pmtime\":[1600000000,42]}"
+expect 200 '"ok":true' "replace the read-only file"
+ok "replaced file mode 0644" test "$(stat -c %a "$D/sub/dir/f.txt")" = 644
+ok "pmtime applied to the parent" test "$(stat -c %y "$D/sub/dir")" = "2020-09-13 12:26:40.000000042 +0000"
+
+# Empty file, and a chunk nobody uploaded (409 with its index).
+op '{"op":"file","path":"empty","mode":420,"mtime":[1700000000,0],"size":0,"chunks":[]}'
+expect 200 '"ok":true' "empty file"
+ok "empty file exists" test -f "$D/empty" -a ! -s "$D/empty"
+NOID=$(printf 'never uploaded' | b2sum -l 256 | cut -d' ' -f1)
+op "{\"op\":\"file\",\"path\":\"m\",\"mode\":420,\"mtime\":[1700000000,0],\"size\":28,\"chunks\":[[\"$ID1\",14],[\"$NOID\",14]]}"
+expect_err 409 "" "missing chunk is 409"
+expect 409 '"missing":[1]' "409 names the missing index"
+ok "nothing published for a 409" test ! -e "$D/m"
+
+# Compressed frame.
+if command -v zstd >/dev/null; then
+	yes "compressible line" | head -c 50000 >"$T/c3"
+	ID3=$(id_of "$T/c3")
+	frame_zstd "$T/c3" >"$T/zframe"
+	upload "$T/zframe"
+	expect 200 '"stored":1' "upload a zstd frame"
+	op "{\"op\":\"file\",\"path\":\"z\",\"mode\":420,\"mtime\":[1700000000,0],\"size\":50000,\"chunks\":[[\"$ID3\",50000]]}"
+	expect 200 '"ok":true' "file from a zstd chunk"
+	ok "zstd chunk content" cmp -s "$T/c3" "$D/z"
+fi
+
+
+# ------------------------------------------------------------------ ops
+op '{"op":"mkdir","path":"d1/d2","mode":448,"mtime":[1600000000,5]}'
+expect 200 '"ok":true' "mkdir"
+ok "mkdir mode 0700" test "$(stat -c %a "$D/d1/d2")" = 700
+ok "mkdir mtime" test "$(stat -c %y "$D/d1/d2")" = "2020-09-13 12:26:40.000000005 +0000"
+op '{"op":"mkdir","path":"empty","mode":493,"mtime":[1600000000,0]}'
+expect 200 '"ok":true' "mkdir over a file"
+ok "file replaced by a folder" test -d "$D/empty"
+
+op '{"op":"symlink","path":"d1/ln","target":"../nowhere/at all","mtime":[1500000000,7]}'
+expect 200 '"ok":true' "symlink"
+ok "symlink target verbatim" test "$(readlink "$D/d1/ln")" = "../nowhere/at all"
+ok "symlink mtime" test "$(stat -c %y "$D/d1/ln")" = "2017-07-14 02:40:00.000000007 +0000"
+
+op '{"op":"meta","path":"sub/dir/f.txt","type":"f","mode":384,"mtime":[1400000000,1]}'
+expect 200 '"ok":true' "meta on a file"
+ok "meta mode" test "$(stat -c %a "$D/sub/dir/f.txt")" = 600
+ok "meta mtime" test "$(stat -c %y "$D/sub/dir/f.txt")" = "2014-05-13 16:53:20.000000001 +0000"
+op '{"op":"meta","path":"sub/dir/f.txt","type":"d","mode":384,"mtime":[1400000000,1]}'
+expect_err 404 "" "meta with the wrong type is 404"
+op '{"op":"meta","path":"nothing/here","type":"f","mode":384,"mtime":[1400000000,1]}'
+expect_err 404 "" "meta on a missing path is 404"
+
+op '{"op":"rename","from":"copy","to":"d1/moved","flags":""}' 10
+expect 200 '"ok":true' "rename"
+ok "rename moved the file" test -f "$D/d1/moved" -a ! -e "$D/copy"
+op '{"op":"rename","from":"copy","to":"d1/moved","flags":""}' 10
+expect 200 '"replayed":true' "the same seq again is a replay"
+op '{"op":"rename","from":"copy","to":"d1/moved2","flags":""}' 11
+expect_err 404 "" "rename of a missing source is 404"
+op '{"op":"rename","from":"d1/moved","to":"z","flags":"noreplace"}' 12
+expect_err 404 "EEXIST" "noreplace onto an existing file is refused"
+op '{"op":"rename","from":"d1/moved","to":"z","flags":"exchange"}' 13
+expect 200 '"ok":true' "exchange"
+ok "exchange swapped the files" cmp -s "$T/c2" "$D/z"
+op '{"op":"rename","from":"d1/moved","to":"z","flags":"exchange"}' 13
+expect 200 '"replayed":true' "a replayed exchange is not applied twice"
+ok "replayed exchange left the files alone" cmp -s "$T/c2" "$D/z"
+op '{"op":"rename","from":"sub","to":"d1/d2/sub2","flags":""}' 14
+expect 200 '"ok":true' "rename a folder"
+ok "folder moved with its content" test -f "$D/d1/d2/sub2/dir/f.txt"
+
+op '{"op":"delete","path":"d1/d2"}'
+expect 200 '"ok":true' "delete a tree"
+ok "tree gone" test ! -e "$D/d1/d2"
+op '{"op":"delete","path":"d1/d2"}'
+expect 200 '"ok":true' "delete of a missing path succeeds"
+op '{"op":"delete","path":"z/under/a/file"}'
+expect 200 '"ok":true' "delete beneath a file succeeds"
+
+# -------------------------------------------------------------- refusals
+for p in '../x' '/etc/x' 'a/../../x' 'a//b' '.'; do
+	op "{\"op\":\"mkdir\",\"path\":\"$p\",\"mode\":493,\"mtime\":[1,0]}"
+	expect_err 400 "" "bad path '$p' is 400"
+done
+ok "nothing created by bad paths" test ! -e "$T/x" -a ! -e /etc/x -a ! -e "$D/a"
+
+# Symlink escape: evil -> $T/outside, then ops through it.
+op "{\"op\":\"symlink\",\"path\":\"evil\",\"target\":\"$T/outside\",\"mtime\":[1,0]}"
+expect 200 '"ok":true' "symlink pointing outside"
+op '{"op":"delete","path":"evil/keep"}'
+expect 200 '"ok":true' "delete through a symlink is a no-op"
+op '{"op":"meta","path":"evil/keep","type":"f","mode":511,"mtime":[1,0]}'
+expect_err 404 "" "meta through a symlink is 404"
+op '{"op":"rename","from":"evil/keep","to":"stolen","flags":""}' 20
+expect_err 404 "" "rename from beneath a symlink is 404"
+op "{\"op\":\"file\",\"path\":\"evil/x\",\"mode\":511,\"mtime\":[1,0],\"size\":14,\"chunks\":[[\"$ID1\",14]]}"
+if [[ $CODE == 200 ]]; then
+	ok "file through a symlink landed inside DIR" test -f "$D/evil/x" -a ! -L "$D/evil"
+fi
+ok "outside untouched: no new file" test ! -e "$T/outside/x"
+ok "outside untouched: keep intact" test "$(cat "$T/outside/keep")" = untouched
+ok "outside untouched: mode" test "$(stat -c %a "$T/outside/keep")" = 644
+ok "outside untouched: one entry" test "$(ls -A "$T/outside" | wc -l)" = 1
+
+# Wrong chunk bytes: 400, nothing stored.
+printf 'honest bytes\n' >"$T/c4"
+{ id_of "$T/c4" | xxd -r -p; u32 13; u32 13; printf 'forged bytes\n'; } >"$T/bad"
+upload "$T/bad"
+expect_err 400 "EBADMSG" "chunk with wrong bytes is 400"
+req POST /v1/chunks/query --data-binary "{\"ids\":[\"$(id_of "$T/c4")\"]}"
+expect 200 '"missing":[0]' "the forged chunk was not stored"
+head -c 30 "$T/frames" >"$T/trunc"
+upload "$T/trunc"
+expect_err 400 "" "truncated frame is 400"
+
+# Oversized bodies: 413 (declared length over the cap).
+head -c $((64 * 1024 * 1024 + 1)) /dev/zero >"$T/huge"
+req POST /v1/op --data-binary "@$T/huge"
+expect_err 413 "" "op body over 64 MiB is 413"
+req POST /v1/chunks/query --data-binary "@$T/huge"
+expect_err 413 "" "query body over its cap is 413"
+rm -f "$T/huge"
+
+op '{"op":"mkdir","path":"j",'
+expect_err 400 "" "malformed JSON is 400"
+op '{"op":"chmod","path":"j","mode":493}'
+expect_err 400 "" "unknown op is 400"
+op '{"op":"mkdir","path":"j","mode":493,"mtime":[1,0],"x":[[[[[[[[[[1]]]]]]]]]]}'
+expect_err 400 "" "JSON nested too deeply is 400"
+op '{"op":"mkdir","path":"j","mode":493,"mtime":[1,0]}' notanumber
+expect_err 400 "" "malformed X-Mirror-Seq is 400"
+ok "nothing created by refused ops" test ! -e "$D/j"
+
+# -------------------------------------------------------------- manifest
+req GET /v1/manifest
+expect 200 '{"p":"","t":"d"' "manifest starts with the root"
+ok "manifest lists the file with size and mtime" \
+	grep -qF '{"p":"z","t":"f","m":420,"s":100000,"mt":[1700000000,0]}' "$T/body"
+ok "manifest lists the symlink target" grep -qF '"p":"d1/ln","t":"l","m":511,"mt":[1500000000,7],"l":"../nowhere/at all"}' "$T/body"
+ok "manifest lists folders" grep -qF '"p":"d1","t":"d"' "$T/body"
+ok "manifest line count = entries in DIR" \
+	test "$(wc -l <"$T/body")" = "$(find "$D" | wc -l)"
+req GET "/v1/manifest?path=d1"
+expect 200 '{"p":"d1","t":"d"' "sub-manifest starts with its root"
+ok "sub-manifest stays in its subtree" test -z "$(grep -v '"p":"d1' "$T/body")"
+req GET "/v1/manifest?path=nothing"
+expect 200 "" "manifest of a missing path is 200"
+ok "manifest of a missing path is empty" test -z "$BODY"
+req GET "/v1/manifest?path=evil"
+ok "manifest does not follow a symlink" test -z "$(grep outside "$T/body")"
+req GET "/v1/manifest?path=../x"
+expect_err 400 "" "manifest of a bad path is 400"
+
+# ------------------------------------------------------------ state dir
+ok "no temporaries left in tmp/" test -z "$(ls -A "$S/tmp")"
+ok "nothing of mirrord's inside DIR" test -z "$(find "$D" -name '*.mirrord' -o -name 'f.*.*')"
+
+# Clean stop on SIGTERM.
+kill -TERM "$PID"
+for _ in $(seq 200); do
+	kill -0 "$PID" 2>/dev/null || break
+	sleep 0.05
+done
+if kill -0 "$PID" 2>/dev/null; then
+	die "mirrord did not stop within 10s of SIGTERM"
+fi
+wait "$PID"
+RC=$?
+PID=""
+ok "mirrord exits 0 on SIGTERM" test "$RC" = 0
+
+if ((FAILS > 0)); then
+	die "$FAILS check(s) failed"
+fi
+echo "PASS: $NAME"
