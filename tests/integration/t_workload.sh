@@ -227,8 +227,10 @@ rm -r "$M/dir-becomes-link"
 ln -s n1 "$M/dir-becomes-link"
 
 step "round 2: unlink while open, writes continue"
-"$FSOP" openunlink "$M/r2/ghost" 2000000
-"$FSOP" openunlink "$M/ghost-old" 100000
+check "write, fchmod, futimens through an fd after unlink (new file)" \
+	"$FSOP" openunlink "$M/r2/ghost" 2000000
+check "write, fchmod, futimens through an fd after unlink (synced file)" \
+	"$FSOP" openunlink "$M/ghost-old" 100000
 [[ ! -e $M/r2/ghost && ! -e $M/ghost-old ]] || fail "unlinked files visible in the mount"
 
 step "round 2: rename over existing, exchange"
