@@ -1,0 +1,733 @@
+/*
+ * Unit tests for server/apply (and server/resolve through it): every op
+ * applied to a temporary DIR directly, with checks of content, modes,
+ * mtimes, what happens outside DIR, and what is left in the state's tmp/.
+ */
+#define _GNU_SOURCE
+#include <CUnit/CUnit.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "server_fixture.h"
+
+static struct proto_op mk(enum proto_kind k, const char *path)
+{
+	struct proto_op op;
+	memset(&op, 0, sizeof(op));
+	op.kind = k;
+	op.path = (char *)path;
+	op.mode = 0644;
+	op.mtime = sfx_ts(1700000000, 123456789);
+	return op;
+}
+
+static int run_op(struct sfx *f, struct proto_op *op)
+{
+	struct apply_result res;
+	int r = apply_op(&f->ax, op, NULL, &res);
+	apply_result_release(&res);
+	return r;
+}
+
+/* A file op for path made of the given stored chunks. */
+static int put_file(struct sfx *f, const char *path, struct proto_chunk *chunks, size_t n,
+		    mode_t mode)
+{
+	struct proto_op op = mk(OP_FILE, path);
+	op.mode = mode;
+	op.chunks = chunks;
+	op.nchunks = n;
+	for (size_t i = 0; i < n; i++)
+		op.size += chunks[i].len;
+	return run_op(f, &op);
+}
+
+/* A file with the text s at path. */
+static int put_text(struct sfx *f, const char *path, const char *s, mode_t mode)
+{
+	struct proto_chunk c;
+	if (sfx_chunk(f, s, strlen(s), &c) < 0)
+		return -EIO;
+	return put_file(f, path, &c, 1, mode);
+}
+
+static int text_is(struct sfx *f, const char *rel, const char *want)
+{
+	char p[512], got[4096];
+	ssize_t n = sfx_read(sfx_path(f, rel, p, sizeof(p)), got, sizeof(got));
+	return n == (ssize_t)strlen(want) && memcmp(got, want, (size_t)n) == 0;
+}
+
+static int lstat_rel(struct sfx *f, const char *rel, struct stat *st)
+{
+	char p[512];
+	return lstat(sfx_path(f, rel, p, sizeof(p)), st);
+}
+
+#define SETUP(f, state)                                   \
+	struct sfx f;                                     \
+	if (sfx_setup(&f, geteuid() != 0, state) < 0) {   \
+		CU_FAIL_FATAL("cannot set up the fixture"); \
+		return;                                   \
+	}
+
+static void test_file_from_store(void)
+{
+	SETUP(f, 1);
+	static uint8_t big[300000];
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 7 + (i >> 9));
+	struct proto_chunk c[3];
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "head:", 5, &c[0]), 0);
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, big, sizeof(big), &c[1]), 0);
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, ":tail", 5, &c[2]), 0);
+	struct proto_op op = mk(OP_FILE, "a/b/file");
+	op.mode = 0640;
+	op.chunks = c;
+	op.nchunks = 3;
+	op.size = 5 + sizeof(big) + 5;
+	op.has_pmtime = 1;
+	op.pmtime = sfx_ts(1600000000, 42);
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+
+	char p[512];
+	static uint8_t got[300100];
+	CU_ASSERT_EQUAL(sfx_read(sfx_path(&f, "a/b/file", p, sizeof(p)), got, sizeof(got)),
+			(ssize_t)op.size);
+	CU_ASSERT(memcmp(got, "head:", 5) == 0);
+	CU_ASSERT(memcmp(got + 5, big, sizeof(big)) == 0);
+	CU_ASSERT(memcmp(got + 5 + sizeof(big), ":tail", 5) == 0);
+	struct stat st;
+	CU_ASSERT_EQUAL(lstat_rel(&f, "a/b/file", &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0640);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1700000000, 123456789));
+	CU_ASSERT_EQUAL(lstat_rel(&f, "a/b", &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1600000000, 42)); /* pmtime */
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0755);              /* made parent */
+	/* Published: the store copies are gone, the index knows the bytes. */
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_FALSE(store_has(&f.store, &c[i].id));
+		CU_ASSERT_TRUE(state_index_has(f.st, &c[i].id));
+	}
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
+static void test_file_missing_chunks(void)
+{
+	SETUP(f, 1);
+	struct proto_chunk c[3];
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "one", 3, &c[0]), 0);
+	hash_buf("two", 3, &c[1].id);
+	c[1].len = 3;
+	hash_buf("three", 5, &c[2].id);
+	c[2].len = 5;
+	struct proto_op op = mk(OP_FILE, "f");
+	op.chunks = c;
+	op.nchunks = 3;
+	op.size = 11;
+	struct apply_result res;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	CU_ASSERT_EQUAL(res.nmissing, 2);
+	if (res.nmissing == 2) {
+		CU_ASSERT_EQUAL(res.missing[0], 1);
+		CU_ASSERT_EQUAL(res.missing[1], 2);
+	}
+	apply_result_release(&res);
+	struct stat st;
+	CU_ASSERT_EQUAL(lstat_rel(&f, "f", &st), -1);
+	CU_ASSERT_TRUE(store_has(&f.store, &c[0].id)); /* kept for the retry */
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+
+	/* A length that contradicts the stored chunk is refused for good. */
+	c[0].len = 4;
+	op.nchunks = 1;
+	op.size = 4;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), -EBADMSG);
+	apply_result_release(&res);
+	sfx_teardown(&f);
+}
+
+static void test_file_replaces(void)
+{
+	SETUP(f, 1);
+	struct stat st;
+	char p[512];
+	/* A read-only file is replaced. */
+	CU_ASSERT_EQUAL(put_text(&f, "ro", "old", 0444), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "ro", "new!", 0444), 0);
+	CU_ASSERT(text_is(&f, "ro", "new!"));
+	/* A folder full of things at the target goes (atomically). */
+	CU_ASSERT_EQUAL(put_text(&f, "d/x/y", "deep", 0644), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "d", "now a file", 0600), 0);
+	CU_ASSERT(text_is(&f, "d", "now a file"));
+	/* A file where a parent folder should be is replaced by a folder. */
+	CU_ASSERT_EQUAL(put_text(&f, "d/inside", "in", 0644), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "d", &st), 0);
+	CU_ASSERT(S_ISDIR(st.st_mode));
+	CU_ASSERT(text_is(&f, "d/inside", "in"));
+	/* A symlink at the target is replaced, not followed. */
+	CU_ASSERT_EQUAL(symlink(f.out, sfx_path(&f, "sl", p, sizeof(p))), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "sl", "plain", 0644), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "sl", &st), 0);
+	CU_ASSERT(S_ISREG(st.st_mode));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	/* Mode applied exactly, whatever the umask. */
+	mode_t old = umask(0777);
+	CU_ASSERT_EQUAL(put_text(&f, "m", "mode", 06755), 0);
+	umask(old);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "m", &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 06755);
+	sfx_teardown(&f);
+}
+
+static void test_file_sparse(void)
+{
+	SETUP(f, 1);
+	static uint8_t zero[1 << 20];
+	struct proto_chunk c[4];
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "start", 5, &c[0]), 0);
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, zero, sizeof(zero), &c[1]), 0);
+	c[2] = c[1];
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, zero, 1000, &c[3]), 0); /* trailing hole */
+	CU_ASSERT_EQUAL(put_file(&f, "sparse", c, 4, 0644), 0);
+	struct stat st;
+	CU_ASSERT_EQUAL(lstat_rel(&f, "sparse", &st), 0);
+	CU_ASSERT_EQUAL(st.st_size, 5 + 2 * (1 << 20) + 1000);
+	CU_ASSERT(st.st_blocks * 512 < 1 << 20); /* the zero runs are holes */
+	char p[512];
+	static uint8_t got[(2 << 20) + 2000];
+	CU_ASSERT_EQUAL(sfx_read(sfx_path(&f, "sparse", p, sizeof(p)), got, sizeof(got)),
+			st.st_size);
+	CU_ASSERT(memcmp(got, "start", 5) == 0);
+	CU_ASSERT(memcmp(got + 5, zero, sizeof(zero)) == 0);
+	sfx_teardown(&f);
+}
+
+/* Chunks come from published files once the store copy is gone; a stale
+ * index entry is dropped and reported missing; renames keep it right. */
+static void test_file_from_index(void)
+{
+	SETUP(f, 1);
+	struct proto_chunk a, b;
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "alpha-bytes", 11, &a), 0);
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "beta-bytes", 10, &b), 0);
+	struct proto_chunk ab[2] = { a, b };
+	CU_ASSERT_EQUAL(put_file(&f, "src", ab, 2, 0644), 0);
+	CU_ASSERT_FALSE(store_has(&f.store, &b.id));
+	/* b lives at src+11 only now. */
+	CU_ASSERT_EQUAL(put_file(&f, "copy", &b, 1, 0644), 0);
+	CU_ASSERT(text_is(&f, "copy", "beta-bytes"));
+	/* copy took over b's entry; move copy away: the index follows. */
+	struct proto_op r = mk(OP_RENAME, "copy");
+	r.path2 = "dir/moved";
+	CU_ASSERT_EQUAL(run_op(&f, &r), 0);
+	CU_ASSERT_EQUAL(put_file(&f, "copy2", &b, 1, 0644), 0);
+	CU_ASSERT(text_is(&f, "copy2", "beta-bytes"));
+	/* Damage the indexed location behind mirrord's back. */
+	char *path = NULL;
+	uint64_t off;
+	uint32_t len;
+	CU_ASSERT_EQUAL(state_index_get(f.st, &a.id, &path, &off, &len), 1);
+	CU_ASSERT_STRING_EQUAL(path, "src");
+	free(path);
+	char p[512];
+	CU_ASSERT_EQUAL(sfx_write(sfx_path(&f, "src", p, sizeof(p)), "ALPHA-bytes+beta-bytes", 22),
+			0);
+	struct proto_op op = mk(OP_FILE, "again");
+	op.chunks = &a;
+	op.nchunks = 1;
+	op.size = 11;
+	struct apply_result res;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	CU_ASSERT_EQUAL(res.nmissing, 1);
+	apply_result_release(&res);
+	CU_ASSERT_FALSE(state_index_has(f.st, &a.id)); /* dropped */
+	/* Re-upload: fine again. */
+	CU_ASSERT_EQUAL(sfx_chunk(&f, "alpha-bytes", 11, &a), 0);
+	CU_ASSERT_EQUAL(put_file(&f, "again", &a, 1, 0644), 0);
+	CU_ASSERT(text_is(&f, "again", "alpha-bytes"));
+	/* Deleting the only holder makes the chunk unavailable. */
+	struct proto_op d = mk(OP_DELETE, "again");
+	CU_ASSERT_EQUAL(run_op(&f, &d), 0);
+	CU_ASSERT_FALSE(state_index_has(f.st, &a.id));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
+static void test_mkdir(void)
+{
+	SETUP(f, 0);
+	struct stat st;
+	struct proto_op op = mk(OP_MKDIR, "x/y/z");
+	op.mode = 0700;
+	op.mtime = sfx_ts(1500000000, 1);
+	mode_t old = umask(0777);
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	umask(old);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "x/y/z", &st), 0);
+	CU_ASSERT(S_ISDIR(st.st_mode));
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0700);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1500000000, 1));
+	CU_ASSERT_EQUAL(lstat_rel(&f, "x/y", &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0755);
+	/* Existing folder: mode and mtime change, content stays. */
+	CU_ASSERT_EQUAL(put_text(&f, "x/y/z/keep", "k", 0644), 0);
+	op.mode = 0751;
+	op.mtime = sfx_ts(1400000000, 2);
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "x/y/z", &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0751);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1400000000, 2));
+	CU_ASSERT(text_is(&f, "x/y/z/keep", "k"));
+	/* Replacing a file. */
+	CU_ASSERT_EQUAL(put_text(&f, "file", "f", 0644), 0);
+	struct proto_op m2 = mk(OP_MKDIR, "file");
+	m2.mode = 0755;
+	CU_ASSERT_EQUAL(run_op(&f, &m2), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "file", &st), 0);
+	CU_ASSERT(S_ISDIR(st.st_mode));
+	/* Replacing a symlink to a folder outside: the link goes, outside stays. */
+	char p[512];
+	CU_ASSERT_EQUAL(symlink(f.out, sfx_path(&f, "ln", p, sizeof(p))), 0);
+	struct proto_op m3 = mk(OP_MKDIR, "ln");
+	m3.mode = 0700;
+	CU_ASSERT_EQUAL(run_op(&f, &m3), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "ln", &st), 0);
+	CU_ASSERT(S_ISDIR(st.st_mode));
+	CU_ASSERT_EQUAL(stat(f.out, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0755);
+	/* The root: mode and mtime only. */
+	struct proto_op r = mk(OP_MKDIR, "");
+	r.mode = 0750;
+	r.mtime = sfx_ts(1300000000, 3);
+	CU_ASSERT_EQUAL(run_op(&f, &r), 0);
+	CU_ASSERT_EQUAL(stat(f.dir, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0750);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1300000000, 3));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
+static void test_symlink(void)
+{
+	SETUP(f, 0);
+	struct stat st;
+	char p[512], t[256];
+	struct proto_op op = mk(OP_SYMLINK, "l/ink");
+	op.target = "../some where/dangling";
+	op.mtime = sfx_ts(1234567890, 987654321);
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	ssize_t n = readlink(sfx_path(&f, "l/ink", p, sizeof(p)), t, sizeof(t));
+	CU_ASSERT(n == (ssize_t)strlen(op.target) && memcmp(t, op.target, (size_t)n) == 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "l/ink", &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1234567890, 987654321));
+	/* Over a file and over a folder tree. */
+	CU_ASSERT_EQUAL(put_text(&f, "f", "x", 0644), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "tree/a/b", "x", 0644), 0);
+	op.path = "f";
+	op.target = "/absolute/target";
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	op.path = "tree";
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "f", &st), 0);
+	CU_ASSERT(S_ISLNK(st.st_mode));
+	CU_ASSERT_EQUAL(lstat_rel(&f, "tree", &st), 0);
+	CU_ASSERT(S_ISLNK(st.st_mode));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
+static void test_delete(void)
+{
+	SETUP(f, 0);
+	struct stat st;
+	CU_ASSERT_EQUAL(put_text(&f, "t/a/b/c", "x", 0644), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "t/d", "x", 0444), 0);
+	struct proto_op op = mk(OP_DELETE, "t");
+	op.has_pmtime = 1;
+	op.pmtime = sfx_ts(1111111111, 0);
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "t", &st), -1);
+	CU_ASSERT_EQUAL(stat(f.dir, &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1111111111, 0));
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0); /* already gone */
+	op.path = "missing/parent/x";
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "file", "x", 0644), 0);
+	op.path = "file/under";
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT(text_is(&f, "file", "x"));
+	op.path = "file";
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "file", &st), -1);
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
+static void test_meta(void)
+{
+	SETUP(f, 0);
+	struct stat st;
+	CU_ASSERT_EQUAL(put_text(&f, "d/f", "content", 0644), 0);
+	struct proto_op op = mk(OP_META, "d/f");
+	op.type = 'f';
+	op.mode = 0600;
+	op.mtime = sfx_ts(1000000000, 999999999);
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "d/f", &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0600);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1000000000, 999999999));
+	CU_ASSERT(text_is(&f, "d/f", "content"));
+	op.type = 'd';
+	CU_ASSERT_EQUAL(run_op(&f, &op), -ENOENT);
+	op.path = "d/none";
+	op.type = 'f';
+	CU_ASSERT_EQUAL(run_op(&f, &op), -ENOENT);
+	op.path = "none/f";
+	CU_ASSERT_EQUAL(run_op(&f, &op), -ENOENT);
+	op.path = "d";
+	op.type = 'd';
+	op.mode = 0711;
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "d", &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0711);
+	/* A symlink: mtime only, its target untouched. */
+	char p[512];
+	CU_ASSERT_EQUAL(symlink(f.out, sfx_path(&f, "ln", p, sizeof(p))), 0);
+	op.path = "ln";
+	op.type = 'l';
+	op.mode = 0;
+	op.mtime = sfx_ts(900000000, 5);
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "ln", &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 900000000, 5));
+	CU_ASSERT_EQUAL(stat(f.out, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0755);
+	CU_ASSERT_FALSE(sfx_same_time(&st.st_mtim, 900000000, 5));
+	op.type = 'f';
+	CU_ASSERT_EQUAL(run_op(&f, &op), -ENOENT); /* a symlink is not a file */
+	sfx_teardown(&f);
+}
+
+/* A client made evil -> a folder outside DIR; nothing it sends may change
+ * anything outside. */
+static void test_symlink_escape(void)
+{
+	SETUP(f, 1);
+	char p[512], keep[512];
+	struct stat st, before;
+	snprintf(keep, sizeof(keep), "%s/keep", f.out);
+	CU_ASSERT_EQUAL_FATAL(sfx_write(keep, "precious", 8), 0);
+	CU_ASSERT_EQUAL_FATAL(stat(keep, &before), 0);
+	CU_ASSERT_EQUAL(symlink(f.out, sfx_path(&f, "evil", p, sizeof(p))), 0);
+	CU_ASSERT_EQUAL(mkdir(sfx_path(&f, "real", p, sizeof(p)), 0755), 0);
+	CU_ASSERT_EQUAL(symlink("../evil", sfx_path(&f, "real/via", p, sizeof(p))), 0);
+
+	struct proto_op d = mk(OP_DELETE, "evil/keep");
+	CU_ASSERT_EQUAL(run_op(&f, &d), 0); /* a no-op */
+	d.path = "real/via/keep";
+	CU_ASSERT_EQUAL(run_op(&f, &d), 0);
+	struct proto_op m = mk(OP_META, "evil/keep");
+	m.type = 'f';
+	m.mode = 0777;
+	CU_ASSERT_EQUAL(run_op(&f, &m), -ENOENT);
+	struct proto_op r = mk(OP_RENAME, "evil/keep");
+	r.path2 = "stolen";
+	CU_ASSERT_EQUAL(run_op(&f, &r), -ENOENT);
+	struct proto_op x = mk(OP_RENAME, "real/via/keep");
+	x.path2 = "stolen";
+	x.rflags = RENAME_F_EXCHANGE;
+	CU_ASSERT_EQUAL(run_op(&f, &x), -ENOENT);
+	struct proto_op md = mk(OP_MKDIR, "real/via/sub");
+	CU_ASSERT_EQUAL(run_op(&f, &md), 0); /* inside DIR: via became a folder */
+	CU_ASSERT_EQUAL(put_text(&f, "evil/x", "x", 0777), 0);
+	struct proto_op s = mk(OP_SYMLINK, "evil/keep");
+	s.target = "/etc/passwd";
+	CU_ASSERT_EQUAL(run_op(&f, &s), 0);
+
+	/* Outside: exactly as before. */
+	char got[16];
+	CU_ASSERT_EQUAL(sfx_read(keep, got, sizeof(got)), 8);
+	CU_ASSERT(memcmp(got, "precious", 8) == 0);
+	CU_ASSERT_EQUAL(lstat(keep, &st), 0);
+	CU_ASSERT(S_ISREG(st.st_mode));
+	CU_ASSERT_EQUAL(st.st_mode, before.st_mode);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, before.st_mtim.tv_sec, before.st_mtim.tv_nsec));
+	snprintf(p, sizeof(p), "%s/x", f.out);
+	CU_ASSERT_EQUAL(lstat(p, &st), -1);
+	snprintf(p, sizeof(p), "%s/sub", f.out);
+	CU_ASSERT_EQUAL(lstat(p, &st), -1);
+	/* Inside: the symlinks were replaced by folders. */
+	CU_ASSERT_EQUAL(lstat_rel(&f, "evil", &st), 0);
+	CU_ASSERT(S_ISDIR(st.st_mode));
+	CU_ASSERT(text_is(&f, "evil/x", "x"));
+
+	/* resolve itself refuses symlinks on the way and never escapes. */
+	int fd = -1;
+	CU_ASSERT_EQUAL(symlink(f.out, sfx_path(&f, "evil2", p, sizeof(p))), 0);
+	CU_ASSERT_EQUAL(resolve_dir(f.rootfd, "evil2", 5, &fd), -ELOOP);
+	CU_ASSERT_EQUAL(resolve_dir(f.rootfd, "real/via", 8, &fd), 0);
+	if (fd >= 0)
+		close(fd);
+	sfx_teardown(&f);
+}
+
+static void test_rename(void)
+{
+	SETUP(f, 1);
+	struct stat st;
+	CU_ASSERT_EQUAL(put_text(&f, "a", "A", 0644), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "b", "B", 0644), 0);
+	struct proto_op r = mk(OP_RENAME, "a");
+	r.path2 = "new/dir/a2";
+	r.has_pmtime = 1;
+	r.pmtime = sfx_ts(1200000000, 1);
+	r.has_pmtime2 = 1;
+	r.pmtime2 = sfx_ts(1200000000, 2);
+	CU_ASSERT_EQUAL(run_op(&f, &r), 0);
+	CU_ASSERT(text_is(&f, "new/dir/a2", "A"));
+	CU_ASSERT_EQUAL(lstat_rel(&f, "a", &st), -1);
+	CU_ASSERT_EQUAL(stat(f.dir, &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1200000000, 1));
+	CU_ASSERT_EQUAL(lstat_rel(&f, "new/dir", &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1200000000, 2));
+
+	struct proto_op n = mk(OP_RENAME, "b");
+	n.path2 = "new/dir/a2";
+	n.rflags = RENAME_F_NOREPLACE;
+	CU_ASSERT_EQUAL(run_op(&f, &n), -EEXIST);
+	CU_ASSERT(text_is(&f, "b", "B"));
+	n.rflags = RENAME_F_EXCHANGE;
+	CU_ASSERT_EQUAL(run_op(&f, &n), 0);
+	CU_ASSERT(text_is(&f, "b", "A"));
+	CU_ASSERT(text_is(&f, "new/dir/a2", "B"));
+	n.path2 = "nothing";
+	CU_ASSERT_EQUAL(run_op(&f, &n), -ENOENT);
+	n.path = "nothing";
+	n.path2 = "b";
+	n.rflags = RENAME_F_NONE;
+	CU_ASSERT_EQUAL(run_op(&f, &n), -ENOENT);
+
+	/* A folder onto a non-empty folder and onto a file; a file onto a
+	 * folder: the target goes, as it did on the client. */
+	CU_ASSERT_EQUAL(put_text(&f, "s/x", "sx", 0644), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "t/y", "ty", 0644), 0);
+	n.path = "s";
+	n.path2 = "t";
+	CU_ASSERT_EQUAL(run_op(&f, &n), 0);
+	CU_ASSERT(text_is(&f, "t/x", "sx"));
+	CU_ASSERT_EQUAL(lstat_rel(&f, "t/y", &st), -1);
+	n.path = "t";
+	n.path2 = "b";
+	CU_ASSERT_EQUAL(run_op(&f, &n), 0);
+	CU_ASSERT(text_is(&f, "b/x", "sx"));
+	n.path = "new/dir/a2";
+	n.path2 = "b";
+	CU_ASSERT_EQUAL(run_op(&f, &n), 0);
+	CU_ASSERT(text_is(&f, "b", "B"));
+	/* Into itself. */
+	CU_ASSERT_EQUAL(put_text(&f, "p/q", "pq", 0644), 0);
+	n.path = "p";
+	n.path2 = "p/q/r";
+	CU_ASSERT_EQUAL(run_op(&f, &n), -EINVAL);
+	n.path2 = "p/sub";
+	CU_ASSERT_EQUAL(run_op(&f, &n), -EINVAL);
+	CU_ASSERT(text_is(&f, "p/q", "pq"));
+	/* Exchange of two folders. */
+	CU_ASSERT_EQUAL(put_text(&f, "e1/f", "one", 0644), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "e2/g/f", "two", 0644), 0);
+	n.path = "e1";
+	n.path2 = "e2/g";
+	n.rflags = RENAME_F_EXCHANGE;
+	CU_ASSERT_EQUAL(run_op(&f, &n), 0);
+	CU_ASSERT(text_is(&f, "e1/f", "two"));
+	CU_ASSERT(text_is(&f, "e2/g/f", "one"));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
+static void test_rename_replay(void)
+{
+	SETUP(f, 1);
+	struct apply_origin o;
+	struct apply_result res;
+	memset(&o, 0, sizeof(o));
+	memcpy(o.client, "0123456789abcdef0123456789abcdef", 33);
+	o.has_seq = 1;
+	CU_ASSERT_EQUAL(put_text(&f, "x", "X", 0644), 0);
+	CU_ASSERT_EQUAL(put_text(&f, "y", "Y", 0644), 0);
+	struct proto_op n = mk(OP_RENAME, "x");
+	n.path2 = "y";
+	n.rflags = RENAME_F_EXCHANGE;
+	o.seq = 7;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &n, &o, &res), 0);
+	CU_ASSERT_FALSE(res.replayed);
+	apply_result_release(&res);
+	CU_ASSERT(text_is(&f, "x", "Y"));
+	/* The same op again (a retry after a lost reply): not applied. */
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &n, &o, &res), 0);
+	CU_ASSERT_TRUE(res.replayed);
+	apply_result_release(&res);
+	CU_ASSERT(text_is(&f, "x", "Y"));
+	o.seq = 3;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &n, &o, &res), 0);
+	CU_ASSERT_TRUE(res.replayed);
+	apply_result_release(&res);
+	/* Another client has its own sequence. */
+	memcpy(o.client, "ffffffffffffffffffffffffffffffff", 33);
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &n, &o, &res), 0);
+	CU_ASSERT_FALSE(res.replayed);
+	apply_result_release(&res);
+	CU_ASSERT(text_is(&f, "x", "X"));
+	/* A failed rename records nothing. */
+	memcpy(o.client, "0123456789abcdef0123456789abcdef", 33);
+	o.seq = 9;
+	n.path = "missing";
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &n, &o, &res), -ENOENT);
+	apply_result_release(&res);
+	uint64_t seq = 0;
+	CU_ASSERT_EQUAL(state_seq_get(f.st, o.client, &seq), 1);
+	CU_ASSERT_EQUAL(seq, 7);
+	sfx_teardown(&f);
+}
+
+/* Read-only folders (0555, 0500) still accept changes inside them, and
+ * keep their mode. Meaningful only unprivileged: as root the checks run
+ * in a child that drops to nobody. Returns the number of failures. */
+#define CHILD_CHECK(cond)                                                            \
+	do {                                                                         \
+		if (!(cond)) {                                                       \
+			fprintf(stderr, "readonly folders: line %d: %s\n", __LINE__, #cond); \
+			fails++;                                                     \
+		}                                                                    \
+	} while (0)
+
+static int readonly_checks(void)
+{
+	struct sfx f;
+	struct stat st;
+	int fails = 0;
+	if (sfx_setup(&f, 1, 1) < 0)
+		return 1;
+	struct proto_op md = mk(OP_MKDIR, "ro");
+	md.mode = 0555;
+	CHILD_CHECK(run_op(&f, &md) == 0);
+	md.path = "ro/inner";
+	md.mode = 0500;
+	CHILD_CHECK(run_op(&f, &md) == 0);
+	CHILD_CHECK(put_text(&f, "ro/f", "1", 0444) == 0);
+	CHILD_CHECK(put_text(&f, "ro/f", "2", 0444) == 0);
+	CHILD_CHECK(text_is(&f, "ro/f", "2"));
+	CHILD_CHECK(put_text(&f, "ro/inner/g", "g", 0644) == 0);
+	CHILD_CHECK(put_text(&f, "ro/new/deep/h", "h", 0644) == 0);
+	struct proto_op sl = mk(OP_SYMLINK, "ro/l");
+	sl.target = "f";
+	CHILD_CHECK(run_op(&f, &sl) == 0);
+	struct proto_op rn = mk(OP_RENAME, "ro/inner/g");
+	rn.path2 = "ro/g2";
+	CHILD_CHECK(run_op(&f, &rn) == 0);
+	rn.path = "ro/inner";
+	rn.path2 = "ro/new/inner2"; /* a read-only folder changes parent */
+	CHILD_CHECK(run_op(&f, &rn) == 0);
+	struct proto_op mt = mk(OP_META, "ro/g2");
+	mt.type = 'f';
+	mt.mode = 0400;
+	CHILD_CHECK(run_op(&f, &mt) == 0);
+	struct proto_op del = mk(OP_DELETE, "ro/f");
+	CHILD_CHECK(run_op(&f, &del) == 0);
+	CHILD_CHECK(lstat_rel(&f, "ro/f", &st) == -1);
+	CHILD_CHECK(lstat_rel(&f, "ro", &st) == 0 && (st.st_mode & 07777) == 0555);
+	CHILD_CHECK(lstat_rel(&f, "ro/new/inner2", &st) == 0 && (st.st_mode & 07777) == 0500);
+	/* The file op over a read-only folder holding a read-only folder. */
+	CHILD_CHECK(put_text(&f, "ro/new/inner2/x", "x", 0644) == 0);
+	CHILD_CHECK(put_text(&f, "ro/new", "flat", 0644) == 0);
+	CHILD_CHECK(text_is(&f, "ro/new", "flat"));
+	/* The root read-only too. */
+	struct proto_op root = mk(OP_MKDIR, "");
+	root.mode = 0555;
+	CHILD_CHECK(run_op(&f, &root) == 0);
+	CHILD_CHECK(put_text(&f, "top", "t", 0644) == 0);
+	CHILD_CHECK(stat(f.dir, &st) == 0 && (st.st_mode & 07777) == 0555);
+	del.path = "ro";
+	CHILD_CHECK(run_op(&f, &del) == 0);
+	CHILD_CHECK(lstat_rel(&f, "ro", &st) == -1);
+	CHILD_CHECK(sfx_tmp_count(&f) == 0);
+	sfx_teardown(&f);
+	return fails;
+}
+
+static void test_readonly_folders(void)
+{
+	if (geteuid() != 0) {
+		CU_ASSERT_EQUAL(readonly_checks(), 0);
+		return;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		uid_t nobody = 65534;
+		if (setgroups(0, NULL) < 0 || setresgid(nobody, nobody, nobody) < 0 ||
+		    setresuid(nobody, nobody, nobody) < 0)
+			_exit(100);
+		_exit(readonly_checks() ? 1 : 0);
+	}
+	int status = 0;
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT_TRUE(WIFEXITED(status));
+	CU_ASSERT_EQUAL(WEXITSTATUS(status), 0);
+}
+
+/* Leftovers in tmp/ (a crash) are removed when the next mirrord starts. */
+static void test_tmp_leftovers(void)
+{
+	SETUP(f, 1);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/tmp/f.1.1", f.state);
+	CU_ASSERT_EQUAL(sfx_write(p, "half", 4), 0);
+	snprintf(p, sizeof(p), "%s/tmp/x.1.2", f.state);
+	CU_ASSERT_EQUAL(mkdir(p, 0500), 0);
+	snprintf(p, sizeof(p), "%s/tmp/x.1.3", f.state);
+	CU_ASSERT_EQUAL(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/tmp/x.1.3/y", f.state);
+	CU_ASSERT_EQUAL(sfx_write(p, "y", 1), 0);
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 3);
+	struct tmpdir t2;
+	CU_ASSERT_EQUAL(tmpdir_open(&t2, f.statefd, 1), 0);
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	char a[TMPDIR_NAME_MAX], b[TMPDIR_NAME_MAX];
+	tmpdir_name(&t2, 'f', a);
+	tmpdir_name(&t2, 'f', b);
+	CU_ASSERT(strcmp(a, b) != 0);
+	tmpdir_close(&t2);
+	sfx_teardown(&f);
+}
+
+int suite_server_apply(void)
+{
+	CU_pSuite s = CU_add_suite("server_apply", NULL, NULL);
+	if (!s)
+		return CU_get_error();
+	if (!CU_add_test(s, "file from the store", test_file_from_store) ||
+	    !CU_add_test(s, "file: missing chunks", test_file_missing_chunks) ||
+	    !CU_add_test(s, "file: replaces read-only file, folder, symlink", test_file_replaces) ||
+	    !CU_add_test(s, "file: sparse", test_file_sparse) ||
+	    !CU_add_test(s, "file: chunks from the index", test_file_from_index) ||
+	    !CU_add_test(s, "mkdir", test_mkdir) || !CU_add_test(s, "symlink", test_symlink) ||
+	    !CU_add_test(s, "delete", test_delete) || !CU_add_test(s, "meta", test_meta) ||
+	    !CU_add_test(s, "symlink escapes", test_symlink_escape) ||
+	    !CU_add_test(s, "rename", test_rename) ||
+	    !CU_add_test(s, "rename replay", test_rename_replay) ||
+	    !CU_add_test(s, "read-only folders", test_readonly_folders) ||
+	    !CU_add_test(s, "tmp leftovers", test_tmp_leftovers))
+		return CU_get_error();
+	return 0;
+}
