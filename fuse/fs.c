@@ -58,6 +58,8 @@ static struct fh *get_fh(struct fuse_file_info *fi)
 static void capture(const char *path, unsigned flags)
 {
 	struct mirror *m = ctx();
+	if (mirror_is_hidden(path))
+		return;
 	if (queue_sync(m->q, mpath(path), flags) < 0)
 		log_error("%s: cannot queue change: out of memory", path);
 }
@@ -87,7 +89,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	struct mirror *m = ctx();
 	cfg->use_ino = 1;
 	cfg->nullpath_ok = 1;   /* fh-based calls need no path lookup */
-	cfg->hard_remove = 1;   /* no .fuse_hidden files in BACKING */
+	cfg->hard_remove = 0;   /* unlinked open files stay usable (fchmod...) */
 	cfg->entry_timeout = 1;
 	cfg->attr_timeout = 1;
 	cfg->negative_timeout = 0;
@@ -175,6 +177,14 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 	struct mirror *m = ctx();
 	if (renameat2(m->backing_fd, rel(from), m->backing_fd, rel(to), flags) < 0)
 		return -errno;
+	if (mirror_is_hidden(to) && !mirror_is_hidden(from) && flags == 0) {
+		/* libfuse hiding a file unlinked while open: for the mirror,
+		 * an unlink. Writes through its handles are not mirrored. */
+		ofiles_unlinked(&m->ofiles, mpath(from));
+		links_unlinked(m->links, mpath(from));
+		capture(from, QF_CONTENT);
+		return 0;
+	}
 	int exchange = (flags & RENAME_EXCHANGE) != 0;
 	if (!exchange) {
 		/* Whatever "to" was is gone (replaced). */

@@ -52,12 +52,34 @@ int http_url_check(const char *url)
 		p = url + 8;
 	else
 		return -EINVAL;
-	if (*p == '\0' || *p == '/' || *p == ':')
-		return -EINVAL;
-	for (; *p; p++)
-		if ((unsigned char)*p <= ' ')
+	/* host: a name, an IPv4 address or a bracketed IPv6 address */
+	const char *host = p;
+	if (*p == '[') {
+		p = strchr(p, ']');
+		if (!p || p == host + 1)
 			return -EINVAL;
-	return 0;
+		p++;
+	} else {
+		while (*p && *p != ':' && *p != '/')
+			p++;
+		if (p == host)
+			return -EINVAL;
+	}
+	for (const char *c = host; c < p; c++)
+		if ((unsigned char)*c <= ' ' || *c == '@' || *c == '?' || *c == '#')
+			return -EINVAL;
+	if (*p == ':') {
+		long port = 0;
+		const char *d = ++p;
+		while (*p >= '0' && *p <= '9' && port <= 65535)
+			port = port * 10 + (*p++ - '0');
+		if (p == d || port < 1 || port > 65535)
+			return -EINVAL;
+	}
+	/* nothing but an optional trailing '/' */
+	if (*p == '/')
+		p++;
+	return *p == '\0' ? 0 : -EINVAL;
 }
 
 int http_init(struct http *h, const char *base_url, const char *client_id)

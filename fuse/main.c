@@ -207,6 +207,46 @@ static int mkdirs(const char *p)
 	return 0;
 }
 
+/* p made absolute and normalised without touching the filesystem ("." and
+ * ".." resolved lexically), so it can be checked before it is created.
+ * Returns a new string or NULL. */
+static char *lexical_abs(const char *p)
+{
+	char cwd[PATH_MAX], in[2 * PATH_MAX + 2], *out;
+	size_t n = 0;
+	if (p[0] == '/')
+		snprintf(in, sizeof(in), "%s", p);
+	else if (getcwd(cwd, sizeof(cwd)))
+		snprintf(in, sizeof(in), "%s/%s", cwd, p);
+	else
+		return NULL;
+	out = malloc(strlen(in) + 2);
+	if (!out)
+		return NULL;
+	for (char *next, *c = in; c; c = next) {
+		next = strchr(c, '/');
+		if (next)
+			*next++ = '\0';
+		if (*c == '\0' || strcmp(c, ".") == 0)
+			continue;
+		if (strcmp(c, "..") == 0) {
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--;
+			continue;
+		}
+		out[n++] = '/';
+		size_t l = strlen(c);
+		memcpy(out + n, c, l);
+		n += l;
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = '\0';
+	return out;
+}
+
 static char *default_state_dir(const char *backing)
 {
 	char base[PATH_MAX], out[PATH_MAX];
@@ -325,8 +365,14 @@ static int mount_main(int argc, char **argv)
 			empty == 0 ? "is not empty" : strerror(-empty));
 		goto out;
 	}
-	m.state_dir = o.state_dir ? strdup(o.state_dir) : default_state_dir(m.backing);
+	m.state_dir = o.state_dir ? lexical_abs(o.state_dir) : default_state_dir(m.backing);
 	int r;
+	if (m.state_dir && (path_is_under(m.state_dir + 1, m.backing + 1) ||
+			    path_is_under(m.state_dir + 1, m.mountpoint + 1))) {
+		fprintf(stderr, "mirrorfs: the state folder '%s' must be outside BACKING and MOUNTPOINT\n",
+			m.state_dir);
+		goto out;
+	}
 	if (!m.state_dir || (r = mkdirs(m.state_dir)) < 0) {
 		fprintf(stderr, "mirrorfs: cannot create state folder '%s': %s\n",
 			m.state_dir ? m.state_dir : "?", m.state_dir ? strerror(-r) : "no memory");

@@ -59,6 +59,13 @@ struct mirror {
 	struct mirror_stats stats; /* under stats_lock */
 };
 
+/* libfuse keeps a file that is unlinked while open under a hidden name
+ * (".fuse_hidden...") until it is closed, so that operations through its
+ * open handles keep working. 1 if path's last component is such a name:
+ * those are never mirrored. */
+#define MIRROR_HIDDEN_PREFIX ".fuse_hidden"
+int mirror_is_hidden(const char *path);
+
 /* Record a failure for status and the log: one line naming path and reason. */
 void mirror_error(struct mirror *m, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -319,33 +319,37 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
  * not_before among deferred entries (0 if none). Caller holds lock. */
 static struct qentry *pick(struct queue *q, int64_t now, int64_t *wake)
 {
-	/* In-flight syncs seen so far; there are at most a few (one per worker). */
+	/* Every sync in flight, wherever it is in the list: a deferred retry
+	 * can sit ahead of a newer sync of its path that was taken meanwhile.
+	 * There are at most a few (one per worker). */
 	const char *busy[32];
 	size_t nbusy = 0;
+	int ahead = 0; /* an entry ahead of e is in flight */
 	*wake = 0;
+	for (struct qentry *e = q->head; e; e = e->next)
+		if (e->inflight && e->kind == Q_SYNC) {
+			if (nbusy == sizeof(busy) / sizeof(busy[0]))
+				return NULL;
+			busy[nbusy++] = e->path;
+		}
 	for (struct qentry *e = q->head; e; e = e->next) {
 		if (e->inflight) {
 			if (e->kind == Q_RENAME)
 				return NULL; /* nothing passes a rename in flight */
-			if (nbusy == sizeof(busy) / sizeof(busy[0]))
-				return NULL;
-			busy[nbusy++] = e->path;
+			ahead = 1;
 			continue;
 		}
-		if (e->kind == Q_RENAME)
-			return nbusy ? NULL : e;
+		if (e->not_before > now && (!*wake || e->not_before < *wake))
+			*wake = e->not_before;
+		if (e->kind == Q_RENAME) /* a barrier, also while deferred */
+			return ahead || e->not_before > now ? NULL : e;
 		/* Never two syncs of one path at once: the older could land last. */
 		int clash = 0;
 		for (size_t i = 0; i < nbusy; i++)
 			if (strcmp(busy[i], e->path) == 0)
 				clash = 1;
-		if (clash)
+		if (clash || e->not_before > now)
 			continue;
-		if (e->not_before > now) {
-			if (!*wake || e->not_before < *wake)
-				*wake = e->not_before;
-			continue;
-		}
 		return e;
 	}
 	return NULL;
@@ -404,17 +408,18 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms)
 	e->not_before = delay_ms > 0 ? queue_now() + (int64_t)delay_ms * 1000000 : 0;
 	if (e->kind == Q_SYNC) {
 		/* A newer sync of the same path may have been queued meanwhile;
-		 * it will do the same work, so fold this one into it. */
+		 * it would do the same work, so fold it into this one. Not the
+		 * other way round: e keeps the older seq, and dropping e would
+		 * let done_below pass it before its change is sent. */
 		struct qentry *dup = hash_find(q, e->path);
 		if (dup && dup->seq > q->barrier_seq && e->seq > q->barrier_seq) {
-			dup->flags |= e->flags;
-			journal(q, J_PUT, dup);
-			list_unlink(q, e);
-			journal(q, J_DEL, e);
-			pthread_cond_broadcast(&q->cond);
-			pthread_mutex_unlock(&q->lock);
-			entry_free(e);
-			return;
+			e->flags |= dup->flags;
+			hash_remove(q, dup);
+			list_unlink(q, dup);
+			journal(q, J_DEL, dup);
+			journal(q, J_PUT, e);
+			entry_free(dup);
+			dup = NULL;
 		}
 		if (!dup) {
 			unsigned h = hash_path(e->path);
