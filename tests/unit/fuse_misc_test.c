@@ -1,0 +1,163 @@
+/*
+ * Unit tests for the pure helpers of the client: http_url_check (fuse/http),
+ * uploader_backoff_ms (fuse/uploader) and send_classify (fuse/worker).
+ */
+#include <CUnit/CUnit.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+
+#include "../../fuse/http.h"
+#include "../../fuse/uploader.h"
+#include "../../fuse/worker.h"
+
+static void test_url_check(void)
+{
+	static const char *ok[] = {
+		"http://h",
+		"http://localhost:8080",
+		"http://localhost:8080/",
+		"https://mirror.example.org",
+		"https://mirror.example.org:443/",
+		"http://127.0.0.1:1",
+		"http://[::1]:8080",
+		"http://[::1]/",
+		"http://h:65535",
+	};
+	static const char *bad[] = {
+		"",
+		"h",
+		"localhost:8080",
+		"http:/h",
+		"http//h",
+		"ftp://h",
+		"file:///etc",
+		"http://",
+		"https://",
+		"http:///x",
+		"http://:8080",
+		"http:// h",
+		"http://h x",
+		"http://h\n",
+		"http://h\t:80",
+		" http://h",
+		/* only host[:port][/]: no path, user, query or bad port */
+		"http://h/v1",
+		"http://h//",
+		"http://u@h",
+		"http://h?x=1",
+		"http://h#x",
+		"http://h:",
+		"http://h:0",
+		"http://h:65536",
+		"http://h:99999999999999999999",
+		"http://h:8o",
+		"http://h:80:80",
+		"http://[]:80",
+		"http://[::1",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		int r = http_url_check(ok[i]);
+		CU_ASSERT_EQUAL(r, 0);
+		if (r != 0)
+			fprintf(stderr, "url_check: \"%s\" refused\n", ok[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = http_url_check(bad[i]);
+		CU_ASSERT_EQUAL(r, -EINVAL);
+		if (r != -EINVAL)
+			fprintf(stderr, "url_check: \"%s\" accepted\n", bad[i]);
+	}
+}
+
+/* The un-jittered backoff of retry number attempt. */
+static long nominal(unsigned attempt)
+{
+	long ms = 200;
+	for (unsigned i = 1; i < attempt && ms < UPLOADER_BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	return ms < UPLOADER_BACKOFF_MAX_MS ? ms : UPLOADER_BACKOFF_MAX_MS;
+}
+
+static void test_backoff_bounds(void)
+{
+	/* the schedule itself: 200, 400, ... then the cap */
+	CU_ASSERT_EQUAL(nominal(1), 200);
+	CU_ASSERT_EQUAL(nominal(2), 400);
+	CU_ASSERT_EQUAL(nominal(6), 6400);
+	CU_ASSERT_EQUAL(nominal(7), UPLOADER_BACKOFF_MAX_MS);
+
+	static const unsigned attempts[] = { 1, 2, 3, 4, 5, 6, 7, 8, 10, 20, 31, 32, 33,
+					     64, 1000, UINT_MAX - 1, UINT_MAX };
+	for (size_t i = 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
+		long n = nominal(attempts[i]);
+		for (int k = 0; k < 200; k++) {
+			int ms = uploader_backoff_ms(attempts[i]);
+			CU_ASSERT(ms >= n - n / 4);
+			CU_ASSERT(ms <= n + n / 4);
+		}
+	}
+	/* attempt 0 (never used) is treated like the first */
+	for (int k = 0; k < 100; k++) {
+		int ms = uploader_backoff_ms(0);
+		CU_ASSERT(ms >= 150 && ms <= 250);
+	}
+	/* never beyond the cap plus its jitter, however many attempts */
+	for (unsigned a = 1; a < 100; a++)
+		CU_ASSERT(uploader_backoff_ms(a) <=
+			  UPLOADER_BACKOFF_MAX_MS + UPLOADER_BACKOFF_MAX_MS / 4);
+}
+
+/* Jitter: repeated calls spread over both sides of the nominal value. */
+static void test_backoff_jitter(void)
+{
+	static const unsigned attempts[] = { 1, 4, 50 };
+	for (size_t i = 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
+		long n = nominal(attempts[i]);
+		int lo = INT_MAX, hi = 0, below = 0, above = 0;
+		for (int k = 0; k < 400; k++) {
+			int ms = uploader_backoff_ms(attempts[i]);
+			lo = ms < lo ? ms : lo;
+			hi = ms > hi ? ms : hi;
+			below += ms < n;
+			above += ms > n;
+		}
+		/* 400 uniform draws: each side gets some, the range is wide */
+		CU_ASSERT(below > 0);
+		CU_ASSERT(above > 0);
+		CU_ASSERT(hi - lo >= n / 4);
+	}
+}
+
+static void test_send_classify(void)
+{
+	static const long okc[] = { 200, 201, 204, 299 };
+	static const long retry[] = { 500, 502, 503, 504, 507, 599, 408, 429 };
+	static const long rejected[] = { 400, 401, 403, 405, 410, 413, 415, 422, 499 };
+	for (size_t i = 0; i < sizeof(okc) / sizeof(okc[0]); i++)
+		CU_ASSERT_EQUAL(send_classify(okc[i]), SEND_OK);
+	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
+		CU_ASSERT_EQUAL(send_classify(retry[i]), SEND_RETRY);
+	for (size_t i = 0; i < sizeof(rejected) / sizeof(rejected[0]); i++)
+		CU_ASSERT_EQUAL(send_classify(rejected[i]), SEND_REJECTED);
+	CU_ASSERT_EQUAL(send_classify(404), SEND_NOTFOUND);
+	CU_ASSERT_EQUAL(send_classify(409), SEND_MISSING);
+	/* informational and redirects are not success */
+	CU_ASSERT_NOT_EQUAL(send_classify(100), SEND_OK);
+	CU_ASSERT_NOT_EQUAL(send_classify(301), SEND_OK);
+	CU_ASSERT_NOT_EQUAL(send_classify(304), SEND_OK);
+	CU_ASSERT_NOT_EQUAL(send_classify(0), SEND_OK);
+}
+
+int suite_fuse_misc(void)
+{
+	CU_pSuite s = CU_add_suite("fuse_misc", NULL, NULL);
+	if (!s)
+		return CU_get_error();
+	if (!CU_add_test(s, "url_check", test_url_check) ||
+	    !CU_add_test(s, "backoff_bounds", test_backoff_bounds) ||
+	    !CU_add_test(s, "backoff_jitter", test_backoff_jitter) ||
+	    !CU_add_test(s, "send_classify", test_send_classify))
+		return CU_get_error();
+	return 0;
+}
