@@ -203,6 +203,7 @@ static void append_sync(struct queue *q, char *path, unsigned flags)
 	e->flags = flags;
 	e->path = path;
 	e->seq = q->next_seq++;
+	e->since = e->seq;
 	list_append(q, e);
 	journal(q, J_PUT, e);
 	unsigned h = hash_path(path);
@@ -282,6 +283,7 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
 			c->kind = Q_SYNC;
 			c->flags = e->flags | QF_CONTENT;
 			c->path = np;
+			c->since = e->since;
 			*mtail = c;
 			mtail = &c->next;
 			continue;
@@ -297,6 +299,7 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
 		mtail = &e->next;
 	}
 	r->seq = q->next_seq++;
+	r->since = r->seq;
 	q->barrier_seq = r->seq;
 	list_append(q, r);
 	journal(q, J_PUT, r);
@@ -414,6 +417,8 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms)
 		struct qentry *dup = hash_find(q, e->path);
 		if (dup && dup->seq > q->barrier_seq && e->seq > q->barrier_seq) {
 			e->flags |= dup->flags;
+			if (dup->since < e->since)
+				e->since = dup->since;
 			hash_remove(q, dup);
 			list_unlink(q, dup);
 			journal(q, J_DEL, dup);
@@ -457,8 +462,8 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 		st->pending++;
 		if (!e->inflight && e->not_before > now)
 			st->deferred++;
-		if (e->seq < min)
-			min = e->seq;
+		if (e->since < min)
+			min = e->since;
 	}
 	st->done_below = min - 1;
 	pthread_mutex_unlock(&q->lock);
@@ -471,6 +476,7 @@ int queue_restore(struct queue *q, uint64_t seq, enum qkind kind, unsigned flags
 	if (!e)
 		return -ENOMEM;
 	e->seq = seq;
+	e->since = seq;
 	e->kind = kind;
 	e->flags = flags;
 	e->rflags = rflags;

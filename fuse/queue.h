@@ -43,6 +43,9 @@ enum qkind { Q_SYNC = 1, Q_RENAME };
 
 struct qentry {
 	uint64_t seq;
+	uint64_t since;       /* oldest seq whose change this entry carries:
+			       * moved or merged entries get a new seq but keep
+			       * it, so progress never passes an unsent change */
 	enum qkind kind;
 	unsigned flags;       /* Q_SYNC */
 	unsigned rflags;      /* Q_RENAME: 0, or RENAME_NOREPLACE/EXCHANGE values */
@@ -107,6 +110,9 @@ enum jop { J_PUT = 1, J_DEL };
 struct qjournal {
 	enum jop op;
 	uint64_t seq;
+	uint64_t since;       /* oldest seq whose change this entry carries:
+			       * moved or merged entries get a new seq but keep
+			       * it, so progress never passes an unsent change */
 	enum qkind kind;
 	unsigned flags, rflags;
 	char *path, *path2; /* owned; NULL for J_DEL */

@@ -78,6 +78,9 @@ static enum send_result do_rename(struct worker *w, struct qentry *e)
 
 static enum send_result process(struct worker *w, struct qentry *e)
 {
+	log_debug("seq %llu: %s %s%s%s flags %u", (unsigned long long)e->seq,
+		  e->kind == Q_RENAME ? "rename" : "sync", e->path, e->path2 ? " -> " : "",
+		  e->path2 ? e->path2 : "", e->flags);
 	if (e->kind == Q_RENAME)
 		return do_rename(w, e);
 	if (e->flags & QF_TREE)

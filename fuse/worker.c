@@ -177,6 +177,8 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 			/* Every other name of this inode now has new content too. */
 			char **others = links_others(m->links, fst.st_ino, path);
 			for (char **o = others; o && *o; o++)
+				log_debug("%s: hard link, syncing %s too", path, *o);
+			for (char **o = others; o && *o; o++)
 				if (queue_sync(m->q, *o, QF_CONTENT | QF_NOLINK) < 0)
 					mirror_error(m, *o, "cannot queue change: out of memory");
 			links_strv_free(others);
