@@ -308,15 +308,12 @@ static int pwrite_full(int fd, const uint8_t *p, size_t len, off_t at)
 	return 0;
 }
 
-/* Write the verified chunk buf[0..len) at offset at of fd. An all-zero
- * chunk is skipped (a hole: sparse files stay sparse; the final ftruncate
- * sets the size). Bytes that sit verified in a file of DIR are copied in
- * the kernel (copy_file_range: a reflink where the filesystem can). */
+/* Write the verified chunk buf[0..len) at offset at of fd. Bytes that sit
+ * verified in a file of DIR are copied in the kernel (copy_file_range: a
+ * reflink where the filesystem can). */
 static int put_chunk(int fd, off_t at, const uint8_t *buf, size_t len, int srcfd, off_t srcoff)
 {
 	size_t done = 0;
-	if (all_zero(buf, len))
-		return 0;
 	if (srcfd >= 0) {
 		loff_t in = srcoff, out = at;
 		while (done < len) {
@@ -327,6 +324,13 @@ static int put_chunk(int fd, off_t at, const uint8_t *buf, size_t len, int srcfd
 		}
 	}
 	return pwrite_full(fd, buf + done, len - done, at + (off_t)done);
+}
+
+/* 1 if chunk i is the same as chunk i - 1. */
+static int same_as_prev(const struct proto_op *op, size_t i)
+{
+	return i > 0 && op->chunks[i].len == op->chunks[i - 1].len &&
+	       hash_equal(&op->chunks[i].id, &op->chunks[i - 1].id);
 }
 
 /* Build op's file in tmp/tname: content, mode, mtime, fsync. Returns 0,
@@ -342,10 +346,15 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char
 	int r = 0;
 
 	/* Cheap presence check first: no point writing gigabytes to find the
-	 * last chunk missing. */
-	for (size_t i = 0; i < op->nchunks; i++)
-		if (!chunk_available(ctx, &op->chunks[i]) && (r = add_missing(res, i, &alloc)) < 0)
+	 * last chunk missing. Runs of one chunk (a sparse image is mostly
+	 * the zero chunk) are looked up once. */
+	int avail = 0;
+	for (size_t i = 0; i < op->nchunks; i++) {
+		if (!same_as_prev(op, i))
+			avail = chunk_available(ctx, &op->chunks[i]);
+		if (!avail && (r = add_missing(res, i, &alloc)) < 0)
 			return r;
+	}
 	if (res->nmissing)
 		return APPLY_MISSING;
 
@@ -356,6 +365,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char
 		r = -ENOMEM;
 		goto fail;
 	}
+	int in_buf = 0, zero = 0; /* buf holds the previous chunk, verified */
 	for (size_t i = 0; i < op->nchunks; i++) {
 		const struct proto_chunk *c = &op->chunks[i];
 		int srcfd;
@@ -366,14 +376,28 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char
 				goto fail;
 			continue;
 		}
+		if (in_buf && same_as_prev(op, i)) {
+			/* The same chunk again: no second fetch and hash. */
+			if (!zero && (r = pwrite_full(fd, buf, c->len, at)) < 0)
+				goto fail;
+			at += c->len;
+			continue;
+		}
+		in_buf = 0;
 		r = fetch_chunk(ctx, c, buf, &sc, &srcfd, &srcoff);
 		if (r == -ENOENT) {
 			if ((r = add_missing(res, i, &alloc)) < 0)
 				goto fail;
 			continue;
 		}
-		if (r < 0 || (r = put_chunk(fd, at, buf, c->len, srcfd, srcoff)) < 0)
+		if (r < 0)
 			goto fail;
+		/* An all-zero chunk is skipped: a hole (sparse files stay
+		 * sparse; the final ftruncate sets the size). */
+		zero = all_zero(buf, c->len);
+		if (!zero && (r = put_chunk(fd, at, buf, c->len, srcfd, srcoff)) < 0)
+			goto fail;
+		in_buf = 1;
 		at += c->len;
 	}
 	if (res->nmissing) {

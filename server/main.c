@@ -292,6 +292,39 @@ static int open_state_dir(const char *opt, const char *real_dir, const struct st
 			return -1;
 		}
 	}
+	/* Refuse a state dir inside DIR (or around it) before creating
+	 * anything: judge by the canonical parent and the last name. */
+	{
+		char parent[PATH_MAX], canon[PATH_MAX];
+		size_t n = strlen(state_path);
+		while (n > 1 && state_path[n - 1] == '/')
+			state_path[--n] = '\0';
+		const char *slash = strrchr(state_path, '/');
+		const char *name = slash ? slash + 1 : state_path;
+		if (slash == state_path)
+			snprintf(parent, sizeof(parent), "/");
+		else if (slash)
+			snprintf(parent, sizeof(parent), "%.*s", (int)(slash - state_path), state_path);
+		else
+			snprintf(parent, sizeof(parent), ".");
+		if (!realpath(parent, canon)) {
+			fprintf(stderr, "mirrord: state dir %s: parent folder %s: %s\n", state_path,
+				parent, strerror(errno));
+			return -1;
+		}
+		size_t cl = strlen(canon);
+		if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+		    snprintf(canon + cl, sizeof(canon) - cl, "%s%s", cl > 1 ? "/" : "", name) >=
+			    (int)(sizeof(canon) - cl)) {
+			fprintf(stderr, "mirrord: state dir path too long\n");
+			return -1;
+		}
+		if (abs_under(canon, real_dir) || abs_under(real_dir, canon)) {
+			fprintf(stderr, "mirrord: state dir %s and DIR %s must not contain each other\n",
+				state_path, real_dir);
+			return -1;
+		}
+	}
 	if (mkdir(state_path, 0700) < 0 && errno != EEXIST) {
 		fprintf(stderr, "mirrord: cannot create state dir %s: %s\n", state_path,
 			strerror(errno));

@@ -7,7 +7,8 @@
 # 409 for missing chunks; mkdir, symlink, delete, meta, rename (plain,
 # noreplace, exchange, replay by X-Mirror-Seq); refusal of bad paths,
 # symlink escapes, wrong chunk bytes, oversized bodies, malformed JSON and
-# unknown ops, with nothing changed; and the manifest.
+# unknown ops, with nothing changed; the manifest; ENOSPC (507, nothing
+# left behind) on a small tmpfs when run as root; refused command lines.
 #
 # mirrord is killed by PID in the EXIT trap, whatever happens; every curl
 # runs under timeout; waiting is by bounded polls only.
@@ -31,17 +32,24 @@ PID=""
 FAILS=0
 export TZ=UTC
 
+# stop_pid PID: SIGTERM, a bounded wait for a clean exit, then SIGKILL.
+stop_pid() {
+	[[ -n $1 ]] || return 0
+	kill -TERM "$1" 2>/dev/null
+	for _ in $(seq 100); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
+PID2=""
+SMALL=""
 cleanup() {
-	if [[ -n $PID ]]; then
-		kill -TERM "$PID" 2>/dev/null
-		# Bounded wait for a clean exit, then SIGKILL.
-		for _ in $(seq 100); do
-			kill -0 "$PID" 2>/dev/null || break
-			sleep 0.05
-		done
-		kill -KILL "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
+	stop_pid "$PID"
+	stop_pid "$PID2"
+	[[ -n $SMALL ]] && umount "$SMALL" 2>/dev/null
 	if [[ ${MIRRORFS_TEST_KEEP:-0} == 1 ]]; then
 		echo "kept $T" >&2
 	else
@@ -73,17 +81,24 @@ ok() {
 command -v xxd >/dev/null || die "xxd is needed"
 command -v b2sum >/dev/null || die "b2sum is needed"
 
-"$MIRRORD" "$D" --listen 127.0.0.1:0 --port-file "$T/port" --state-dir "$S" \
-	--log-level debug >"$T/mirrord.log" 2>&1 &
-PID=$!
-for _ in $(seq 200); do
-	[[ -s $T/port ]] && break
-	kill -0 "$PID" 2>/dev/null || die "mirrord exited at start"
-	sleep 0.05
-done
-[[ -s $T/port ]] || die "no port file after 10s"
-read -r PORT <"$T/port"
-URL=http://127.0.0.1:$PORT
+# start DIR STATE PORTFILE LOG: start a mirrord, wait (bounded) for its port
+# file; sets STARTED_PID and STARTED_PORT.
+start() {
+	"$MIRRORD" "$1" --listen 127.0.0.1:0 --port-file "$3" --state-dir "$2" \
+		--log-level debug >"$4" 2>&1 &
+	STARTED_PID=$!
+	for _ in $(seq 200); do
+		[[ -s $3 ]] && break
+		kill -0 "$STARTED_PID" 2>/dev/null || die "mirrord exited at start"
+		sleep 0.05
+	done
+	[[ -s $3 ]] || die "no port file after 10s"
+	read -r STARTED_PORT <"$3"
+}
+
+start "$D" "$S" "$T/port" "$T/mirrord.log"
+PID=$STARTED_PID
+URL=http://127.0.0.1:$STARTED_PORT
 CLIENT=0123456789abcdef0123456789abcdef
 
 # req METHOD PATH [CURL ARGS...]: sets CODE and BODY.
@@ -347,6 +362,54 @@ expect_err 400 "" "manifest of a bad path is 400"
 # ------------------------------------------------------------ state dir
 ok "no temporaries left in tmp/" test -z "$(ls -A "$S/tmp")"
 ok "nothing of mirrord's inside DIR" test -z "$(find "$D" -name '*.mirrord' -o -name 'f.*.*')"
+
+# ------------------------------------------------------------- ENOSPC
+# On a 1 MiB tmpfs (root only): the third copy of a 400 kB file does not
+# fit: 507, and no temporary is left behind.
+if [[ $(id -u) == 0 ]] && mkdir "$T/small" && mount -t tmpfs -o size=1m tmpfs "$T/small"; then
+	SMALL=$T/small
+	mkdir "$SMALL/d"
+	start "$SMALL/d" "$SMALL/state" "$T/port2" "$T/mirrord2.log"
+	PID2=$STARTED_PID
+	MAIN_URL=$URL
+	URL=http://127.0.0.1:$STARTED_PORT
+	head -c 400000 /dev/urandom >"$T/c5"
+	ID5=$(id_of "$T/c5")
+	frame "$T/c5" >"$T/frame5"
+	upload "$T/frame5"
+	expect 200 '"stored":1' "small fs: upload"
+	for n in 1 2; do
+		op "{\"op\":\"file\",\"path\":\"f$n\",\"mode\":420,\"mtime\":[1,0],\"size\":400000,\"chunks\":[[\"$ID5\",400000]]}"
+		expect 200 '"ok":true' "small fs: copy $n fits"
+	done
+	op "{\"op\":\"file\",\"path\":\"f3\",\"mode\":420,\"mtime\":[1,0],\"size\":400000,\"chunks\":[[\"$ID5\",400000]]}"
+	expect_err 507 "ENOSPC" "small fs: a full disk is 507"
+	ok "small fs: nothing half-written visible" test ! -e "$SMALL/d/f3"
+	ok "small fs: no temporary left" test -z "$(ls -A "$SMALL/state/tmp")"
+	stop_pid "$PID2"
+	PID2=""
+	umount "$SMALL" && SMALL=""
+	URL=$MAIN_URL
+else
+	echo "skip: ENOSPC check needs root and tmpfs"
+fi
+
+# ------------------------------------------------------------ command line
+find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.before"
+for args in "--state-dir $D/inside" "--state-dir $D" "--listen nonsense" \
+	"--listen 127.0.0.1:99999" "--log-level loud" "--fail-rate 0" "--bogus"; do
+	# shellcheck disable=SC2086
+	timeout 10 "$MIRRORD" "$D" --listen 127.0.0.1:0 --state-dir "$T/s3" $args \
+		>/dev/null 2>"$T/err"
+	rc=$?
+	ok "refused: mirrord $args (status $rc: $(head -n 1 "$T/err"))" test "$rc" = 2
+done
+timeout 10 "$MIRRORD" "$T/outside/keep" --listen 127.0.0.1:0 >/dev/null 2>"$T/err"
+ok "refused: DIR is a file (status $?)" grep -q "$T/outside/keep" "$T/err"
+timeout 10 "$MIRRORD" "$D" --listen "127.0.0.1:${URL##*:}" --state-dir "$T/s4" >/dev/null 2>"$T/err"
+ok "refused: port in use (status $?)" grep -q "${URL##*:}" "$T/err"
+find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.after"
+ok "refused command lines left DIR alone" cmp -s "$T/dir.before" "$T/dir.after"
 
 # Clean stop on SIGTERM.
 kill -TERM "$PID"
