@@ -213,16 +213,26 @@ static void append_sync(struct queue *q, char *path, unsigned flags)
 
 int queue_sync(struct queue *q, const char *path, unsigned flags)
 {
+	return queue_sync_since(q, path, flags, 0);
+}
+
+int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t since)
+{
 	char *copy = NULL;
 	pthread_mutex_lock(&q->lock);
 	struct qentry *e = hash_find(q, path);
 	/* Coalesce only with a sync queued after the newest rename: moving a
 	 * change in front of a rename could let the rename overwrite it. */
 	if (e && e->seq > q->barrier_seq) {
-		if ((e->flags | flags) != e->flags) {
-			e->flags |= flags;
+		/* QF_NOLINK survives only if both changes carry it: a write
+		 * through this name must still reach its other names. */
+		unsigned nf = (e->flags | flags) & ~(QF_NOLINK & ~(e->flags & flags));
+		if (nf != e->flags) {
+			e->flags = nf;
 			journal(q, J_PUT, e);
 		}
+		if (since && since < e->since)
+			e->since = since;
 		pthread_mutex_unlock(&q->lock);
 		return 0;
 	}
@@ -232,6 +242,8 @@ int queue_sync(struct queue *q, const char *path, unsigned flags)
 		return -ENOMEM;
 	}
 	append_sync(q, copy, flags);
+	if (since && since < q->tail->since)
+		q->tail->since = since;
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 	return 0;

@@ -75,6 +75,11 @@ void queue_free(struct queue *q);
 /* Queue a sync of path (copied) with flags. Returns 0 or -ENOMEM. */
 int queue_sync(struct queue *q, const char *path, unsigned flags);
 
+/* The same, for a change found while processing the entry with sequence
+ * number since (a hard link's other name, a file that changed during a
+ * reconciliation): progress will not pass since until it is done. */
+int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t since);
+
 /* Queue a rename (paths copied), rflags as renameat2. Returns 0 or -ENOMEM. */
 int queue_rename(struct queue *q, const char *from, const char *to, unsigned rflags);
 

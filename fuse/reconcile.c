@@ -388,7 +388,7 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 			goto out;
 		if (res == SEND_CHANGED) {
 			/* Changing right now: the queue will come back to it. */
-			if (queue_sync(m->q, t->path, QF_CONTENT) < 0)
+			if (queue_sync_since(m->q, t->path, QF_CONTENT, w->since) < 0)
 				mirror_error(m, t->path, "cannot queue change: out of memory");
 		} else if (res != SEND_OK) {
 			mirror_error(m, t->path, "cannot sync: %s", w->why);

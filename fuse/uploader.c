@@ -78,6 +78,7 @@ static enum send_result do_rename(struct worker *w, struct qentry *e)
 
 static enum send_result process(struct worker *w, struct qentry *e)
 {
+	w->since = e->since;
 	log_debug("seq %llu: %s %s%s%s flags %u", (unsigned long long)e->seq,
 		  e->kind == Q_RENAME ? "rename" : "sync", e->path, e->path2 ? " -> " : "",
 		  e->path2 ? e->path2 : "", e->flags);

@@ -179,7 +179,7 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 			for (char **o = others; o && *o; o++)
 				log_debug("%s: hard link, syncing %s too", path, *o);
 			for (char **o = others; o && *o; o++)
-				if (queue_sync(m->q, *o, QF_CONTENT | QF_NOLINK) < 0)
+				if (queue_sync_since(m->q, *o, QF_CONTENT | QF_NOLINK, w->since) < 0)
 					mirror_error(m, *o, "cannot queue change: out of memory");
 			links_strv_free(others);
 		}

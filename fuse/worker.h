@@ -34,6 +34,9 @@ struct worker {
 	struct http http;
 	struct buf resp;  /* last response body */
 	char why[512];    /* what went wrong, for SEND_* != SEND_OK */
+	uint64_t since;   /* seq of the queue entry being processed: changes
+			   * found while processing it are queued with it
+			   * (queue_sync_since) so that sync waits for them */
 };
 
 int worker_init(struct worker *w, struct mirror *m);
