@@ -96,6 +96,23 @@ check_leftovers() {
 	[[ -z $LEFT ]]
 }
 
+# Interrupted: stop the running test (it cleans up on TERM), then clear
+# whatever is left.
+TEST_PID=""
+TAIL_PID=""
+on_signal() {
+	trap - INT TERM
+	echo "run.sh: interrupted" >&2
+	if [[ -n $TEST_PID ]]; then
+		kill -TERM "$TEST_PID" 2>/dev/null
+		wait "$TEST_PID" 2>/dev/null
+	fi
+	check_leftovers || printf '%s' "$LEFT" >&2
+	exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
 pass=0
 failed=()
 for t in "${tests[@]}"; do
@@ -105,12 +122,20 @@ for t in "${tests[@]}"; do
 	out=$RUNDIR/$name.out
 	now_ms
 	start=$NOW_MS
+	# In the background, so that a signal to run.sh can be passed on to the
+	# test (timeout forwards it and the test's trap cleans up).
+	timeout -k 10 "$limit" bash "$t" >"$out" 2>&1 &
+	TEST_PID=$!
 	if [[ ${VERBOSE:-0} == 1 ]]; then
-		timeout -k 10 "$limit" bash "$t" 2>&1 | tee "$out"
-		rc=${PIPESTATUS[0]}
-	else
-		timeout -k 10 "$limit" bash "$t" >"$out" 2>&1
-		rc=$?
+		tail -n +1 --pid="$TEST_PID" -f "$out" &
+		TAIL_PID=$!
+	fi
+	wait "$TEST_PID"
+	rc=$?
+	TEST_PID=""
+	if [[ -n $TAIL_PID ]]; then
+		wait "$TAIL_PID"
+		TAIL_PID=""
 	fi
 	now_ms
 	dur=$(((NOW_MS - start) / 1000)).$(((NOW_MS - start) % 1000 / 100))
