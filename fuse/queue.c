@@ -428,7 +428,8 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms)
 		 * let done_below pass it before its change is sent. */
 		struct qentry *dup = hash_find(q, e->path);
 		if (dup && dup->seq > q->barrier_seq && e->seq > q->barrier_seq) {
-			e->flags |= dup->flags;
+			e->flags = (e->flags | dup->flags) &
+				   ~(QF_NOLINK & ~(e->flags & dup->flags));
 			if (dup->since < e->since)
 				e->since = dup->since;
 			hash_remove(q, dup);

@@ -53,6 +53,8 @@ struct qentry {
 	char *path2;          /* owned; rename target */
 	int64_t not_before;   /* monotonic ns; 0 = now */
 	unsigned attempts;    /* failed tries so far */
+	int fallback;         /* Q_RENAME: the server lacked the source; only the
+			       * fallback (full sync of both names) is left */
 	int inflight;
 	struct qentry *prev, *next; /* pending list or in-flight list */
 	struct qentry *hnext;       /* coalescing hash chain (pending syncs) */

@@ -315,17 +315,30 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 	if (!esc)
 		goto out;
 	snprintf(target, sizeof(target), "/v1/manifest?path=%s", esc);
-	r = http_get_lines(&w->http, target, on_line, &rc, &status);
-	if (r < 0) {
-		if (r == -EPROTO && status) {
+	for (unsigned attempt = 1;; attempt++) {
+		r = http_get_lines(&w->http, target, on_line, &rc, &status);
+		if (r == 0)
+			break;
+		if (r == -EPROTO && send_classify(status) != SEND_RETRY) {
 			res = send_classify(status);
 			snprintf(w->why, sizeof(w->why), "manifest refused with %ld", status);
-		} else {
-			res = SEND_RETRY;
-			snprintf(w->why, sizeof(w->why), "cannot list the server: %s",
-				 w->http.err[0] ? w->http.err : strerror(-r));
+			goto out;
 		}
-		goto out;
+		if (r == -ENOMEM || r == -EMSGSIZE) {
+			snprintf(w->why, sizeof(w->why), "cannot read the server's listing: %s",
+				 strerror(-r));
+			goto out;
+		}
+		snprintf(w->why, sizeof(w->why), "cannot list the server: %s",
+			 r == -EPROTO ? "server error" : w->http.err[0] ? w->http.err : strerror(-r));
+		worker_offline(w);
+		/* A partial listing is thrown away: start again. */
+		map_release(&rc.map);
+		rc.map.tail = &rc.map.head;
+		if (!w->nap || w->nap(w->nap_arg, attempt)) {
+			res = SEND_RETRY;
+			goto out;
+		}
 	}
 
 	struct stat st;

@@ -86,15 +86,12 @@ static enum send_result post_body(struct xfer *x)
 	long status = 0;
 	if (x->body.len == 0)
 		return SEND_OK;
-	int r = http_request(&w->http, "POST", "/v1/chunks", x->body.data, x->body.len,
-			     "application/octet-stream", 0, &w->resp, &status);
+	enum send_result res = worker_request(w, "POST", "/v1/chunks", x->body.data, x->body.len,
+					      "application/octet-stream", 0, &status);
 	buf_reset(&x->body);
-	if (r < 0) {
-		snprintf(w->why, sizeof(w->why), "cannot reach %s: %s", w->m->server,
-			 w->http.err[0] ? w->http.err : strerror(-r));
-		return SEND_RETRY;
-	}
-	enum send_result res = send_classify(status);
+	if (res != SEND_OK)
+		return res;
+	res = send_classify(status);
 	if (res != SEND_OK)
 		snprintf(w->why, sizeof(w->why), "chunk upload refused with %ld: %.200s", status,
 			 w->resp.data ? w->resp.data : "");
@@ -126,14 +123,9 @@ static enum send_result query_missing(struct xfer *x, size_t first, uint8_t **mi
 	body = cJSON_PrintUnformatted(q);
 	if (!body)
 		goto out;
-	int r = http_request(&w->http, "POST", "/v1/chunks/query", body, strlen(body), NULL, 0,
-			     &w->resp, &status);
-	if (r < 0) {
-		snprintf(w->why, sizeof(w->why), "cannot reach %s: %s", w->m->server,
-			 w->http.err[0] ? w->http.err : strerror(-r));
-		res = SEND_RETRY;
+	res = worker_request(w, "POST", "/v1/chunks/query", body, strlen(body), NULL, 0, &status);
+	if (res != SEND_OK)
 		goto out;
-	}
 	res = send_classify(status);
 	if (res != SEND_OK) {
 		snprintf(w->why, sizeof(w->why), "chunk query refused with %ld", status);

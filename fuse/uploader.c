@@ -55,9 +55,17 @@ static int nap(struct uploader *u, int ms)
 	return s;
 }
 
+/* The worker's backoff between retries of one request. */
+static int worker_nap(void *arg, unsigned attempt)
+{
+	return nap(arg, uploader_backoff_ms(attempt));
+}
+
 static enum send_result do_rename(struct worker *w, struct qentry *e)
 {
 	struct proto_op op = { .kind = OP_RENAME, .path = e->path, .path2 = e->path2 };
+	if (e->fallback)
+		goto fallback;
 	if (e->rflags & RENAME_EXCHANGE)
 		op.rflags = RENAME_F_EXCHANGE;
 	else if (e->rflags & RENAME_NOREPLACE)
@@ -67,6 +75,8 @@ static enum send_result do_rename(struct worker *w, struct qentry *e)
 	enum send_result r = worker_send_op(w, &op, e->seq, NULL);
 	if (r != SEND_NOTFOUND && r != SEND_REJECTED)
 		return r;
+	e->fallback = 1; /* if the fallback is interrupted, do not rename again */
+fallback:
 	/* The server does not hold the source (never uploaded, or changed
 	 * behind its back): make both names match BACKING instead. */
 	log_debug("rename %s -> %s: falling back to a full sync", e->path, e->path2);
@@ -89,16 +99,6 @@ static enum send_result process(struct worker *w, struct qentry *e)
 	return worker_sync_path(w, e->path, e->flags, NULL, e->seq);
 }
 
-static void set_offline(struct mirror *m, const char *why)
-{
-	pthread_mutex_lock(&m->stats_lock);
-	if (!m->stats.offline_since) {
-		m->stats.offline_since = time(NULL);
-		log_warn("server unreachable: %s; changes are kept and retried", why);
-	}
-	pthread_mutex_unlock(&m->stats_lock);
-}
-
 static void *run(void *arg)
 {
 	struct uploader *u = arg;
@@ -109,6 +109,8 @@ static void *run(void *arg)
 		log_error("uploader: cannot set up the HTTP client");
 		return NULL;
 	}
+	w.nap = worker_nap;
+	w.nap_arg = u;
 	for (;;) {
 		struct qentry *e = queue_take(m->q, -1);
 		if (!e)
@@ -120,7 +122,7 @@ static void *run(void *arg)
 				break;
 			/* Head-of-line retry keeps the order of dependent
 			 * changes simple: nothing overtakes a failing entry. */
-			set_offline(m, w.why);
+			worker_offline(&w);
 			e->attempts++;
 			if (nap(u, uploader_backoff_ms(e->attempts)))
 				break;

@@ -54,6 +54,38 @@ static void describe(struct worker *w, long status)
 	cJSON_Delete(j);
 }
 
+void worker_offline(struct worker *w)
+{
+	struct mirror *m = w->m;
+	pthread_mutex_lock(&m->stats_lock);
+	if (!m->stats.offline_since) {
+		m->stats.offline_since = time(NULL);
+		log_warn("server unreachable: %s; changes are kept and retried", w->why);
+	}
+	pthread_mutex_unlock(&m->stats_lock);
+}
+
+enum send_result worker_request(struct worker *w, const char *method, const char *target,
+				const void *body, size_t len, const char *ctype, uint64_t seq,
+				long *status)
+{
+	for (unsigned attempt = 1;; attempt++) {
+		*status = 0;
+		int r = http_request(&w->http, method, target, body, len, ctype, seq, &w->resp,
+				     status);
+		if (r == 0 && send_classify(*status) != SEND_RETRY)
+			return SEND_OK;
+		if (r < 0)
+			snprintf(w->why, sizeof(w->why), "cannot reach %s: %s", w->m->server,
+				 w->http.err[0] ? w->http.err : strerror(-r));
+		else
+			describe(w, *status);
+		worker_offline(w);
+		if (!w->nap || w->nap(w->nap_arg, attempt))
+			return SEND_RETRY;
+	}
+}
+
 enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uint64_t seq,
 				cJSON **reply)
 {
@@ -66,14 +98,10 @@ enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uin
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		return SEND_LOCAL;
 	}
-	int r = http_request(&w->http, "POST", "/v1/op", body, strlen(body), NULL, seq,
-			     &w->resp, &status);
+	res = worker_request(w, "POST", "/v1/op", body, strlen(body), NULL, seq, &status);
 	free(body);
-	if (r < 0) {
-		snprintf(w->why, sizeof(w->why), "cannot reach %s: %s", w->m->server,
-			 w->http.err[0] ? w->http.err : strerror(-r));
-		return SEND_RETRY;
-	}
+	if (res != SEND_OK)
+		return res;
 	res = send_classify(status);
 	if (res == SEND_OK) {
 		pthread_mutex_lock(&w->m->stats_lock);

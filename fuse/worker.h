@@ -34,6 +34,11 @@ struct worker {
 	struct http http;
 	struct buf resp;  /* last response body */
 	char why[512];    /* what went wrong, for SEND_* != SEND_OK */
+	/* Wait before retry number attempt; returns 1 if the client is
+	 * stopping (then the caller gives up with SEND_RETRY). Set by the
+	 * uploader; NULL means never retry. */
+	int (*nap)(void *arg, unsigned attempt);
+	void *nap_arg;
 	uint64_t since;   /* seq of the queue entry being processed: changes
 			   * found while processing it are queued with it
 			   * (queue_sync_since) so that sync waits for them */
@@ -43,6 +48,18 @@ int worker_init(struct worker *w, struct mirror *m);
 void worker_release(struct worker *w);
 
 enum send_result send_classify(long status);
+
+/* One request, retried (with w->nap's backoff) for as long as the server
+ * cannot be reached or answers 5xx/408/429, so that one lost request never
+ * restarts a whole multi-request operation. Returns SEND_OK with *status
+ * set once the server gave a definitive answer (2xx or 4xx; the body is in
+ * w->resp), or SEND_RETRY if the client is stopping meanwhile. */
+enum send_result worker_request(struct worker *w, const char *method, const char *target,
+				const void *body, size_t len, const char *ctype, uint64_t seq,
+				long *status);
+
+/* Note that the server could not be reached (why: w->why). */
+void worker_offline(struct worker *w);
 
 /* POST op; seq is its queue sequence number (0: none). On SEND_MISSING,
  * *reply (if not NULL) receives the parsed answer (caller deletes it). */
