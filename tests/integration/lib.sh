@@ -108,8 +108,25 @@ check() {
 	return 0
 }
 
-# t_done: end of a test. Fails if any check() failed.
+# t_sanitizer_reports: 0 if no daemon log holds a sanitizer report (UBSan
+# reports and carries on, so only its log shows the bug).
+t_sanitizer_reports() {
+	local f hits=""
+	for f in "$T"/*.log; do
+		[[ -f $f ]] || continue
+		if grep -qE 'runtime error:|ERROR: (Address|Leak|Thread|Memory)Sanitizer|SUMMARY: [A-Za-z]*Sanitizer' "$f"; then
+			hits+="$(basename "$f"): $(grep -m 3 -E 'runtime error:|Sanitizer' "$f" | tr '\n' ' ')"$'\n'
+		fi
+	done
+	[[ -z $hits ]] && return 0
+	printf '%s' "$hits"
+	return 1
+}
+
+# t_done: end of a test. Fails if any check() failed or a daemon's log holds
+# a sanitizer report.
 t_done() {
+	check "no sanitizer reports in the daemons' logs" t_sanitizer_reports
 	if ((T_SOFT_FAILS > 0)); then
 		fail "$T_SOFT_FAILS check(s) failed (see above)"
 	fi
