@@ -182,6 +182,7 @@ check "mirrorfs status --json" mirror_status --json
 sync_mirror 180
 check "mirrorfs status after sync" mirror_status
 check_trees "round 1" --skip-special
+check "the fifo is not mirrored" test ! -e "$T/dir/special/fifo" -a ! -L "$T/dir/special/fifo"
 check "round 1: the mount shows backing" "$TREECMP" "$M" "$T/backing"
 
 # ------------------------------------------------------------------ round 2
