@@ -19,10 +19,9 @@
 #include "log.h"
 #include "mirror.h"
 #include "ofile.h"
-#include "qstore.h"
 #include "queue.h"
+#include "setup.h"
 #include "status.h"
-#include "uploader.h"
 
 /* One open file: its BACKING fd and the shared record of its inode. */
 struct fh {
@@ -96,21 +95,14 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->want |= conn->capable & FUSE_CAP_SPLICE_READ;
 	conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
 	/* Threads start here, after fuse_daemonize() has forked. */
-	if (m->qs && qstore_start(m->qs) < 0)
-		log_error("cannot start the queue writer: changes are not saved");
-	m->up = uploader_start(m);
-	if (!m->up)
-		log_error("cannot start the uploader thread: changes stay queued");
+	(void)setup_start(m);
 	return m;
 }
 
 static void fs_destroy(void *data)
 {
 	struct mirror *m = data;
-	uploader_stop(m->up, 30000);
-	m->up = NULL;
-	qstore_close(m->qs); /* after the uploader: its last results are saved */
-	m->qs = NULL;
+	setup_stop(m, 30000);
 }
 
 static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)

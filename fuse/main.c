@@ -29,6 +29,7 @@
 #include "proto.h"
 #include "qstore.h"
 #include "queue.h"
+#include "setup.h"
 #include "status.h"
 
 #define MIRRORFS_VERSION "0.1.0"
@@ -150,25 +151,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-/* realpath of a folder that must exist. Returns a new string or NULL
- * after printing why. */
-static char *existing_dir(const char *what, const char *p)
-{
-	struct stat st;
-	if (stat(p, &st) < 0) {
-		fprintf(stderr, "mirrorfs: %s '%s': %s\n", what, p, strerror(errno));
-		return NULL;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "mirrorfs: %s '%s' is not a folder\n", what, p);
-		return NULL;
-	}
-	char *r = realpath(p, NULL);
-	if (!r)
-		fprintf(stderr, "mirrorfs: %s '%s': %s\n", what, p, strerror(errno));
-	return r;
-}
-
 static int is_empty_dir(const char *p)
 {
 	int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -188,158 +170,15 @@ static int is_empty_dir(const char *p)
 	return empty;
 }
 
-/* mkdir -p with mode 0700 for the parts we create. */
-static int mkdirs(const char *p)
-{
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s", p) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *s = tmp + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-/* p made absolute and normalised without touching the filesystem ("." and
- * ".." resolved lexically), so it can be checked before it is created.
- * Returns a new string or NULL. */
-static char *lexical_abs(const char *p)
-{
-	char cwd[PATH_MAX], in[2 * PATH_MAX + 2], *out;
-	size_t n = 0;
-	if (p[0] == '/')
-		snprintf(in, sizeof(in), "%s", p);
-	else if (getcwd(cwd, sizeof(cwd)))
-		snprintf(in, sizeof(in), "%s/%s", cwd, p);
-	else
-		return NULL;
-	out = malloc(strlen(in) + 2);
-	if (!out)
-		return NULL;
-	for (char *next, *c = in; c; c = next) {
-		next = strchr(c, '/');
-		if (next)
-			*next++ = '\0';
-		if (*c == '\0' || strcmp(c, ".") == 0)
-			continue;
-		if (strcmp(c, "..") == 0) {
-			while (n > 0 && out[n - 1] != '/')
-				n--;
-			if (n > 0)
-				n--;
-			continue;
-		}
-		out[n++] = '/';
-		size_t l = strlen(c);
-		memcpy(out + n, c, l);
-		n += l;
-	}
-	if (n == 0)
-		out[n++] = '/';
-	out[n] = '\0';
-	return out;
-}
-
-static char *default_state_dir(const char *backing)
-{
-	char base[PATH_MAX], out[PATH_MAX];
-	const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-	struct hash_id id;
-	char hex[HASH_HEX_LEN + 1];
-	if (x && x[0] == '/')
-		snprintf(base, sizeof(base), "%s/mirrorfs", x);
-	else if (home && home[0] == '/')
-		snprintf(base, sizeof(base), "%s/.local/state/mirrorfs", home);
-	else
-		snprintf(base, sizeof(base), "/var/lib/mirrorfs");
-	hash_buf(backing, strlen(backing), &id);
-	hash_to_hex(&id, hex);
-	hex[16] = '\0';
-	if (snprintf(out, sizeof(out), "%s/%s", base, hex) >= (int)sizeof(out))
-		return NULL;
-	return strdup(out);
-}
-
-/* The client id: random, kept in the state folder. */
-static int load_client_id(const char *dir, char out[33])
-{
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/client-id", dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = read(fd, out, 32);
-		close(fd);
-		if (n == 32) {
-			out[32] = '\0';
-			return 0;
-		}
-	}
-	unsigned char rnd[16];
-	randombytes_buf(rnd, sizeof(rnd));
-	sodium_bin2hex(out, 33, rnd, sizeof(rnd));
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s/client-id.tmp", dir);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	int ok = write(fd, out, 32) == 32 && fsync(fd) == 0;
-	close(fd);
-	if (!ok || rename(tmp, path) < 0)
-		return -EIO;
-	return 0;
-}
-
-/* Ask the server who it is. 0: a mirrord answered; -EPROTO: something
- * else answered; other negative: unreachable (not fatal). */
-static int probe_server(const char *url, const char *client_id, char *why, size_t len)
-{
-	struct http h;
-	struct buf resp;
-	long status = 0;
-	int r = http_init(&h, url, client_id);
-	if (r < 0)
-		return r;
-	h.timeout_s = 5;
-	buf_init(&resp, 65536);
-	r = http_request(&h, "GET", "/v1/ping", NULL, 0, NULL, 0, &resp, &status);
-	if (r < 0) {
-		snprintf(why, len, "%s", h.err[0] ? h.err : strerror(-r));
-	} else {
-		cJSON *j = cJSON_ParseWithLength(resp.data ? resp.data : "", resp.len);
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "version");
-		if (status != 200 || !cJSON_IsNumber(v)) {
-			snprintf(why, len, "answered %ld but is not a mirrord server", status);
-			r = -EPROTO;
-		} else if ((int)v->valuedouble != PROTO_VERSION) {
-			snprintf(why, len, "speaks protocol %d, this client %d", (int)v->valuedouble,
-				 PROTO_VERSION);
-			r = -EPROTO;
-		}
-		cJSON_Delete(j);
-	}
-	buf_release(&resp);
-	http_release(&h);
-	return r;
-}
-
 static int mount_main(int argc, char **argv)
 {
 	struct opts o;
 	struct mirror m;
-	int ret = 1, lockfd = -1;
+	int ret = 1;
 	struct fuse *f = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	char why[512];
 
-	memset(&m, 0, sizeof(m));
-	m.backing_fd = -1;
+	setup_init(&m, "mirrorfs");
 	if (parse_args(argc, argv, &o) < 0) {
 		usage(stderr);
 		return 2;
@@ -350,8 +189,8 @@ static int mount_main(int argc, char **argv)
 			o.server);
 		return 2;
 	}
-	if (!(m.backing = existing_dir("BACKING", o.backing)) ||
-	    !(m.mountpoint = existing_dir("MOUNTPOINT", o.mountpoint)))
+	if (!(m.backing = setup_existing_dir("BACKING", o.backing)) ||
+	    !(m.mountpoint = setup_existing_dir("MOUNTPOINT", o.mountpoint)))
 		goto out;
 	if (path_is_under(m.mountpoint + 1, m.backing + 1) ||
 	    path_is_under(m.backing + 1, m.mountpoint + 1)) {
@@ -365,80 +204,7 @@ static int mount_main(int argc, char **argv)
 			empty == 0 ? "is not empty" : strerror(-empty));
 		goto out;
 	}
-	m.state_dir = o.state_dir ? lexical_abs(o.state_dir) : default_state_dir(m.backing);
-	int r;
-	if (m.state_dir && (path_is_under(m.state_dir + 1, m.backing + 1) ||
-			    path_is_under(m.state_dir + 1, m.mountpoint + 1))) {
-		fprintf(stderr, "mirrorfs: the state folder '%s' must be outside BACKING and MOUNTPOINT\n",
-			m.state_dir);
-		goto out;
-	}
-	if (!m.state_dir || (r = mkdirs(m.state_dir)) < 0) {
-		fprintf(stderr, "mirrorfs: cannot create state folder '%s': %s\n",
-			m.state_dir ? m.state_dir : "?", m.state_dir ? strerror(-r) : "no memory");
-		goto out;
-	}
-	char *sd = realpath(m.state_dir, NULL);
-	if (!sd) {
-		fprintf(stderr, "mirrorfs: state folder '%s': %s\n", m.state_dir, strerror(errno));
-		goto out;
-	}
-	free(m.state_dir);
-	m.state_dir = sd;
-	if (path_is_under(m.state_dir + 1, m.backing + 1) ||
-	    path_is_under(m.state_dir + 1, m.mountpoint + 1)) {
-		fprintf(stderr, "mirrorfs: the state folder '%s' must be outside BACKING and MOUNTPOINT\n",
-			m.state_dir);
-		goto out;
-	}
-	char lockpath[PATH_MAX];
-	snprintf(lockpath, sizeof(lockpath), "%s/lock", m.state_dir);
-	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		fprintf(stderr, "mirrorfs: state folder '%s' is in use by another mirrorfs\n",
-			m.state_dir);
-		goto out;
-	}
-	if ((r = load_client_id(m.state_dir, m.client_id)) < 0) {
-		fprintf(stderr, "mirrorfs: cannot keep a client id in '%s': %s\n", m.state_dir,
-			strerror(-r));
-		goto out;
-	}
-	m.server = strdup(o.server);
-	r = probe_server(m.server, m.client_id, why, sizeof(why));
-	if (r == -EPROTO) {
-		fprintf(stderr, "mirrorfs: server '%s' %s\n", m.server, why);
-		goto out;
-	} else if (r < 0) {
-		fprintf(stderr,
-			"mirrorfs: warning: server '%s' is unreachable (%s); changes are kept and sent once it answers\n",
-			m.server, why);
-	}
-	m.backing_fd = open(m.backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (m.backing_fd < 0) {
-		fprintf(stderr, "mirrorfs: BACKING '%s': %s\n", m.backing, strerror(errno));
-		goto out;
-	}
-	pthread_mutex_init(&m.stats_lock, NULL);
-	m.q = queue_new();
-	m.links = links_new();
-	if (!m.q || !m.links)
-		goto out;
-	ofiles_init(&m.ofiles, m.q);
-	if ((r = qstore_open(m.state_dir, &m.qs, why, sizeof(why))) < 0) {
-		fprintf(stderr, "mirrorfs: cannot open the queue in '%s': %s\n", m.state_dir, why);
-		goto out;
-	}
-	if ((r = qstore_load(m.qs, m.q)) < 0) {
-		fprintf(stderr, "mirrorfs: cannot read the saved queue in '%s': %s\n", m.state_dir,
-			strerror(-r));
-		goto out;
-	}
-	if (r > 0)
-		log_info("resuming %d changes saved by the previous session", r);
-	/* BACKING may have changed while nothing was mounted, and DIR behind
-	 * mirrord's back: compare the whole tree first. */
-	if (queue_sync(m.q, "", QF_TREE) < 0)
+	if (setup_mirror(&m, o.state_dir, m.mountpoint, o.server) < 0)
 		goto out;
 
 	if (fuse_opt_add_arg(&args, "mirrorfs") < 0 ||
@@ -484,21 +250,7 @@ unmount:
 	f = NULL;
 out:
 	fuse_opt_free_args(&args);
-	if (m.backing_fd >= 0)
-		close(m.backing_fd);
-	qstore_close(m.qs); /* only if the FUSE session never ran */
-	if (m.q) {
-		ofiles_release(&m.ofiles);
-		queue_free(m.q);
-		pthread_mutex_destroy(&m.stats_lock);
-	}
-	links_free(m.links);
-	free(m.backing);
-	free(m.mountpoint);
-	free(m.server);
-	free(m.state_dir);
-	if (lockfd >= 0)
-		close(lockfd);
+	setup_release(&m);
 	return ret;
 }
 

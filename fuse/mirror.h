@@ -47,6 +47,7 @@ struct mirror {
 	char *mountpoint;   /* realpath of MOUNTPOINT, owned */
 	char *server;       /* base URL, owned */
 	char *state_dir;    /* owned */
+	int lock_fd;        /* owned; flock'ed lock file in state_dir */
 	char client_id[33];
 
 	struct queue *q;      /* owned */

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "path.h"
 #include "queue.h"
+#include "record.h"
 #include "safeopen.h"
 #include "worker.h"
 
@@ -180,8 +181,10 @@ static int same_time(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-/* Does BACKING's entry (dirfd, name) equal the server's? */
-static int matches(int dirfd, const char *name, const struct stat *st, const struct rentry *e)
+/* Does BACKING's entry (dirfd, name) equal the server's? Same size and
+ * mtime counts for a file only if the record says we sent it as it is. */
+static int matches(struct rec *rc, int dirfd, const char *name, const char *path,
+		   const struct stat *st, const struct rentry *e)
 {
 	if (!e)
 		return 0;
@@ -190,7 +193,8 @@ static int matches(int dirfd, const char *name, const struct stat *st, const str
 		       same_time(&e->mtime, &st->st_mtim);
 	if (S_ISREG(st->st_mode))
 		return e->type == 'f' && e->mode == (st->st_mode & 07777) &&
-		       e->size == (uint64_t)st->st_size && same_time(&e->mtime, &st->st_mtim);
+		       e->size == (uint64_t)st->st_size && same_time(&e->mtime, &st->st_mtim) &&
+		       record_unchanged(rc->w->rec, path, st);
 	if (S_ISLNK(st->st_mode)) {
 		char target[PATH_MAX_LEN + 1];
 		if (e->type != 'l' || !e->target || !same_time(&e->mtime, &st->st_mtim))
@@ -242,7 +246,7 @@ static int visit(struct rec *rc, int dirfd, const char *name, const char *path,
 			e->seen = 0; /* the server must not keep anything there */
 		return 0;
 	}
-	if (matches(dirfd, name, st, e))
+	if (matches(rc, dirfd, name, path, st, e))
 		return 0;
 	return add_todo(rc, path, st);
 }

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "queue.h"
+#include "record.h"
 #include "worker.h"
 
 struct uploader {
@@ -73,9 +74,16 @@ static enum send_result do_rename(struct worker *w, struct qentry *e)
 	worker_fill_pmtime(w, e->path, &op.pmtime, &op.has_pmtime);
 	worker_fill_pmtime(w, e->path2, &op.pmtime2, &op.has_pmtime2);
 	enum send_result r = worker_send_op(w, &op, e->seq, NULL);
+	if (r == SEND_OK) {
+		/* renaming changes ctime: the next mount hashes these again */
+		record_forget(w->rec, e->path);
+		record_forget(w->rec, e->path2);
+	}
 	if (r != SEND_NOTFOUND && r != SEND_REJECTED)
 		return r;
 	e->fallback = 1; /* if the fallback is interrupted, do not rename again */
+	record_forget(w->rec, e->path);
+	record_forget(w->rec, e->path2);
 fallback:
 	/* The server does not hold the source (never uploaded, or changed
 	 * behind its back): make both names match BACKING instead. */

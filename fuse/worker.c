@@ -13,6 +13,7 @@
 #include "ofile.h"
 #include "path.h"
 #include "queue.h"
+#include "record.h"
 #include "safeopen.h"
 
 int worker_init(struct worker *w, struct mirror *m)
@@ -20,6 +21,10 @@ int worker_init(struct worker *w, struct mirror *m)
 	memset(w, 0, sizeof(*w));
 	w->m = m;
 	buf_init(&w->resp, HTTP_RESP_MAX);
+	if (record_open(m->state_dir, &w->rec) < 0) {
+		log_warn("%s/synced.db: cannot keep the record of sent files", m->state_dir);
+		w->rec = NULL; /* reconciliation then hashes more */
+	}
 	return http_init(&w->http, m->server, m->client_id);
 }
 
@@ -29,6 +34,7 @@ void worker_release(struct worker *w)
 		return;
 	http_release(&w->http);
 	buf_release(&w->resp);
+	record_close(w->rec);
 }
 
 enum send_result send_classify(long status)
@@ -138,6 +144,7 @@ static enum send_result send_delete(struct worker *w, const char *path, uint64_t
 {
 	struct proto_op op = { .kind = OP_DELETE, .path = (char *)path };
 	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
+	record_forget(w->rec, path);
 	return worker_send_op(w, &op, seq, NULL);
 }
 
@@ -200,6 +207,7 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 	enum send_result r = transfer_file(w, path, fd, &fst, seq);
 	close(fd);
 	if (r == SEND_OK) {
+		record_put(w->rec, path, &fst);
 		ofiles_uploaded(&m->ofiles, fst.st_dev, fst.st_ino, now);
 		if (fst.st_nlink > 1 && !(flags & QF_NOLINK)) {
 			/* Every other name of this inode now has new content too. */

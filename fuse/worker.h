@@ -29,8 +29,11 @@ enum send_result {
 	SEND_LOCAL,    /* a local error (out of memory, I/O on BACKING) */
 };
 
+struct record;
+
 struct worker {
 	struct mirror *m; /* borrowed */
+	struct record *rec; /* owned, may be NULL: what was sent (record.h) */
 	struct http http;
 	struct buf resp;  /* last response body */
 	char why[512];    /* what went wrong, for SEND_* != SEND_OK */
