@@ -23,45 +23,82 @@ endif
 pc_cflags = $(shell pkg-config --cflags $(1) 2>/dev/null)
 pc_libs   = $(shell pkg-config --libs $(1) 2>/dev/null)
 
+# FUSE is optional: without libfuse3 only the polling client is built.
+HAVE_FUSE := $(shell pkg-config --exists fuse3 2>/dev/null && echo 1)
+
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
-FUSE_SRC   := $(wildcard fuse/*.c)
+# The client: front ends (FUSE: fs.c, main.c; polling: poll_*.c) over shared
+# modules that must not include FUSE headers (they are compiled without them).
+FUSE_ONLY_SRC := fuse/fs.c fuse/main.c
+POLL_ONLY_SRC := $(wildcard fuse/poll_*.c)
+CLIENT_SRC := $(filter-out $(FUSE_ONLY_SRC) $(POLL_ONLY_SRC),$(wildcard fuse/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
-FUSE_OBJ   := $(FUSE_SRC:%.c=$(BUILD)/obj/%.o)
-UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+obj = $(1:%.c=$(BUILD)/obj/%.o)
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+SERVER_OBJ := $(call obj,$(SERVER_SRC))
+FUSE_ONLY_OBJ := $(call obj,$(FUSE_ONLY_SRC))
+POLL_ONLY_OBJ := $(call obj,$(POLL_ONLY_SRC))
+CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+UNIT_OBJ   := $(call obj,$(UNIT_SRC))
 
-CFLAGS_ALL := $(CFLAGS_BASE) $(call pc_cflags,$(PKGS_COMMON) $(PKGS_FUSE) $(PKGS_SERVER)) $(CFLAGS)
+PKGS_CLIENT := libcurl sqlite3
+CFLAGS_ALL := $(CFLAGS_BASE) $(call pc_cflags,$(PKGS_COMMON) $(PKGS_CLIENT) $(PKGS_SERVER)) $(CFLAGS)
+CFLAGS_FUSE := $(CFLAGS_ALL) $(call pc_cflags,fuse3)
 LIBS_COMMON := $(call pc_libs,$(PKGS_COMMON))
 LIBS_SERVER := $(call pc_libs,$(PKGS_SERVER)) $(LIBS_COMMON)
-LIBS_FUSE   := $(call pc_libs,$(PKGS_FUSE)) $(LIBS_COMMON)
+LIBS_CLIENT := $(call pc_libs,$(PKGS_CLIENT)) $(LIBS_COMMON)
+LIBS_FUSE   := $(call pc_libs,fuse3) $(LIBS_CLIENT)
 
-all: $(BUILD)/mirrorfs $(BUILD)/mirrord $(BUILD)/treecmp
-ifneq ($(BUILD),build)
-	@mkdir -p build && for f in mirrorfs mirrord treecmp; do ln -sf ../$(BUILD)/$$f build/$$f; done
+PROGS := mirrord treecmp fsop $(if $(POLL_ONLY_SRC),mirrorfs-poll) $(if $(HAVE_FUSE),mirrorfs)
+
+all: $(PROGS:%=$(BUILD)/%)
+ifeq ($(HAVE_FUSE),)
+	@echo "note: libfuse3 not found (pkg-config fuse3): built the polling client only"
 endif
+ifneq ($(BUILD),build)
+	@mkdir -p build && for f in $(PROGS); do ln -sf ../$(BUILD)/$$f build/$$f; done
+endif
+
+poll: $(BUILD)/mirrorfs-poll $(BUILD)/mirrord
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+# Only the FUSE front end sees the FUSE headers.
+$(FUSE_ONLY_OBJ): $(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_FUSE) -MMD -MP -c $< -o $@
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/mirrord: $(SERVER_OBJ) $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_SERVER)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_SERVER)
 
-$(BUILD)/mirrorfs: $(FUSE_OBJ) $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_FUSE)
+$(BUILD)/mirrorfs: $(FUSE_ONLY_OBJ) $(CLIENT_OBJ) $(BUILD)/libcommon.a
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_FUSE)
+
+$(BUILD)/mirrorfs-poll: $(POLL_ONLY_OBJ) $(CLIENT_OBJ) $(BUILD)/libcommon.a
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_CLIENT)
 
 $(BUILD)/treecmp: $(BUILD)/obj/tests/tools/treecmp.o $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_COMMON)
+	@$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_COMMON)
 
-# Unit tests link every module except the two main.c files.
-$(BUILD)/unit-tests: $(UNIT_OBJ) $(filter-out %/main.o,$(SERVER_OBJ) $(FUSE_OBJ)) $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS_BASE) -o $@ $^ -lcunit $(call pc_libs,$(PKGS_FUSE) $(PKGS_SERVER)) $(LIBS_COMMON)
+$(BUILD)/fsop: $(BUILD)/obj/tests/tools/fsop.o
+	@$(CC) $(LDFLAGS_BASE) -o $@ $^
+
+# Unit tests link every module but the front ends' main programs.
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(filter-out %/main.o,$(SERVER_OBJ)) $(CLIENT_OBJ) $(BUILD)/libcommon.a
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS_BASE) -o $@ $^ -lcunit $(LIBS_CLIENT) $(LIBS_SERVER)
 
 DEPS_APT := build-essential pkg-config perl libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev \
 	libsodium-dev libcunit1-dev libmicrohttpd-dev libsqlite3-dev libzstd-dev sqlite3 curl \
@@ -103,6 +140,6 @@ bench-reconcile: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps test test-unit demo clean bench bench-wire bench-reconcile
+.PHONY: poll all deps test test-unit demo clean bench bench-wire bench-reconcile
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -385,7 +385,7 @@ static int fs_setxattr(const char *path, const char *name, const char *value, si
 {
 	char p[64];
 	int fd, r;
-	if (strcmp(path, "/") == 0 && strcmp(name, FS_STATUS_XATTR) == 0)
+	if (strcmp(path, "/") == 0 && strcmp(name, STATUS_XATTR) == 0)
 		return -EPERM;
 	if ((r = xattr_path(path, p, sizeof(p), &fd)) < 0)
 		return r;
@@ -398,7 +398,7 @@ static int fs_getxattr(const char *path, const char *name, char *value, size_t s
 {
 	char p[64];
 	int fd, r;
-	if (strcmp(path, "/") == 0 && strcmp(name, FS_STATUS_XATTR) == 0) {
+	if (strcmp(path, "/") == 0 && strcmp(name, STATUS_XATTR) == 0) {
 		size_t len = 0;
 		char *json = status_json(ctx(), &len);
 		if (!json)

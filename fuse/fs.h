@@ -12,7 +12,7 @@
  * open file's record (ofile.h) except for the first write after an upload.
  *
  * The status of the mirror is readable as the extended attribute
- * FS_STATUS_XATTR of the mount's root (JSON): that is how `mirrorfs status`
+ * STATUS_XATTR (status.h) of the mount's root (JSON): that is how `mirrorfs status`
  * and `mirrorfs sync` find a running client from its mountpoint, without a
  * socket or any file visible in the mount.
  */
@@ -21,8 +21,6 @@
 
 #define FUSE_USE_VERSION 314
 #include <fuse.h>
-
-#define FS_STATUS_XATTR "user.mirrorfs.status"
 
 /* The operations table; private_data must be a struct mirror *. */
 extern const struct fuse_operations fs_ops;

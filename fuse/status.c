@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs.h"
 #include "queue.h"
 
 char *status_json(struct mirror *m, size_t *len)
@@ -72,7 +71,7 @@ static cJSON *read_status(const char *mnt, int quiet)
 	char buf[65536];
 	ssize_t n;
 	for (int tries = 0; tries < 10; tries++) {
-		n = getxattr(mnt, FS_STATUS_XATTR, buf, sizeof(buf) - 1);
+		n = getxattr(mnt, STATUS_XATTR, buf, sizeof(buf) - 1);
 		if (n >= 0 || errno != ERANGE)
 			break;
 	}

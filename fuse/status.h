@@ -14,6 +14,9 @@
 
 #include "mirror.h"
 
+/* The extended attribute of a mount's root that holds its status JSON. */
+#define STATUS_XATTR "user.mirrorfs.status"
+
 /* A new JSON text of m's status (caller frees with free()), length in
  * *len; NULL on ENOMEM. */
 char *status_json(struct mirror *m, size_t *len);
