@@ -139,6 +139,83 @@ static int add_time(cJSON *o, const char *key, const struct timespec *ts)
 	return t && cJSON_AddItemToObject(o, key, t) ? 0 : -ENOMEM;
 }
 
+/* Append [[hex,len],...] entries to arr. */
+static int fill_chunk_list(cJSON *arr, const struct proto_chunk *c, size_t n)
+{
+	char hex[HASH_HEX_LEN + 1];
+	for (size_t i = 0; i < n; i++) {
+		cJSON *pair = cJSON_CreateArray();
+		if (!pair || !cJSON_AddItemToArray(arr, pair))
+			return -ENOMEM;
+		hash_to_hex(&c[i].id, hex);
+		if (!cJSON_AddItemToArray(pair, cJSON_CreateString(hex)) ||
+		    !cJSON_AddItemToArray(pair, cJSON_CreateNumber(c[i].len)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Add a new [[hex,len],...] array to parent (an array). */
+static int add_chunk_list(cJSON *parent, const struct proto_chunk *c, size_t n)
+{
+	cJSON *arr = cJSON_CreateArray();
+	if (!arr || !cJSON_AddItemToArray(parent, arr))
+		return -ENOMEM;
+	return fill_chunk_list(arr, c, n);
+}
+
+void proto_list_digest(const struct proto_chunk *c, size_t n, struct hash_id *out)
+{
+	struct hash_state st;
+	uint8_t len[4];
+	hash_start(&st);
+	for (size_t i = 0; i < n; i++) {
+		hash_update(&st, c[i].id.b, HASH_LEN);
+		len[0] = (uint8_t)(c[i].len >> 24);
+		len[1] = (uint8_t)(c[i].len >> 16);
+		len[2] = (uint8_t)(c[i].len >> 8);
+		len[3] = (uint8_t)c[i].len;
+		hash_update(&st, len, sizeof(len));
+	}
+	hash_final(&st, out);
+}
+
+struct proto_chunk *proto_apply_edits(const struct proto_chunk *base, size_t nbase,
+				      const struct proto_edit *e, size_t ne, size_t *n, int *err)
+{
+	size_t total = nbase, pos = 0;
+	for (size_t i = 0; i < ne; i++) {
+		if (e[i].start < pos || e[i].start > nbase || e[i].del > nbase - e[i].start) {
+			*err = -EINVAL;
+			return NULL;
+		}
+		pos = (size_t)e[i].start + e[i].del;
+		total = total - e[i].del + e[i].n;
+	}
+	if (total > PROTO_FILE_MAX_CHUNKS) {
+		*err = -E2BIG;
+		return NULL;
+	}
+	struct proto_chunk *out = malloc((total ? total : 1) * sizeof(*out));
+	if (!out) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	size_t k = 0;
+	pos = 0;
+	for (size_t i = 0; i < ne; i++) {
+		memcpy(out + k, base + pos, (e[i].start - pos) * sizeof(*out));
+		k += e[i].start - pos;
+		memcpy(out + k, e[i].chunks, e[i].n * sizeof(*out));
+		k += e[i].n;
+		pos = (size_t)e[i].start + e[i].del;
+	}
+	memcpy(out + k, base + pos, (nbase - pos) * sizeof(*out));
+	k += nbase - pos;
+	*n = k;
+	return out;
+}
+
 cJSON *proto_op_to_json(const struct proto_op *op)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -174,16 +251,26 @@ cJSON *proto_op_to_json(const struct proto_op *op)
 	if (op->kind == OP_FILE) {
 		if (!cJSON_AddNumberToObject(o, "size", (double)op->size))
 			goto fail;
-		cJSON *arr = cJSON_AddArrayToObject(o, "chunks");
-		if (!arr)
-			goto fail;
-		for (size_t i = 0; i < op->nchunks; i++) {
-			cJSON *pair = cJSON_CreateArray();
-			if (!pair || !cJSON_AddItemToArray(arr, pair))
+		if (op->base_path) {
+			cJSON *b = cJSON_AddObjectToObject(o, "base");
+			hash_to_hex(&op->base_digest, hex);
+			if (!b || !cJSON_AddStringToObject(b, "path", op->base_path) ||
+			    !cJSON_AddStringToObject(b, "digest", hex))
 				goto fail;
-			hash_to_hex(&op->chunks[i].id, hex);
-			if (!cJSON_AddItemToArray(pair, cJSON_CreateString(hex)) ||
-			    !cJSON_AddItemToArray(pair, cJSON_CreateNumber(op->chunks[i].len)))
+			cJSON *ea = cJSON_AddArrayToObject(o, "edits");
+			if (!ea)
+				goto fail;
+			for (size_t i = 0; i < op->nedits; i++) {
+				cJSON *ed = cJSON_CreateArray();
+				if (!ed || !cJSON_AddItemToArray(ea, ed) ||
+				    !cJSON_AddItemToArray(ed, cJSON_CreateNumber(op->edits[i].start)) ||
+				    !cJSON_AddItemToArray(ed, cJSON_CreateNumber(op->edits[i].del)) ||
+				    add_chunk_list(ed, op->edits[i].chunks, op->edits[i].n) < 0)
+					goto fail;
+			}
+		} else {
+			cJSON *arr = cJSON_AddArrayToObject(o, "chunks");
+			if (!arr || fill_chunk_list(arr, op->chunks, op->nchunks) < 0)
 				goto fail;
 		}
 	}
@@ -205,6 +292,10 @@ void proto_op_release(struct proto_op *op)
 	free(op->path2);
 	free(op->target);
 	free(op->chunks);
+	free(op->base_path);
+	for (size_t i = 0; i < op->nedits; i++)
+		free(op->edits[i].chunks);
+	free(op->edits);
 	memset(op, 0, sizeof(*op));
 }
 
@@ -258,46 +349,99 @@ static int get_mode(const cJSON *o, uint32_t *mode, const char **why)
 	return 0;
 }
 
+/* Parse a [[hex,len],...] array into a new list (*out, caller frees). */
+static int parse_chunk_list(const cJSON *arr, struct proto_chunk **out, size_t *n,
+			    uint64_t *sum, const char **why)
+{
+	int64_t len;
+	*out = NULL;
+	*n = 0;
+	if (!cJSON_IsArray(arr)) {
+		*why = "missing chunk list";
+		return -EINVAL;
+	}
+	int cnt = cJSON_GetArraySize(arr);
+	if (cnt < 0 || (unsigned)cnt > PROTO_FILE_MAX_CHUNKS) {
+		*why = "too many chunks";
+		return -E2BIG;
+	}
+	if (cnt > 0 && !(*out = calloc((size_t)cnt, sizeof(**out))))
+		return -ENOMEM;
+	const cJSON *c;
+	cJSON_ArrayForEach(c, arr) {
+		struct proto_chunk *pc = &(*out)[*n];
+		if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) != 2 || !cJSON_IsString(c->child) ||
+		    hash_from_hex(c->child->valuestring, strlen(c->child->valuestring), &pc->id) < 0 ||
+		    get_int(c->child->next, 1, 1024 * 1024, &len) < 0) {
+			*why = "invalid chunk entry";
+			return -EINVAL;
+		}
+		pc->len = (uint32_t)len;
+		*sum += (uint64_t)len;
+		(*n)++;
+	}
+	return 0;
+}
+
+/* A delta: "base" {path, digest} and "edits" [[start, del, [chunks]], ...].
+ * The sizes are checked once the server has applied the edits. */
+static int get_delta(const cJSON *o, struct proto_op *op, const char **why)
+{
+	const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "base");
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(b, "digest");
+	const cJSON *ea = cJSON_GetObjectItemCaseSensitive(o, "edits");
+	int64_t start, del;
+	uint64_t sum = 0;
+	int r;
+
+	if ((r = get_path(b, "path", 0, &op->base_path, why)) < 0)
+		return r;
+	if (!cJSON_IsString(d) || hash_from_hex(d->valuestring, strlen(d->valuestring),
+						 &op->base_digest) < 0) {
+		*why = "invalid base digest";
+		return -EINVAL;
+	}
+	int cnt = cJSON_IsArray(ea) ? cJSON_GetArraySize(ea) : -1;
+	if (cnt < 0 || cnt > PROTO_MAX_EDITS) {
+		*why = cnt < 0 ? "missing edits" : "too many edits";
+		return cnt < 0 ? -EINVAL : -E2BIG;
+	}
+	if (cnt > 0 && !(op->edits = calloc((size_t)cnt, sizeof(*op->edits))))
+		return -ENOMEM;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, ea) {
+		struct proto_edit *pe = &op->edits[op->nedits];
+		if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 3 ||
+		    get_int(e->child, 0, PROTO_FILE_MAX_CHUNKS, &start) < 0 ||
+		    get_int(e->child->next, 0, PROTO_FILE_MAX_CHUNKS, &del) < 0) {
+			*why = "invalid edit";
+			return -EINVAL;
+		}
+		pe->start = (uint32_t)start;
+		pe->del = (uint32_t)del;
+		op->nedits++;
+		if ((r = parse_chunk_list(e->child->next->next, &pe->chunks, &pe->n, &sum, why)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int get_chunks(const cJSON *o, struct proto_op *op, const char **why)
 {
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "chunks");
-	int64_t size, len;
+	int64_t size;
 	uint64_t sum = 0;
+	int r;
 
 	if (get_int(cJSON_GetObjectItemCaseSensitive(o, "size"), 0, 9007199254740992.0, &size) < 0) {
 		*why = "invalid size";
 		return -EINVAL;
 	}
 	op->size = (uint64_t)size;
-	if (!cJSON_IsArray(arr)) {
-		*why = "missing chunk list";
-		return -EINVAL;
-	}
-	int n = cJSON_GetArraySize(arr);
-	if (n < 0 || (unsigned)n > PROTO_FILE_MAX_CHUNKS) {
-		*why = "too many chunks";
-		return -E2BIG;
-	}
-	if (n > 0) {
-		op->chunks = calloc((size_t)n, sizeof(*op->chunks));
-		if (!op->chunks)
-			return -ENOMEM;
-	}
-	const cJSON *c;
-	size_t i = 0;
-	cJSON_ArrayForEach(c, arr) {
-		if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) != 2 || !cJSON_IsString(c->child) ||
-		    hash_from_hex(c->child->valuestring, strlen(c->child->valuestring),
-				  &op->chunks[i].id) < 0 ||
-		    get_int(c->child->next, 1, 1024 * 1024, &len) < 0) {
-			*why = "invalid chunk entry";
-			return -EINVAL;
-		}
-		op->chunks[i].len = (uint32_t)len;
-		sum += (uint64_t)len;
-		i++;
-	}
-	op->nchunks = i;
+	if (cJSON_GetObjectItemCaseSensitive(o, "base"))
+		return get_delta(o, op, why);
+	if ((r = parse_chunk_list(cJSON_GetObjectItemCaseSensitive(o, "chunks"), &op->chunks,
+				  &op->nchunks, &sum, why)) < 0)
+		return r;
 	if (sum != op->size) {
 		*why = "chunk lengths do not add up to size";
 		return -EINVAL;

@@ -41,6 +41,16 @@ struct proto_chunk {
 	uint32_t len;
 };
 
+/* One change to a base chunk list: at position start (in the base list),
+ * delete del entries and insert the n chunks. */
+struct proto_edit {
+	uint32_t start, del;
+	struct proto_chunk *chunks;
+	size_t n;
+};
+
+#define PROTO_MAX_EDITS 1024
+
 /* One operation. Strings are owned by the op (proto_op_release frees them)
  * when it comes from proto_op_from_json(); a client may point them at its own
  * strings and never call release. */
@@ -58,6 +68,12 @@ struct proto_op {
 	uint64_t size;                /* file */
 	struct proto_chunk *chunks;   /* file; owned as the strings are */
 	size_t nchunks;
+	/* file, as a delta (then chunks is NULL): the list of the server's file
+	 * base_path, which must have digest base_digest, changed by edits. */
+	char *base_path;
+	struct hash_id base_digest;
+	struct proto_edit *edits;
+	size_t nedits;
 };
 
 /* Build the JSON object of op. Returns a new cJSON tree (caller deletes with
@@ -88,6 +104,16 @@ int proto_errno_from_name(const char *name);
 /* The HTTP status mirrord answers for a failed apply with positive errno err
  * (see the table in docs/PROTOCOL.md). */
 unsigned proto_status_for_errno(int err);
+
+/* The digest of a chunk list: BLAKE2b-256 over, per chunk, its id and
+ * its length (u32 big-endian). Both sides compute it the same way. */
+void proto_list_digest(const struct proto_chunk *c, size_t n, struct hash_id *out);
+
+/* Apply op's edits to base (nbase entries). Returns a new list (caller
+ * frees) with its length in *n, or NULL: -EINVAL in *err if the edits do
+ * not fit the base (out of range, overlapping, unsorted), -ENOMEM. */
+struct proto_chunk *proto_apply_edits(const struct proto_chunk *base, size_t nbase,
+				      const struct proto_edit *e, size_t ne, size_t *n, int *err);
 
 /* Maximum nesting depth of a cJSON tree (for the JSON depth cap). */
 int proto_json_depth(const cJSON *j);

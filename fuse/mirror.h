@@ -49,6 +49,7 @@ struct mirror {
 	char *state_dir;    /* owned */
 	int lock_fd;        /* owned; flock'ed lock file in state_dir */
 	char client_id[33];
+	int server_delta;   /* mirrord accepts delta commits ("delta" in ping) */
 
 	struct queue *q;      /* owned */
 	struct ofiles ofiles; /* open files */

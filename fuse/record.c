@@ -10,8 +10,11 @@
 
 struct record {
 	sqlite3 *db;
-	sqlite3_stmt *put, *get, *forget;
+	sqlite3_stmt *put, *get, *forget, *list, *digest, *known, *add_known;
 };
+
+/* Lists are stored as id[32] + len u32 BE per chunk. */
+#define REC_ENTRY 36
 
 int record_open(const char *dir, struct record **out)
 {
@@ -19,15 +22,26 @@ int record_open(const char *dir, struct record **out)
 	struct record *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	snprintf(path, sizeof(path), "%s/synced.db", dir);
+	snprintf(path, sizeof(path), "%s/record.db", dir);
 	if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 						  SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
 	    sqlite3_exec(r->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
 				"CREATE TABLE IF NOT EXISTS synced (path BLOB PRIMARY KEY,"
 				" ino INTEGER, size INTEGER, ms INTEGER, mn INTEGER,"
-				" cs INTEGER, cn INTEGER)", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO synced VALUES (?1,?2,?3,?4,?5,?6,?7)",
+				" cs INTEGER, cn INTEGER, digest BLOB, list BLOB);"
+				"CREATE INDEX IF NOT EXISTS synced_digest ON synced (digest);"
+				"CREATE TABLE IF NOT EXISTS known (id BLOB PRIMARY KEY) WITHOUT ROWID",
+			 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO synced VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
 			       -1, &r->put, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(r->db, "SELECT list FROM synced WHERE path = ?1", -1, &r->list,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(r->db, "SELECT path FROM synced WHERE digest = ?1 LIMIT 1", -1,
+			       &r->digest, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(r->db, "SELECT 1 FROM known WHERE id = ?1", -1, &r->known,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(r->db, "INSERT OR IGNORE INTO known VALUES (?1)", -1, &r->add_known,
+			       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(r->db, "SELECT ino, size, ms, mn, cs, cn FROM synced WHERE path = ?1",
 			       -1, &r->get, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(r->db, "DELETE FROM synced WHERE path = ?1 OR"
@@ -47,14 +61,38 @@ void record_close(struct record *r)
 	sqlite3_finalize(r->put);
 	sqlite3_finalize(r->get);
 	sqlite3_finalize(r->forget);
+	sqlite3_finalize(r->list);
+	sqlite3_finalize(r->digest);
+	sqlite3_finalize(r->known);
+	sqlite3_finalize(r->add_known);
 	sqlite3_close(r->db);
 	free(r);
 }
 
-void record_put(struct record *r, const char *path, const struct stat *st)
+void record_put(struct record *r, const char *path, const struct stat *st,
+		const struct proto_chunk *c, size_t n)
 {
-	if (!r)
+	struct hash_id digest;
+	uint8_t *blob;
+	if (!r || !(blob = malloc(n ? n * REC_ENTRY : 1)))
 		return;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *e = blob + i * REC_ENTRY;
+		memcpy(e, c[i].id.b, HASH_LEN);
+		e[32] = (uint8_t)(c[i].len >> 24);
+		e[33] = (uint8_t)(c[i].len >> 16);
+		e[34] = (uint8_t)(c[i].len >> 8);
+		e[35] = (uint8_t)c[i].len;
+	}
+	proto_list_digest(c, n, &digest);
+	sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_blob(r->add_known, 1, c[i].id.b, HASH_LEN, SQLITE_STATIC);
+		sqlite3_step(r->add_known);
+		sqlite3_reset(r->add_known);
+	}
+	sqlite3_bind_blob(r->put, 8, digest.b, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(r->put, 9, blob, (int)(n * REC_ENTRY), SQLITE_STATIC);
 	sqlite3_bind_blob(r->put, 1, path, (int)strlen(path), SQLITE_STATIC);
 	sqlite3_bind_int64(r->put, 2, (sqlite3_int64)st->st_ino);
 	sqlite3_bind_int64(r->put, 3, (sqlite3_int64)st->st_size);
@@ -64,6 +102,60 @@ void record_put(struct record *r, const char *path, const struct stat *st)
 	sqlite3_bind_int64(r->put, 7, (sqlite3_int64)st->st_ctim.tv_nsec);
 	sqlite3_step(r->put);
 	sqlite3_reset(r->put);
+	sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+	free(blob);
+}
+
+struct proto_chunk *record_list(struct record *r, const char *path, size_t *n)
+{
+	struct proto_chunk *c = NULL;
+	*n = 0;
+	if (!r)
+		return NULL;
+	sqlite3_bind_blob(r->list, 1, path, (int)strlen(path), SQLITE_STATIC);
+	if (sqlite3_step(r->list) == SQLITE_ROW) {
+		const uint8_t *b = sqlite3_column_blob(r->list, 0);
+		size_t len = (size_t)sqlite3_column_bytes(r->list, 0);
+		size_t cnt = len / REC_ENTRY;
+		if (b && len % REC_ENTRY == 0 && (c = malloc(cnt ? cnt * sizeof(*c) : 1))) {
+			for (size_t i = 0; i < cnt; i++) {
+				const uint8_t *e = b + i * REC_ENTRY;
+				memcpy(c[i].id.b, e, HASH_LEN);
+				c[i].len = (uint32_t)e[32] << 24 | (uint32_t)e[33] << 16 |
+					   (uint32_t)e[34] << 8 | e[35];
+			}
+			*n = cnt;
+		}
+	}
+	sqlite3_reset(r->list);
+	return c;
+}
+
+char *record_find_digest(struct record *r, const struct hash_id *digest)
+{
+	char *p = NULL;
+	if (!r)
+		return NULL;
+	sqlite3_bind_blob(r->digest, 1, digest->b, HASH_LEN, SQLITE_STATIC);
+	if (sqlite3_step(r->digest) == SQLITE_ROW) {
+		const char *b = sqlite3_column_blob(r->digest, 0);
+		int len = sqlite3_column_bytes(r->digest, 0);
+		if (b && len > 0)
+			p = strndup(b, (size_t)len);
+	}
+	sqlite3_reset(r->digest);
+	return p;
+}
+
+int record_known(struct record *r, const struct hash_id *id)
+{
+	int k;
+	if (!r)
+		return 0;
+	sqlite3_bind_blob(r->known, 1, id->b, HASH_LEN, SQLITE_STATIC);
+	k = sqlite3_step(r->known) == SQLITE_ROW;
+	sqlite3_reset(r->known);
+	return k;
 }
 
 void record_forget(struct record *r, const char *path)

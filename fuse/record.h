@@ -1,5 +1,5 @@
 /*
- * record: what the client last sent for each regular file (synced.db in
+ * record: what the client last sent for each regular file (record.db in
  * the state folder): BACKING's inode, size, mtime and ctime at the moment
  * the file was read for a successful upload.
  *
@@ -10,13 +10,22 @@
  * entry) is then still found, by hashing the file (the chunks the server
  * already holds are not sent again).
  *
- * The record is a hint, written without fsync: losing it costs hashing,
- * never correctness. Used by the uploader thread only (one connection).
+ * It also keeps the chunk list sent for each file and the ids of chunks
+ * the server was given: the next upload of the file asks the server only
+ * about chunks it was never given, and commits a delta against the list
+ * (or against another file with the same list: a copy).
+ *
+ * The record is a hint, written without fsync: losing it costs hashing
+ * and bytes, never correctness (mirrord checks every chunk and list digest
+ * and answers 409 when a hint was wrong). Used by the uploader thread only (one connection).
  */
 #ifndef MIRRORFS_RECORD_H
 #define MIRRORFS_RECORD_H
 
+#include <stddef.h>
 #include <sys/stat.h>
+
+#include "proto.h"
 
 struct record;
 
@@ -25,8 +34,21 @@ struct record;
 int record_open(const char *dir, struct record **out);
 void record_close(struct record *r);
 
-/* path was sent as it was when st was taken. Errors are ignored (hint). */
-void record_put(struct record *r, const char *path, const struct stat *st);
+/* path was sent as it was when st was taken, as the n chunks c. Errors are
+ * ignored (hint). */
+void record_put(struct record *r, const char *path, const struct stat *st,
+		const struct proto_chunk *c, size_t n);
+
+/* The chunk list last sent for path: a new array (caller frees) and *n, or
+ * NULL if unknown. */
+struct proto_chunk *record_list(struct record *r, const char *path, size_t *n);
+
+/* A path whose recorded list has this digest (a new string, caller frees),
+ * or NULL. */
+char *record_find_digest(struct record *r, const struct hash_id *digest);
+
+/* 1 if the server was given chunk id (by us, at some point). */
+int record_known(struct record *r, const struct hash_id *id);
 
 /* Forget path and everything beneath it. */
 void record_forget(struct record *r, const char *path);

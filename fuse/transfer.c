@@ -24,6 +24,7 @@
 #include "compress.h"
 #include "frame.h"
 #include "log.h"
+#include "record.h"
 #include "worker.h"
 
 #define TRANSFER_BATCH (4u * 1024 * 1024)
@@ -98,9 +99,10 @@ static enum send_result post_body(struct xfer *x)
 	return res;
 }
 
-/* Ask which of chunks[first..n) the server lacks; *missing gets a new
- * array of flags (caller frees). */
-static enum send_result query_missing(struct xfer *x, size_t first, uint8_t **missing)
+/* Ask which of the chunks ask[0..nask) the server lacks; *missing gets a
+ * new array of flags, one per asked chunk (caller frees). */
+static enum send_result query_missing(struct xfer *x, const size_t *ask, size_t nask,
+				      uint8_t **missing)
 {
 	struct worker *w = x->w;
 	char hex[HASH_HEX_LEN + 1];
@@ -108,15 +110,14 @@ static enum send_result query_missing(struct xfer *x, size_t first, uint8_t **mi
 	enum send_result res = SEND_LOCAL;
 	cJSON *reply = NULL;
 	char *body = NULL;
-	size_t cnt = x->n - first;
 
-	*missing = calloc(cnt ? cnt : 1, 1);
+	*missing = calloc(nask ? nask : 1, 1);
 	cJSON *q = cJSON_CreateObject();
 	cJSON *ids = q ? cJSON_AddArrayToObject(q, "ids") : NULL;
 	if (!*missing || !ids)
 		goto out;
-	for (size_t i = first; i < x->n; i++) {
-		hash_to_hex(&x->chunks[i].id, hex);
+	for (size_t i = 0; i < nask; i++) {
+		hash_to_hex(&x->chunks[ask[i]].id, hex);
 		if (!cJSON_AddItemToArray(ids, cJSON_CreateString(hex)))
 			goto out;
 	}
@@ -140,7 +141,7 @@ static enum send_result query_missing(struct xfer *x, size_t first, uint8_t **mi
 		goto out;
 	}
 	cJSON_ArrayForEach(it, miss) {
-		if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble < (double)cnt)
+		if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble < (double)nask)
 			(*missing)[(size_t)it->valuedouble] = 1;
 	}
 	res = SEND_OK;
@@ -152,23 +153,38 @@ out:
 }
 
 /* The chunks[first..n) were just cut from buf (chunk i at buf + off - base):
- * upload those the server lacks. */
+ * upload those the server lacks. Chunks the server was given before (this
+ * file's last version, the original of a copy) are not even asked about:
+ * mirrord checks them at commit and answers 409 for any it lost. */
 static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *buf,
 				   uint64_t base)
 {
 	uint8_t *missing = NULL;
-	enum send_result res = query_missing(x, first, &missing);
-	if (res != SEND_OK)
+	size_t nask = 0, *ask = malloc((x->n - first) * sizeof(*ask));
+	enum send_result res = SEND_LOCAL;
+	if (!ask)
 		goto out;
 	for (size_t i = first; i < x->n; i++) {
-		if (!missing[i - first]) {
+		if (record_known(x->w->rec, &x->chunks[i].id))
+			x->chunks_skipped++;
+		else
+			ask[nask++] = i;
+	}
+	res = SEND_OK;
+	if (nask == 0)
+		goto out;
+	if ((res = query_missing(x, ask, nask, &missing)) != SEND_OK)
+		goto out;
+	for (size_t k = 0; k < nask; k++) {
+		size_t i = ask[k];
+		if (!missing[k]) {
 			x->chunks_skipped++;
 			continue;
 		}
 		/* The same chunk twice in one batch goes once. */
 		int dup = 0;
-		for (size_t k = first; k < i && !dup; k++)
-			dup = missing[k - first] && hash_equal(&x->chunks[k].id, &x->chunks[i].id);
+		for (size_t j = 0; j < k && !dup; j++)
+			dup = missing[j] && hash_equal(&x->chunks[ask[j]].id, &x->chunks[i].id);
 		if (dup)
 			continue;
 		if (frame_chunk(x, &x->chunks[i], buf + (x->chunks[i].off - base)) < 0) {
@@ -179,6 +195,7 @@ static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *
 	}
 	res = post_body(x);
 out:
+	free(ask);
 	free(missing);
 	return res;
 }
@@ -218,6 +235,65 @@ static enum send_result resend(struct xfer *x, const cJSON *reply)
 	else
 		buf_reset(&x->body);
 	return res;
+}
+
+/* Rough size in JSON of a chunk list entry: ["<64 hex>",len], */
+#define LIST_ENTRY_JSON 76
+
+/* Turn op (a full list pc[0..n)) into a delta when the server holds a
+ * file whose list we know: this path's last version (an edit), or any
+ * file with exactly this list (a copy). One edit covers everything between
+ * the common prefix and the common suffix. *base_path gets a string the
+ * caller frees; edit is filled in place (its chunks point into pc). */
+static void plan_delta(struct worker *w, const char *path, struct proto_chunk *pc, size_t n,
+		       struct proto_op *op, struct proto_edit *edit, char **base_path)
+{
+	struct proto_chunk *old;
+	size_t nold = 0;
+	struct hash_id digest;
+
+	*base_path = NULL;
+	if (!w->m->server_delta)
+		return; /* an older mirrord: whole lists only */
+	proto_list_digest(pc, n, &digest);
+	if (n > 0 && (*base_path = record_find_digest(w->rec, &digest))) {
+		/* Same content elsewhere (or here): no edits at all. */
+		op->base_path = *base_path;
+		op->base_digest = digest;
+		op->chunks = NULL;
+		op->nchunks = 0;
+		op->edits = NULL;
+		op->nedits = 0;
+		return;
+	}
+	old = record_list(w->rec, path, &nold);
+	if (!old || nold == 0) {
+		free(old);
+		return;
+	}
+	size_t pre = 0, suf = 0;
+	while (pre < n && pre < nold && hash_equal(&pc[pre].id, &old[pre].id) &&
+	       pc[pre].len == old[pre].len)
+		pre++;
+	while (suf < n - pre && suf < nold - pre &&
+	       hash_equal(&pc[n - 1 - suf].id, &old[nold - 1 - suf].id) &&
+	       pc[n - 1 - suf].len == old[nold - 1 - suf].len)
+		suf++;
+	size_t ins = n - pre - suf;
+	/* Worth it only if it is smaller than the whole list. */
+	if (ins * LIST_ENTRY_JSON + 300 < n * LIST_ENTRY_JSON && (*base_path = strdup(path))) {
+		edit->start = (uint32_t)pre;
+		edit->del = (uint32_t)(nold - pre - suf);
+		edit->chunks = pc + pre;
+		edit->n = ins;
+		op->base_path = *base_path;
+		proto_list_digest(old, nold, &op->base_digest);
+		op->chunks = NULL;
+		op->nchunks = 0;
+		op->edits = edit;
+		op->nedits = 1;
+	}
+	free(old);
 }
 
 static int same_version(const struct stat *a, const struct stat *b)
@@ -301,18 +377,35 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	struct proto_op op = { .kind = OP_FILE, .path = (char *)path, .mode = st->st_mode & 07777,
 			       .mtime = st->st_mtim, .size = (uint64_t)st->st_size,
 			       .chunks = pc, .nchunks = x.n };
+	struct proto_edit edit = { 0 };
+	char *base_path = NULL;
 	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
+	plan_delta(w, path, pc, x.n, &op, &edit, &base_path);
 	for (int attempt = 0; attempt < 3; attempt++) {
 		cJSON_Delete(reply);
 		reply = NULL;
 		res = worker_send_op(w, &op, seq, &reply);
 		if (res != SEND_MISSING)
 			break;
+		const cJSON *code = cJSON_GetObjectItemCaseSensitive(reply, "code");
+		if (op.base_path && cJSON_IsString(code) && strcmp(code->valuestring, "ESTALE") == 0) {
+			/* The server's list is not the one we recorded: send it whole. */
+			op.base_path = NULL;
+			op.edits = NULL;
+			op.nedits = 0;
+			op.chunks = pc;
+			op.nchunks = x.n;
+			res = SEND_MISSING;
+			continue;
+		}
 		res = resend(&x, reply);
 		if (res != SEND_OK)
 			break;
 		res = SEND_MISSING;
 	}
+	if (res == SEND_OK)
+		record_put(w->rec, path, st, pc, x.n);
+	free(base_path);
 	free(pc);
 	if (res == SEND_MISSING)
 		res = SEND_RETRY; /* chunks keep vanishing: try again later */

@@ -119,6 +119,8 @@ static void *run(void *arg)
 	}
 	w.nap = worker_nap;
 	w.nap_arg = u;
+	if (worker_probe(&w) != SEND_OK)
+		goto out;
 	for (;;) {
 		struct qentry *e = queue_take(m->q, -1);
 		if (!e)

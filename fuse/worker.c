@@ -22,7 +22,7 @@ int worker_init(struct worker *w, struct mirror *m)
 	w->m = m;
 	buf_init(&w->resp, HTTP_RESP_MAX);
 	if (record_open(m->state_dir, &w->rec) < 0) {
-		log_warn("%s/synced.db: cannot keep the record of sent files", m->state_dir);
+		log_warn("%s/record.db: cannot keep the record of sent files", m->state_dir);
 		w->rec = NULL; /* reconciliation then hashes more */
 	}
 	return http_init(&w->http, m->server, m->client_id);
@@ -90,6 +90,18 @@ enum send_result worker_request(struct worker *w, const char *method, const char
 		if (!w->nap || w->nap(w->nap_arg, attempt))
 			return SEND_RETRY;
 	}
+}
+
+enum send_result worker_probe(struct worker *w)
+{
+	long status = 0;
+	enum send_result r = worker_request(w, "GET", "/v1/ping", NULL, 0, NULL, 0, &status);
+	if (r != SEND_OK)
+		return r;
+	cJSON *j = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
+	w->m->server_delta = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "delta"));
+	cJSON_Delete(j);
+	return SEND_OK;
 }
 
 enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uint64_t seq,
@@ -207,7 +219,6 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 	enum send_result r = transfer_file(w, path, fd, &fst, seq);
 	close(fd);
 	if (r == SEND_OK) {
-		record_put(w->rec, path, &fst);
 		ofiles_uploaded(&m->ofiles, fst.st_dev, fst.st_ino, now);
 		if (fst.st_nlink > 1 && !(flags & QF_NOLINK)) {
 			/* Every other name of this inode now has new content too. */

@@ -61,6 +61,10 @@ enum send_result worker_request(struct worker *w, const char *method, const char
 				const void *body, size_t len, const char *ctype, uint64_t seq,
 				long *status);
 
+/* Ask the server what it supports (waiting for it if it is down). Sets
+ * m->server_delta. SEND_OK, or SEND_RETRY if stopping meanwhile. */
+enum send_result worker_probe(struct worker *w);
+
 /* Note that the server could not be reached (why: w->why). */
 void worker_offline(struct worker *w);
 
