@@ -14,6 +14,9 @@
 #include "path.h"
 #include "resolve.h"
 
+_Static_assert(sizeof(off_t) == 8, "files beyond 2 GiB need a 64-bit off_t");
+_Static_assert(CHUNK_PROTO_MAX <= UINT32_MAX, "chunk lengths travel as u32");
+
 int apply_init(struct apply_ctx *ctx, int rootfd, struct tmpdir *tmp, struct store *store,
 	       struct state *state, int lift)
 {

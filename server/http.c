@@ -28,6 +28,11 @@
 #define MANIFEST_LINE_BUF (64 * 1024)
 #define MANIFEST_BLOCK (64 * 1024)
 
+/* After a failure the rest of a body is discarded up to the largest cap of
+ * any route, then the connection is dropped (see on_request). */
+_Static_assert(QUERY_BODY_MAX <= PROTO_CHUNKS_BODY_MAX && PROTO_OP_BODY_MAX <= PROTO_CHUNKS_BODY_MAX,
+	       "the chunk body cap must be the largest");
+
 enum route { R_PING, R_MANIFEST, R_QUERY, R_CHUNKS, R_OP };
 
 static const struct {
@@ -470,6 +475,22 @@ static enum MHD_Result finish(struct http_server *s, struct req *q, struct MHD_C
 
 /* ---- the MHD callbacks -------------------------------------------------- */
 
+/*
+ * --fail-rate N: fail 1 request in N on average. Not every N-th request: a
+ * client whose retry loop makes a multiple of N requests would then meet
+ * the failure at the same step every time and never get through. The n-th
+ * request fails if a hash (splitmix64) of n is 0 mod N: well spread, yet the
+ * same sequence on every run, so a failing test can be replayed.
+ */
+static int inject_failure(struct http_server *s)
+{
+	uint64_t z = (uint64_t)atomic_fetch_add(&s->requests, 1) + 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	return z % s->cfg.fail_rate == 0;
+}
+
 /* First call of a request: route it, answer what needs no body, refuse a
  * declared body over the cap before reading it. */
 static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Connection *c,
@@ -494,8 +515,7 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 	q->route = routes[found].route;
 	q->body_max = routes[found].body_max;
 
-	if (s->cfg.fail_rate && q->route != R_PING &&
-	    atomic_fetch_add(&s->requests, 1) % s->cfg.fail_rate == s->cfg.fail_rate - 1) {
+	if (s->cfg.fail_rate && q->route != R_PING && inject_failure(s)) {
 		q->answered = 1;
 		log_info("%s %s: injected failure (--fail-rate)", method, url);
 		return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, EAGAIN, "injected failure");

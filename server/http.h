@@ -39,7 +39,7 @@ struct http_cfg {
 	struct apply_ctx *apply; /* borrowed */
 	struct store *store;    /* borrowed */
 	struct state *state;    /* borrowed, may be NULL */
-	unsigned fail_rate;     /* answer 1 request in fail_rate with 503; 0: never */
+	unsigned fail_rate;     /* answer 1 request in fail_rate (on average) with 503; 0: never */
 };
 
 struct http_server {

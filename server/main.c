@@ -66,7 +66,8 @@ static void usage(FILE *f)
 		"                      must be on DIR's filesystem, outside DIR)\n"
 		"  --port-file F       write the bound port to F once listening\n"
 		"  --log-level L       error, warn, info (default) or debug\n"
-		"  --fail-rate N       fault injection: answer 1 request in N with 503\n");
+		"  --fail-rate N       fault injection: answer 1 request in N (on average,\n"
+		"                      a fixed pseudo-random pattern) with 503\n");
 }
 
 /* Print "mirrord: ..." and the usage hint; the caller exits EXIT_USAGE. */

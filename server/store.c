@@ -12,6 +12,8 @@
 #include "chunker.h"
 #include "log.h"
 
+_Static_assert(CHUNK_MAX <= CHUNK_PROTO_MAX, "the store reads chunks into CHUNK_PROTO_MAX bytes");
+
 /* "ab/<64 hex>" */
 #define STORE_REL_MAX (3 + HASH_HEX_LEN + 1)
 
