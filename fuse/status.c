@@ -1,3 +1,6 @@
+/*
+ * status: see status.h.
+ */
 #define _GNU_SOURCE
 #include "status.h"
 
@@ -8,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
 #include <sys/xattr.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -64,32 +69,59 @@ char *status_json(struct mirror *m, size_t *len)
 	return txt;
 }
 
-/* Read the status of the mirrorfs mounted at mnt. Returns a cJSON tree
- * (caller deletes) or NULL with a message printed. */
-static cJSON *read_status(const char *mnt, int quiet)
+/* The FUSE build's source: the status xattr of the mount's root. */
+static cJSON *xattr_read(const struct status_source *src, const char *mnt)
 {
 	char buf[65536];
-	ssize_t n;
+	ssize_t n = -1;
+#ifdef __linux__
 	for (int tries = 0; tries < 10; tries++) {
 		n = getxattr(mnt, STATUS_XATTR, buf, sizeof(buf) - 1);
 		if (n >= 0 || errno != ERANGE)
 			break;
 	}
+#else
+	errno = ENOTSUP; /* FUSE mounts of this client exist on Linux only */
+#endif
 	if (n < 0) {
-		if (!quiet) {
-			if (errno == ENODATA || errno == ENOTSUP || errno == EOPNOTSUPP)
-				fprintf(stderr, "mirrorfs: %s: not a mirrorfs mount\n", mnt);
-			else
-				fprintf(stderr, "mirrorfs: %s: %s\n", mnt, strerror(errno));
-		}
+		if (errno == ENODATA || errno == ENOTSUP || errno == EOPNOTSUPP)
+			fprintf(stderr, "%s: %s: not a mirrorfs mount\n", src->prog, mnt);
+		else
+			fprintf(stderr, "%s: %s: %s\n", src->prog, mnt, strerror(errno));
 		return NULL;
 	}
 	buf[n] = '\0';
 	cJSON *j = cJSON_Parse(buf);
-	if (!j && !quiet)
-		fprintf(stderr, "mirrorfs: %s: unreadable status\n", mnt);
+	if (!j)
+		fprintf(stderr, "%s: %s: unreadable status\n", src->prog, mnt);
 	return j;
 }
+
+/* Push dirty pages cached by the kernel into the mount first, so that
+ * everything written before the sync has reached the client. */
+static int xattr_flush(const struct status_source *src, const char *mnt, double timeout_s)
+{
+	(void)src;
+	(void)timeout_s;
+	int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+#ifdef __linux__
+		syncfs(fd);
+#else
+		sync();
+#endif
+		close(fd);
+	}
+	return 0;
+}
+
+static const struct status_source xattr_source = {
+	.prog = "mirrorfs",
+	.what = "MOUNTPOINT",
+	.extra = "",
+	.read = xattr_read,
+	.flush = xattr_flush,
+};
 
 static double num(const cJSON *o, const char *k)
 {
@@ -145,7 +177,12 @@ static void print_human(const cJSON *s)
 		       (double)now - num(s, "last_error_at"));
 }
 
-int status_cmd(int argc, char **argv)
+static void status_usage(const struct status_source *src)
+{
+	fprintf(stderr, "usage: %s status %s [--json]%s\n", src->prog, src->what, src->extra);
+}
+
+int status_cmd_with(const struct status_source *src, int argc, char **argv)
 {
 	int json = 0;
 	const char *mnt = NULL;
@@ -155,15 +192,15 @@ int status_cmd(int argc, char **argv)
 		else if (!mnt && argv[i][0] != '-')
 			mnt = argv[i];
 		else {
-			fprintf(stderr, "usage: mirrorfs status MOUNTPOINT [--json]\n");
+			status_usage(src);
 			return 2;
 		}
 	}
 	if (!mnt) {
-		fprintf(stderr, "usage: mirrorfs status MOUNTPOINT [--json]\n");
+		status_usage(src);
 		return 2;
 	}
-	cJSON *s = read_status(mnt, 0);
+	cJSON *s = src->read(src, mnt);
 	if (!s)
 		return 1;
 	if (json) {
@@ -185,7 +222,20 @@ static int is_done(const cJSON *s, double target)
 	       !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "active"));
 }
 
-int sync_cmd(int argc, char **argv)
+static void sync_usage(const struct status_source *src)
+{
+	fprintf(stderr, "usage: %s sync %s [--timeout SECONDS]%s\n", src->prog, src->what,
+		src->extra);
+}
+
+static double elapsed_since(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+int sync_cmd_with(const struct status_source *src, int argc, char **argv)
 {
 	const char *mnt = NULL;
 	double timeout = 0;
@@ -194,45 +244,40 @@ int sync_cmd(int argc, char **argv)
 			char *end;
 			timeout = strtod(argv[++i], &end);
 			if (*end || timeout < 0) {
-				fprintf(stderr, "mirrorfs: sync: invalid timeout '%s'\n", argv[i]);
+				fprintf(stderr, "%s: sync: invalid timeout '%s'\n", src->prog, argv[i]);
 				return 2;
 			}
 		} else if (!mnt && argv[i][0] != '-') {
 			mnt = argv[i];
 		} else {
-			fprintf(stderr, "usage: mirrorfs sync MOUNTPOINT [--timeout SECONDS]\n");
+			sync_usage(src);
 			return 2;
 		}
 	}
 	if (!mnt) {
-		fprintf(stderr, "usage: mirrorfs sync MOUNTPOINT [--timeout SECONDS]\n");
+		sync_usage(src);
 		return 2;
 	}
-	/* Push dirty pages cached by the kernel into the mount first, so that
-	 * everything written before this call has reached the client. */
-	int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		syncfs(fd);
-		close(fd);
-	}
-	cJSON *s = read_status(mnt, 0);
+	/* The clock starts before the flush: --timeout bounds the whole
+	 * command, including the wait for the flush (a poller's scan). */
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (src->flush && src->flush(src, mnt, timeout) < 0)
+		return 1;
+	cJSON *s = src->read(src, mnt);
 	if (!s)
 		return 1;
 	double target = num(s, "last_seq");
-	struct timespec start, now;
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		if (is_done(s, target)) {
 			cJSON_Delete(s);
 			return 0;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		double el = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
-		if (timeout > 0 && el >= timeout) {
+		if (timeout > 0 && elapsed_since(&start) >= timeout) {
 			const cJSON *err = cJSON_GetObjectItemCaseSensitive(s, "last_error");
 			fprintf(stderr,
-				"mirrorfs: sync: timed out after %.0f s: %.0f operations pending, server %s%s%s\n",
-				timeout, num(s, "pending_ops"),
+				"%s: sync: timed out after %.0f s: %.0f operations pending, server %s%s%s\n",
+				src->prog, timeout, num(s, "pending_ops"),
 				cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "online"))
 					? "reachable"
 					: "unreachable",
@@ -245,8 +290,18 @@ int sync_cmd(int argc, char **argv)
 		/* Bounded poll: the status is cheap to read. */
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
-		s = read_status(mnt, 0);
+		s = src->read(src, mnt);
 		if (!s)
 			return 1;
 	}
+}
+
+int status_cmd(int argc, char **argv)
+{
+	return status_cmd_with(&xattr_source, argc, argv);
+}
+
+int sync_cmd(int argc, char **argv)
+{
+	return sync_cmd_with(&xattr_source, argc, argv);
 }
