@@ -345,11 +345,13 @@ static enum MHD_Result do_query(struct http_server *s, struct req *q, struct MHD
 		return ret;
 	const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "ids");
 	if (!cJSON_IsArray(ids)) {
+		log_warn("chunk query without an id list");
 		ret = reply_error(c, MHD_HTTP_BAD_REQUEST, EINVAL, "missing id list");
 		goto out;
 	}
 	int count = cJSON_GetArraySize(ids);
 	if (count > PROTO_QUERY_MAX_IDS) {
+		log_warn("chunk query with %d ids (over %d)", count, PROTO_QUERY_MAX_IDS);
 		ret = reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, E2BIG, "too many ids");
 		goto out;
 	}
@@ -363,6 +365,7 @@ static enum MHD_Result do_query(struct http_server *s, struct req *q, struct MHD
 		struct hash_id id;
 		if (!cJSON_IsString(e) ||
 		    hash_from_hex(e->valuestring, strlen(e->valuestring), &id) < 0) {
+			log_warn("chunk query with an invalid id at index %zu", i);
 			ret = reply_error(c, MHD_HTTP_BAD_REQUEST, EINVAL, "invalid id");
 			goto out;
 		}
@@ -522,7 +525,8 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 	}
 	if (q->route == R_PING) {
 		q->answered = 1;
-		return reply_text(c, "{\"ok\":true,\"version\":1}");
+		/* "delta": file ops may be deltas of a recorded list */
+		return reply_text(c, "{\"ok\":true,\"version\":1,\"delta\":true}");
 	}
 	if (q->route == R_MANIFEST) {
 		q->answered = 1;
