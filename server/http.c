@@ -525,8 +525,7 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 	}
 	if (q->route == R_PING) {
 		q->answered = 1;
-		/* "delta": file ops may be deltas of a recorded list */
-		return reply_text(c, "{\"ok\":true,\"version\":1,\"delta\":true}");
+		return reply_text(c, "{\"ok\":true,\"version\":1}");
 	}
 	if (q->route == R_MANIFEST) {
 		q->answered = 1;
