@@ -93,6 +93,16 @@ check_leftovers() {
 		LEFT+="    leftover mount: $m"$'\n'
 		fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
+	# A test folder still there (t_cleanup did not run: SIGKILL) is only
+	# noted and removed, once nothing is mounted in it.
+	if [[ -s $RUNDIR/dirs && ${MIRRORFS_TEST_KEEP:-0} != 1 ]]; then
+		for m in $(<"$RUNDIR/dirs"); do
+			[[ -d $m ]] || continue
+			echo "    note: removing leftover test folder $m" >&2
+			awk -v d="$m" 'index($5, d "/") == 1 { f = 1 } END { exit f }' /proc/self/mountinfo &&
+				rm -rf --one-file-system "$m"
+		done
+	fi
 	[[ -z $LEFT ]]
 }
 
