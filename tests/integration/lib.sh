@@ -25,8 +25,18 @@
 #     inherit, so even a daemonized mirrorfs is found.
 #
 # Environment knobs: BUILD (build dir, default "build"), MIRRORFS, MIRRORD,
-# TREECMP, FSOP (override binaries), MIRRORFS_TEST_KEEP=1 (keep $T after the
-# test, for post-mortems), MIRRORFS_TEST_LOGLEVEL (default debug).
+# TREECMP, FSOP, MIRRORFS_POLL (override binaries), MIRRORFS_TEST_KEEP=1
+# (keep $T after the test, for post-mortems), MIRRORFS_TEST_LOGLEVEL (default
+# debug), MIRROR_MODE (see below).
+#
+# MIRROR_MODE=poll runs the same tests against the polling client: instead
+# of mounting, mount_mirrorfs starts mirrorfs-poll on $T/backing and makes
+# $T/mnt a symlink to it, so what a test writes to $T/mnt lands in BACKING
+# and is found by scanning. unmount_mirrorfs is then a SIGTERM. Tests that
+# only make sense through a mount call need_mount (they skip in poll mode);
+# poll-only tests call need_poll. Commands for the running client go through
+# "${MIRRORFS_CLI[@]}" status|sync "$T_TARGET" (the right binary and, in
+# poll mode, the state folder).
 
 set -u -o pipefail
 set -E
@@ -41,6 +51,15 @@ MIRRORFS=${MIRRORFS:-$T_BUILD/mirrorfs}
 MIRRORD=${MIRRORD:-$T_BUILD/mirrord}
 TREECMP=${TREECMP:-$T_BUILD/treecmp}
 FSOP=${FSOP:-$T_BUILD/fsop}
+MIRRORFS_POLL=${MIRRORFS_POLL:-$T_BUILD/mirrorfs-poll}
+MIRROR_MODE=${MIRROR_MODE:-fuse}
+case $MIRROR_MODE in
+fuse) MIRRORFS_BIN=$MIRRORFS ;;
+poll) MIRRORFS_BIN=$MIRRORFS_POLL ;;
+*) echo "lib.sh: MIRROR_MODE must be fuse or poll, not '$MIRROR_MODE'" >&2; exit 2 ;;
+esac
+MIRRORFS_CLI=("$MIRRORFS_BIN") # completed by t_setup in poll mode
+T_TARGET=""                    # what status/sync name: the mount, or BACKING
 T_LOGLEVEL=${MIRRORFS_TEST_LOGLEVEL:-debug}
 
 T_NAME=$(basename "$0" .sh)
@@ -256,6 +275,12 @@ t_setup() {
 	chmod 0755 "$T"
 	mkdir -m 0755 "$T/backing" "$T/mnt" "$T/dir"
 	export MIRRORFS_TEST_T=$T
+	if [[ $MIRROR_MODE == poll ]]; then
+		MIRRORFS_CLI=("$MIRRORFS_POLL" --state-dir "$T/cstate")
+		T_TARGET=$T/backing
+	else
+		T_TARGET=$T/mnt
+	fi
 	# Nothing a test runs may leave state in the caller's home.
 	export XDG_STATE_HOME=$T/xdg-state
 	trap 't_cleanup' EXIT
@@ -386,10 +411,65 @@ restart_mirrord() {
 
 # ---------------------------------------------------------------- mirrorfs
 
+# need_mount: skip this test (exit 0 with SKIP) in poll mode: it checks what
+# only a mount does (return codes of operations through it, its command line).
+need_mount() {
+	[[ $MIRROR_MODE == poll ]] || return 0
+	echo "SKIP: $T_NAME: needs a FUSE mount (MIRROR_MODE=poll)"
+	exit 0
+}
+
+# need_poll: skip this test unless MIRROR_MODE=poll.
+need_poll() {
+	[[ $MIRROR_MODE == poll ]] && return 0
+	echo "SKIP: $T_NAME: polling client only (MIRROR_MODE=poll)"
+	exit 0
+}
+
+# poll_answers: 0 if the running mirrorfs-poll answers status.
+poll_answers() {
+	timeout -k 2 10 "${MIRRORFS_CLI[@]}" status "$T_TARGET" >/dev/null 2>&1
+}
+
+# mount_poll [ARGS...]: mount_mirrorfs in poll mode: mirrorfs-poll -f on
+# $T/backing (scanning every 100 ms), $T/mnt a symlink to $T/backing; waits
+# until it answers status.
+mount_poll() {
+	t_require_bins "$MIRRORFS_POLL"
+	if [[ -n $MIRRORFS_PID ]] && pid_alive "$MIRRORFS_PID"; then
+		fail "mount_mirrorfs: mirrorfs-poll already running (pid $MIRRORFS_PID)"
+	fi
+	if [[ ! -L $T/mnt ]]; then
+		rmdir "$T/mnt" && ln -s backing "$T/mnt"
+	fi
+	echo "=== mount_mirrorfs (poll) $* ===" >>"$T/mirrorfs.log"
+	"$MIRRORFS_POLL" "$T/backing" --server "$URL" --state-dir "$T/cstate" -f --interval 100 \
+		--log-level "$T_LOGLEVEL" "$@" >>"$T/mirrorfs.log" 2>&1 &
+	MIRRORFS_PID=$!
+	T_PIDS+=("$MIRRORFS_PID")
+	local i
+	for ((i = 0; i < 400; i++)); do
+		if ! pid_alive "$MIRRORFS_PID"; then
+			t_reap "$MIRRORFS_PID" 1 || true
+			fail "mirrorfs-poll exited during start (status ${T_REAP_RC:-?})"
+		fi
+		if poll_answers; then
+			step "mirrorfs-poll pid $MIRRORFS_PID scanning $T/backing"
+			return 0
+		fi
+		sleep 0.05
+	done
+	fail "mirrorfs-poll did not answer status within 20s"
+}
+
 # mount_mirrorfs [ARGS...]: mount $T/backing at $T/mnt in the foreground (-f)
 # as a background job; wait until the mount shows in mountinfo. Sets
 # MIRRORFS_PID.
 mount_mirrorfs() {
+	if [[ $MIRROR_MODE == poll ]]; then
+		mount_poll "$@"
+		return
+	fi
 	t_require_bins "$MIRRORFS"
 	[[ -n $URL ]] || fail "mount_mirrorfs: no URL (start_mirrord first)"
 	if is_mounted "$T/mnt"; then
@@ -415,11 +495,14 @@ mount_mirrorfs() {
 	fail "$T/mnt not mounted within 10s"
 }
 
-# unmount_mirrorfs: fusermount3 -u (retried while busy), then a bounded wait
-# for the daemon; it must exit with status 0. Killed with -9 (and the test
-# fails) if it does not exit.
+# unmount_mirrorfs: fusermount3 -u (retried while busy; poll mode: SIGTERM),
+# then a bounded wait for the daemon; it must exit with status 0. Killed with
+# -9 (and the test fails) if it does not exit.
 unmount_mirrorfs() {
 	local i out=""
+	if [[ $MIRROR_MODE == poll && -n $MIRRORFS_PID ]]; then
+		kill -TERM "$MIRRORFS_PID" 2>/dev/null || true
+	fi
 	if is_mounted "$T/mnt"; then
 		for ((i = 0; i < 100; i++)); do
 			out=$(fusermount3 -u "$T/mnt" 2>&1) && break
@@ -450,12 +533,13 @@ kill_mirrorfs() {
 	step "mirrorfs killed"
 }
 
-# sync_mirror [TIMEOUT=60]: mirrorfs sync; fails with its output if it does
-# not succeed within TIMEOUT (plus a margin for the command itself).
+# sync_mirror [TIMEOUT=60]: mirrorfs sync (or mirrorfs-poll sync); fails
+# with its output if it does not succeed within TIMEOUT (plus a margin for
+# the command itself).
 sync_mirror() {
 	local timeout=${1:-60} out rc
 	step "sync (timeout ${timeout}s)"
-	out=$(timeout -k 5 $((timeout + 30)) "$MIRRORFS" sync "$T/mnt" --timeout "$timeout" 2>&1) && {
+	out=$(timeout -k 5 $((timeout + 30)) "${MIRRORFS_CLI[@]}" sync "$T_TARGET" --timeout "$timeout" 2>&1) && {
 		step "synced"
 		return 0
 	}
@@ -463,9 +547,10 @@ sync_mirror() {
 	fail "mirrorfs sync failed (status $rc): $out"
 }
 
-# mirror_status [ARGS...]: mirrorfs status, bounded; prints its output.
+# mirror_status [ARGS...]: mirrorfs (or mirrorfs-poll) status, bounded;
+# prints its output.
 mirror_status() {
-	timeout -k 5 30 "$MIRRORFS" status "$T/mnt" "$@"
+	timeout -k 5 30 "${MIRRORFS_CLI[@]}" status "$T_TARGET" "$@"
 }
 
 # ---------------------------------------------------------------- compare
