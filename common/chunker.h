@@ -20,9 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHUNK_MIN (16 * 1024)
-#define CHUNK_AVG (64 * 1024)
-#define CHUNK_MAX (256 * 1024)
+/* Sizes chosen by measurement: see docs/CHUNKING.md. */
+#define CHUNK_MIN (4 * 1024)
+#define CHUNK_AVG (16 * 1024)
+#define CHUNK_MAX (64 * 1024)
 /* Hard protocol cap on any chunk (frames and ops); CHUNK_MAX <= CHUNK_PROTO_MAX. */
 #define CHUNK_PROTO_MAX (1024 * 1024)
 

@@ -21,6 +21,7 @@ static const struct {
 	{ EROFS, "EROFS" },	    { ENOMEM, "ENOMEM" },	{ EBUSY, "EBUSY" },
 	{ EAGAIN, "EAGAIN" },	    { ETIMEDOUT, "ETIMEDOUT" }, { EOPNOTSUPP, "EOPNOTSUPP" },
 	{ EMLINK, "EMLINK" },	    { EFBIG, "EFBIG" },		{ ENOSYS, "ENOSYS" },
+	{ ESTALE, "ESTALE" },
 };
 
 const char *proto_errno_name(int err)
@@ -65,6 +66,8 @@ unsigned proto_status_for_errno(int err)
 		return 422;
 	case ENOENT:
 		return 404;
+	case ESTALE:
+		return 409; /* a delta's base is not what the client thinks */
 	case EBADMSG:
 		return 400;
 	case EMSGSIZE:

@@ -381,7 +381,10 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	char *base_path = NULL;
 	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
 	plan_delta(w, path, pc, x.n, &op, &edit, &base_path);
-	for (int attempt = 0; attempt < 3; attempt++) {
+	/* mirrord reports the chunks it cannot produce; it may find more
+	 * stale ones on the next try, so keep going while each round makes
+	 * progress (at most one round per chunk, plus a few). */
+	for (size_t attempt = 0; attempt < x.n + 3; attempt++) {
 		cJSON_Delete(reply);
 		reply = NULL;
 		res = worker_send_op(w, &op, seq, &reply);

@@ -900,13 +900,61 @@ static const char *op_name(enum proto_kind k)
 	return "?";
 }
 
+/* A file op sent as a delta: the list recorded for base_path (which must
+ * have the digest the client expects, else -ESTALE: the client then sends
+ * the whole list) with the edits applied. Fills full (borrowing op's
+ * strings; full->chunks is new, caller frees). */
+static int resolve_delta(struct apply_ctx *ctx, const struct proto_op *op, struct proto_op *full)
+{
+	struct proto_chunk *base = NULL;
+	struct hash_id digest;
+	size_t nbase = 0, n = 0;
+	uint64_t sum = 0;
+	int r, err = 0;
+
+	if (!ctx->state)
+		return -ESTALE;
+	r = state_list_get(ctx->state, op->base_path, &digest, &base, &nbase);
+	if (r < 0)
+		return r;
+	if (r == 0 || !hash_equal(&digest, &op->base_digest)) {
+		free(base);
+		return -ESTALE;
+	}
+	*full = *op;
+	full->base_path = NULL;
+	full->edits = NULL;
+	full->nedits = 0;
+	full->chunks = proto_apply_edits(base, nbase, op->edits, op->nedits, &n, &err);
+	free(base);
+	if (!full->chunks)
+		return err;
+	full->nchunks = n;
+	for (size_t i = 0; i < n; i++)
+		sum += full->chunks[i].len;
+	if (sum != op->size) {
+		free(full->chunks);
+		full->chunks = NULL;
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int apply_op(struct apply_ctx *ctx, const struct proto_op *op, const struct apply_origin *origin,
 	     struct apply_result *res)
 {
 	int r = -EINVAL;
+	struct proto_op full;
 	memset(res, 0, sizeof(*res));
 	switch (op->kind) {
-	case OP_FILE: r = op_file(ctx, op, res); break;
+	case OP_FILE:
+		if (!op->base_path) {
+			r = op_file(ctx, op, res);
+		} else if ((r = resolve_delta(ctx, op, &full)) == 0) {
+			r = op_file(ctx, &full, res);
+			free(full.chunks);
+		}
+		break;
 	case OP_MKDIR: r = op_mkdir(ctx, op); break;
 	case OP_SYMLINK: r = op_symlink(ctx, op); break;
 	case OP_DELETE: r = op_delete(ctx, op); break;

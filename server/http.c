@@ -525,7 +525,8 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 	}
 	if (q->route == R_PING) {
 		q->answered = 1;
-		return reply_text(c, "{\"ok\":true,\"version\":1}");
+		/* "delta": file ops may be deltas of a recorded list */
+		return reply_text(c, "{\"ok\":true,\"version\":1,\"delta\":true}");
 	}
 	if (q->route == R_MANIFEST) {
 		q->answered = 1;

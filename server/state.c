@@ -17,6 +17,10 @@ enum {
 	Q_PUT,
 	Q_FORGET,
 	Q_MOVE,
+	Q_LGET,
+	Q_LPUT,
+	Q_LFORGET,
+	Q_LMOVE,
 	Q_SEQ_GET,
 	Q_SEQ_SET,
 	Q_BEGIN,
@@ -40,6 +44,11 @@ static const char *const sql_text[Q_COUNT] = {
 	[Q_FORGET] = "DELETE FROM chunks WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
 	[Q_MOVE] = "UPDATE chunks SET path = CAST(CAST(?4 AS BLOB) || substr(path, ?5) AS BLOB) "
 		   "WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+	[Q_LGET] = "SELECT digest, list FROM lists WHERE path = ?1",
+	[Q_LPUT] = "INSERT OR REPLACE INTO lists(path, digest, list) VALUES (?1, ?2, ?3)",
+	[Q_LFORGET] = "DELETE FROM lists WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+	[Q_LMOVE] = "UPDATE lists SET path = CAST(CAST(?4 AS BLOB) || substr(path, ?5) AS BLOB) "
+		    "WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
 	[Q_SEQ_GET] = "SELECT seq FROM clients WHERE id = ?1",
 	[Q_SEQ_SET] = "INSERT INTO clients(id, seq) VALUES (?1, ?2) "
 		      "ON CONFLICT(id) DO UPDATE SET seq = max(seq, excluded.seq)",
@@ -55,7 +64,9 @@ static const char schema[] =
 	" off INTEGER NOT NULL, len INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);"
 	"CREATE TABLE IF NOT EXISTS clients(id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
-	" WITHOUT ROWID;";
+	" WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS lists(path BLOB PRIMARY KEY, digest BLOB NOT NULL,"
+	" list BLOB NOT NULL);";
 
 struct state {
 	pthread_mutex_t lock; /* guards db and every statement */
@@ -261,10 +272,9 @@ static int bind_prefix(sqlite3_stmt *s, const char *p, char **bounds)
 }
 
 /* Under the lock. */
-static int forget_locked(struct state *st, const char *path)
+static int forget_one(struct state *st, sqlite3_stmt *s, const char *path)
 {
 	char *b[2] = { NULL, NULL };
-	sqlite3_stmt *s = st->q[Q_FORGET];
 	int r = bind_prefix(s, path, b);
 	if (r == 0)
 		r = run(st, s);
@@ -275,11 +285,17 @@ static int forget_locked(struct state *st, const char *path)
 	return r;
 }
 
+/* Under the lock: forget chunk locations and file lists at or beneath path. */
+static int forget_locked(struct state *st, const char *path)
+{
+	int r = forget_one(st, st->q[Q_FORGET], path);
+	return r ? r : forget_one(st, st->q[Q_LFORGET], path);
+}
+
 /* Under the lock: rewrite the prefix from to to. */
-static int move_locked(struct state *st, const char *from, const char *to)
+static int move_one(struct state *st, sqlite3_stmt *s, const char *from, const char *to)
 {
 	char *b[2] = { NULL, NULL };
-	sqlite3_stmt *s = st->q[Q_MOVE];
 	int r = bind_prefix(s, from, b);
 	if (r == 0) {
 		sqlite3_bind_blob(s, 4, to, (int)strlen(to), SQLITE_STATIC);
@@ -293,6 +309,13 @@ static int move_locked(struct state *st, const char *from, const char *to)
 	return r;
 }
 
+/* Under the lock: rewrite the prefix from to to in both tables. */
+static int move_locked(struct state *st, const char *from, const char *to)
+{
+	int r = move_one(st, st->q[Q_MOVE], from, to);
+	return r ? r : move_one(st, st->q[Q_LMOVE], from, to);
+}
+
 static int begin(struct state *st)
 {
 	return run(st, st->q[Q_BEGIN]);
@@ -304,6 +327,72 @@ static int end(struct state *st, int r)
 		return 0;
 	if (!sqlite3_get_autocommit(st->db))
 		run(st, st->q[Q_ROLLBACK]);
+	return r;
+}
+
+/* Lists are stored as id[32] + len u32 BE per chunk. */
+#define LIST_ENTRY 36
+
+static int put_list_locked(struct state *st, const char *path, const struct proto_chunk *c,
+			   size_t n)
+{
+	struct hash_id digest;
+	uint8_t *blob = malloc(n ? n * LIST_ENTRY : 1);
+	sqlite3_stmt *s = st->q[Q_LPUT];
+	if (!blob)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *e = blob + i * LIST_ENTRY;
+		memcpy(e, c[i].id.b, HASH_LEN);
+		e[32] = (uint8_t)(c[i].len >> 24);
+		e[33] = (uint8_t)(c[i].len >> 16);
+		e[34] = (uint8_t)(c[i].len >> 8);
+		e[35] = (uint8_t)c[i].len;
+	}
+	proto_list_digest(c, n, &digest);
+	sqlite3_bind_blob(s, 1, path, (int)strlen(path), SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, digest.b, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, blob, (int)(n * LIST_ENTRY), SQLITE_STATIC);
+	int r = run(st, s);
+	free(blob);
+	return r;
+}
+
+int state_list_get(struct state *st, const char *path, struct hash_id *digest,
+		   struct proto_chunk **list, size_t *n)
+{
+	sqlite3_stmt *s = st->q[Q_LGET];
+	int r = 0;
+	*list = NULL;
+	*n = 0;
+	lock(st);
+	sqlite3_bind_blob(s, 1, path, (int)strlen(path), SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const uint8_t *d = sqlite3_column_blob(s, 0);
+		const uint8_t *b = sqlite3_column_blob(s, 1);
+		size_t len = (size_t)sqlite3_column_bytes(s, 1), cnt = len / LIST_ENTRY;
+		if (!d || sqlite3_column_bytes(s, 0) != HASH_LEN || len % LIST_ENTRY) {
+			r = 0; /* damaged: as if unknown */
+		} else if (!(*list = malloc(cnt ? cnt * sizeof(**list) : 1))) {
+			r = -ENOMEM;
+		} else {
+			memcpy(digest->b, d, HASH_LEN);
+			for (size_t i = 0; i < cnt; i++) {
+				const uint8_t *e = b + i * LIST_ENTRY;
+				memcpy((*list)[i].id.b, e, HASH_LEN);
+				(*list)[i].len = (uint32_t)e[32] << 24 | (uint32_t)e[33] << 16 |
+						 (uint32_t)e[34] << 8 | e[35];
+			}
+			*n = cnt;
+			r = 1;
+		}
+	} else if (rc != SQLITE_DONE) {
+		r = state_errno(rc);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	unlock(st);
 	return r;
 }
 
@@ -324,6 +413,8 @@ int state_index_file(struct state *st, const char *path, const struct proto_chun
 		r = run(st, s);
 		off += chunks[i].len;
 	}
+	if (r == 0)
+		r = put_list_locked(st, path, chunks, n);
 	r = end(st, r);
 out:
 	unlock(st);

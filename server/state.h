@@ -8,6 +8,9 @@
  *   readers verify the bytes by hash and drop a stale entry. One location
  *   per id (the newest). Paths are stored as BLOBs (they are bytes, not
  *   necessarily UTF-8), which makes comparisons and substr() bytewise.
+ * - lists(path, digest, list): the chunk list of each file published at
+ *   path (so that a client can commit a delta against it, or a copy of it);
+ *   kept in step with chunks: renamed, forgotten and replaced together.
  * - clients(id, seq): per client, the highest X-Mirror-Seq of an applied
  *   rename (replay detection: a rename must not be applied twice).
  *
@@ -54,6 +57,12 @@ int state_index_drop(struct state *st, const struct hash_id *id, const char *pat
 __attribute__((warn_unused_result))
 int state_index_file(struct state *st, const char *path, const struct proto_chunk *chunks,
 		     size_t n);
+
+/* The chunk list recorded for the file at path. Returns 1 and fills
+ * *digest, *list (caller frees) and *n; 0 if none; or a negative errno. */
+__attribute__((warn_unused_result))
+int state_list_get(struct state *st, const char *path, struct hash_id *digest,
+		   struct proto_chunk **list, size_t *n);
 
 /* Forget every entry at or beneath path (it was deleted or replaced).
  * Returns 0 or a negative errno. */
