@@ -1,11 +1,16 @@
 #!/bin/bash
-# tests/integration/run.sh [t_name ...]: run the integration tests.
+# tests/integration/run.sh [--fuse|--poll] [t_name ...]: run the integration
+# tests.
 #
 # Runs every tests/integration/t_*.sh (or the ones named, with or without the
 # .sh), one after the other, each under `timeout -k 10 N` where N is 600 or
-# the value of a "# timeout: N" line in the script. Prints PASS/FAIL per test
-# with its duration; a failing test's output follows its FAIL line
+# the value of a "# timeout: N" line in the script. Prints PASS/FAIL/SKIP per
+# test with its duration; a failing test's output follows its FAIL line
 # (VERBOSE=1 streams every test's output instead).
+#
+# The suite runs once against the FUSE client (build/mirrorfs), then again
+# against the polling client (MIRROR_MODE=poll, build/mirrorfs-poll), for
+# each client that is built. --fuse or --poll runs one pass only.
 #
 # After each test it checks that the test left nothing behind: no mount under
 # the test's /tmp/mirrorfs-test.* folder and no process it started (found by
@@ -24,6 +29,22 @@ export MIRRORFS_TEST_RUN=$RUN_ID
 RUNDIR=$(mktemp -d /tmp/mirrorfs-run.XXXXXX) || exit 2
 export MIRRORFS_TEST_RUNDIR=$RUNDIR
 trap 'rm -rf "$RUNDIR"' EXIT
+
+root=$(cd "$here/../.." && pwd)
+case $BUILD in
+/*) bdir=$BUILD ;;
+*) bdir=$root/$BUILD ;;
+esac
+modes=()
+case ${1:-} in
+--fuse) modes=(fuse); shift ;;
+--poll) modes=(poll); shift ;;
+*)
+	[[ -x ${MIRRORFS:-$bdir/mirrorfs} ]] && modes+=(fuse)
+	[[ -x ${MIRRORFS_POLL:-$bdir/mirrorfs-poll} ]] && modes+=(poll)
+	((${#modes[@]})) || modes=(fuse) # the tests say what is missing
+	;;
+esac
 
 tests=()
 if (($# == 0)); then
@@ -124,17 +145,21 @@ trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
 
 pass=0
+skipped=0
 failed=()
+for mode in "${modes[@]}"; do
 for t in "${tests[@]}"; do
 	name=$(basename "$t" .sh)
+	label=$name
+	[[ $mode == poll ]] && label=$name/poll
 	limit=$(sed -n 's/^# timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1)
 	limit=${limit:-600}
-	out=$RUNDIR/$name.out
+	out=$RUNDIR/$name.$mode.out
 	now_ms
 	start=$NOW_MS
 	# In the background, so that a signal to run.sh can be passed on to the
 	# test (timeout forwards it and the test's trap cleans up).
-	timeout -k 10 "$limit" bash "$t" >"$out" 2>&1 &
+	MIRROR_MODE=$mode timeout -k 10 "$limit" bash "$t" >"$out" 2>&1 &
 	TEST_PID=$!
 	if [[ ${VERBOSE:-0} == 1 ]]; then
 		tail -n +1 --pid="$TEST_PID" -f "$out" &
@@ -159,17 +184,21 @@ for t in "${tests[@]}"; do
 		[[ $rc == 0 ]] && rc=1
 		why="$why (left things behind)"
 	fi
-	if [[ $rc == 0 ]]; then
-		printf 'PASS %-24s %6ss\n' "$name" "$dur"
+	if [[ $rc == 0 ]] && skip=$(grep -m 1 '^SKIP: ' "$out"); then
+		printf 'SKIP %-24s %6ss %s\n' "$label" "$dur" "${skip#SKIP: "$name": }"
+		skipped=$((skipped + 1))
+	elif [[ $rc == 0 ]]; then
+		printf 'PASS %-24s %6ss\n' "$label" "$dur"
 		pass=$((pass + 1))
 	else
-		printf 'FAIL %-24s %6ss%s\n' "$name" "$dur" "$why"
+		printf 'FAIL %-24s %6ss%s\n' "$label" "$dur" "$why"
 		[[ -n $LEFT ]] && printf '%s' "$LEFT"
 		if [[ ${VERBOSE:-0} != 1 ]]; then
 			tail -n 150 "$out" | sed 's/^/    /'
 		fi
-		failed+=("$name")
+		failed+=("$label")
 	fi
+done
 done
 
 # A last sweep, in case something outlived its test's check.
@@ -179,5 +208,5 @@ if ! check_leftovers; then
 	failed+=("(leftovers)")
 fi
 
-echo "integration: ${pass} passed, ${#failed[@]} failed${failed[*]:+: ${failed[*]}}"
+echo "integration (${modes[*]}): ${pass} passed, ${skipped} skipped, ${#failed[@]} failed${failed[*]:+: ${failed[*]}}"
 ((${#failed[@]} == 0))
