@@ -143,3 +143,8 @@ clean:
 .PHONY: poll all deps test test-unit demo clean bench bench-wire bench-reconcile
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Targets owned by their folders: make deb/install/uninstall/test-package
+# (packaging/packaging.mk) and make fuzz (fuzz/fuzz.mk).
+-include packaging/packaging.mk
+-include fuzz/fuzz.mk

@@ -146,6 +146,7 @@ static void *run(void *arg)
 			goto out;
 		case SEND_CHANGED:
 			/* Being written, or changed while read: later. */
+			log_debug("%s: %s; again shortly", e->path, w.why);
 			queue_retry(m->q, e, e->attempts > 20 ? 500 : 50 + 10 * (int)e->attempts);
 			break;
 		case SEND_NOTFOUND:
