@@ -4,7 +4,8 @@
  * SIGINT/SIGTERM.
  *
  *   mirrord DIR [--listen HOST:PORT] [--state-dir S] [--port-file F]
- *               [--log-level error|warn|info|debug] [--fail-rate N] [-h|--help]
+ *               [--log-level error|warn|info|debug] [--fail-rate N] [--allow-root]
+ *               [-h|--help]
  *
  * Invariants established here and relied on everywhere:
  * - The state dir (default: .<basename>.mirrord next to DIR) is on DIR's
@@ -51,13 +52,15 @@ struct options {
 	const char *port_file;
 	int log_level;
 	unsigned fail_rate;
+	int allow_root;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mirrord DIR [--listen HOST:PORT] [--state-dir S] [--port-file F]\n"
-		"               [--log-level error|warn|info|debug] [--fail-rate N] [-h|--help]\n"
+		"               [--log-level error|warn|info|debug] [--fail-rate N] [--allow-root]\n"
+		"               [-h|--help]\n"
 		"\n"
 		"Serve the mirrorfs protocol, applying every change under DIR.\n"
 		"  --listen HOST:PORT  address to listen on (default " DEFAULT_LISTEN
@@ -67,7 +70,9 @@ static void usage(FILE *f)
 		"  --port-file F       write the bound port to F once listening\n"
 		"  --log-level L       error, warn, info (default) or debug\n"
 		"  --fail-rate N       fault injection: answer 1 request in N (on average,\n"
-		"                      a fixed pseudo-random pattern) with 503\n");
+		"                      a fixed pseudo-random pattern) with 503\n"
+		"  --allow-root        run even as root (by default mirrord refuses: run it as\n"
+		"                      an unprivileged user who owns DIR)\n");
 }
 
 /* Print "mirrord: ..." and the usage hint; the caller exits EXIT_USAGE. */
@@ -87,6 +92,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "port-file", required_argument, NULL, 'p' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "fail-rate", required_argument, NULL, 'F' },
+		{ "allow-root", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -124,6 +130,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->fail_rate = (unsigned)n;
 			break;
 		}
+		case 'R':
+			o->allow_root = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -389,6 +398,14 @@ int main(int argc, char **argv)
 	if (parse_options(argc, argv, &o) < 0)
 		return EXIT_USAGE;
 	log_init("mirrord", 0, (enum log_level)o.log_level);
+	/* A root mirrord turns any mistake (its own or a client's) into a
+	 * change anywhere on the machine, and its files end up owned by root:
+	 * refuse unless asked for, before anything is created. */
+	if (geteuid() == 0 && !o.allow_root) {
+		fprintf(stderr, "mirrord: refusing to run as root: run it as the unprivileged "
+				"user who owns DIR, or pass --allow-root\n");
+		return EXIT_USAGE;
+	}
 	umask(077);
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
