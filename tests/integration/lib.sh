@@ -349,9 +349,12 @@ start_mirrord() {
 		fail "start_mirrord: mirrord already running (pid $MIRRORD_PID)"
 	fi
 	rm -f "$T/port"
+	# mirrord refuses to run as root without --allow-root (tests run as root).
+	local root=()
+	[[ $(id -u) == 0 ]] && root=(--allow-root)
 	echo "=== start_mirrord $listen $* ===" >>"$T/mirrord.log"
 	"$MIRRORD" "$T/dir" --listen "$listen" --port-file "$T/port" \
-		--state-dir "$T/dstate" --log-level "$T_LOGLEVEL" "$@" >>"$T/mirrord.log" 2>&1 &
+		--state-dir "$T/dstate" --log-level "$T_LOGLEVEL" "${root[@]}" "$@" >>"$T/mirrord.log" 2>&1 &
 	MIRRORD_PID=$!
 	T_PIDS+=("$MIRRORD_PID")
 	local i
