@@ -97,8 +97,10 @@ head -c 180000 /dev/urandom >photos/2023/sunset.jpg
 run ls -lR photos
 
 say "Start the server: mirrord keeps $area/mirror an exact copy"
+root=() # mirrord refuses to run as root unless told
+[[ $(id -u) == 0 ]] && root=(--allow-root)
 "$MIRRORD" "$area/mirror" --listen 127.0.0.1:0 --port-file "$area/port" \
-	--state-dir "$area/mirrord-state" 2>"$area/mirrord.log" &
+	--state-dir "$area/mirrord-state" "${root[@]}" 2>"$area/mirrord.log" &
 server_pid=$!
 port_up() {
 	kill -0 "$server_pid" 2>/dev/null || die "mirrord exited"

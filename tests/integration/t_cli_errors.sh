@@ -155,6 +155,7 @@ rejects "sync with a bad timeout" "soon" "$MIRRORFS" sync "$T/outer" --timeout s
 
 step "mirrord: bad command lines"
 MS=(--port-file "$T/port2" --state-dir "$T/dstate2")
+[[ $(id -u) == 0 ]] && MS+=(--allow-root)
 rejects -t 10 "mirrord without DIR" "" "$MIRRORD"
 rejects -t 10 "mirrord on a missing DIR" "$T/nodir" \
 	"$MIRRORD" "$T/nodir" --listen 127.0.0.1:0 "${MS[@]}"

@@ -81,11 +81,15 @@ ok() {
 command -v xxd >/dev/null || die "xxd is needed"
 command -v b2sum >/dev/null || die "b2sum is needed"
 
+# mirrord refuses to run as root without --allow-root.
+ROOT=()
+[[ $(id -u) == 0 ]] && ROOT=(--allow-root)
+
 # start DIR STATE PORTFILE LOG: start a mirrord, wait (bounded) for its port
 # file; sets STARTED_PID and STARTED_PORT.
 start() {
 	"$MIRRORD" "$1" --listen 127.0.0.1:0 --port-file "$3" --state-dir "$2" \
-		--log-level debug >"$4" 2>&1 &
+		--log-level debug "${ROOT[@]}" >"$4" 2>&1 &
 	STARTED_PID=$!
 	for _ in $(seq 200); do
 		[[ -s $3 ]] && break
@@ -399,14 +403,14 @@ find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.before"
 for args in "--state-dir $D/inside" "--state-dir $D" "--listen nonsense" \
 	"--listen 127.0.0.1:99999" "--log-level loud" "--fail-rate 0" "--bogus"; do
 	# shellcheck disable=SC2086
-	timeout 10 "$MIRRORD" "$D" --listen 127.0.0.1:0 --state-dir "$T/s3" $args \
+	timeout 10 "$MIRRORD" "$D" --listen 127.0.0.1:0 --state-dir "$T/s3" "${ROOT[@]}" $args \
 		>/dev/null 2>"$T/err"
 	rc=$?
 	ok "refused: mirrord $args (status $rc: $(head -n 1 "$T/err"))" test "$rc" = 2
 done
-timeout 10 "$MIRRORD" "$T/outside/keep" --listen 127.0.0.1:0 >/dev/null 2>"$T/err"
+timeout 10 "$MIRRORD" "$T/outside/keep" --listen 127.0.0.1:0 "${ROOT[@]}" >/dev/null 2>"$T/err"
 ok "refused: DIR is a file (status $?)" grep -q "$T/outside/keep" "$T/err"
-timeout 10 "$MIRRORD" "$D" --listen "127.0.0.1:${URL##*:}" --state-dir "$T/s4" >/dev/null 2>"$T/err"
+timeout 10 "$MIRRORD" "$D" --listen "127.0.0.1:${URL##*:}" --state-dir "$T/s4" "${ROOT[@]}" >/dev/null 2>"$T/err"
 ok "refused: port in use (status $?)" grep -q "${URL##*:}" "$T/err"
 find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.after"
 ok "refused command lines left DIR alone" cmp -s "$T/dir.before" "$T/dir.after"
