@@ -44,7 +44,14 @@ struct xfer {
 	struct buf body;   /* chunk upload body */
 	struct buf zbuf;   /* compression scratch */
 	uint64_t bytes_sent, chunks_sent, chunks_skipped;
+	unsigned flat_run; /* chunks in a row that did not compress */
 };
+
+/* After this many incompressible chunks in a row, only every
+ * COMPRESS_PROBE-th chunk is tried, until one compresses again: media and
+ * random data cost no zstd time, text still gets compressed. */
+#define FLAT_RUN_MAX 8
+#define COMPRESS_PROBE 16
 
 static int add_chunk(struct xfer *x, const uint8_t *data, uint32_t len, uint64_t off)
 {
@@ -67,9 +74,13 @@ static int add_chunk(struct xfer *x, const uint8_t *data, uint32_t len, uint64_t
 static int frame_chunk(struct xfer *x, const struct chunk_ref *c, const uint8_t *data)
 {
 	uint8_t hdr[FRAME_HEADER_LEN];
-	int z = compress_chunk(data, c->len, &x->zbuf);
-	if (z < 0)
-		z = 0; /* send it as it is */
+	int z = 0;
+	if (x->flat_run < FLAT_RUN_MAX || x->chunks_sent % COMPRESS_PROBE == 0) {
+		z = compress_chunk(data, c->len, &x->zbuf);
+		if (z < 0)
+			z = 0; /* send it as it is */
+		x->flat_run = z ? 0 : x->flat_run + 1;
+	}
 	const uint8_t *payload = z ? (const uint8_t *)x->zbuf.data : data;
 	uint32_t wire = z ? (uint32_t)x->zbuf.len : c->len;
 	frame_encode_header(hdr, &c->id, c->len, wire, z);

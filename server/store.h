@@ -1,68 +1,94 @@
 /*
- * store: mirrord's chunk store, one file per chunk received through
- * POST /v1/chunks and not yet part of a published file:
- * <state>/chunks/<first 2 hex>/<64 hex>.
+ * store: mirrord's chunk store for chunks in transit: received through
+ * POST /v1/chunks and not yet part of a published file.
+ *
+ * Chunks are appended to pack files, <state>/chunks/pack.N (up to
+ * STORE_PACK_MAX bytes each), and found through an in-memory table (id ->
+ * pack, offset, length, arrival time). One file per chunk would cost an
+ * open, write, rename and unlink per 16 KiB; a pack costs one pwrite.
  *
  * Invariants:
  * - Only verified bytes are put (the caller checked the hash), and every
- *   read verifies again: a chunk file damaged by a crash (store files are
- *   not fsynced, see store_put) or by anyone else is dropped and reported
+ *   read verifies again: bytes damaged in a pack are dropped and reported
  *   missing, never used.
- * - A chunk file appears under its final name only complete (temp + rename).
- * - Once a file using a chunk is published, the chunk index (state.h) knows
- *   where its bytes live inside DIR and apply.c removes the store copy, so
- *   the store holds only chunks in transit.
+ * - An entry becomes visible only after its bytes are written.
+ * - A pack is deleted once no entry lives in it (and it is not the one
+ *   being filled). Once a file using a chunk is published, the chunk index
+ *   (state.h) knows where its bytes live inside DIR and apply.c removes the
+ *   store entry, so the store holds only chunks in transit: no second copy
+ *   of the data.
+ * - The table is not persistent: packs left by an earlier run are removed
+ *   at open. Chunks lost that way are missing at commit (409) and re-sent.
  *
- * Thread-safety: all functions may be called from any thread; concurrent
- * puts of one id are harmless (the last rename wins, both are identical).
+ * Thread-safety: all functions may be called from any thread (one mutex
+ * protects the table and the pack list; reads and writes of pack bytes run
+ * outside it, on packs pinned by a count).
  */
 #ifndef MIRRORD_STORE_H
 #define MIRRORD_STORE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "hash.h"
 #include "tmpdir.h"
 
+#define STORE_PACK_MAX (64u * 1024 * 1024)
+
+struct store_pack;
+struct store_entry;
+
 struct store {
 	int fd;             /* owned O_RDONLY|O_DIRECTORY fd of <state>/chunks */
 	struct tmpdir *tmp; /* borrowed, outlives the store */
+	pthread_mutex_t lock;
+	/* under lock: */
+	struct store_entry **tab;
+	size_t nb, n;
+	struct store_pack *packs; /* every open pack */
+	struct store_pack *cur;   /* the one being filled, or NULL */
+	unsigned next_pack;
 };
 
-/* Open (creating, mode 0700) "chunks" in statefd. Returns 0 or a negative
- * errno. */
+/* Open (creating, mode 0700) "chunks" in statefd and remove what an
+ * earlier run left there. Returns 0 or a negative errno. */
 __attribute__((warn_unused_result))
 int store_open(struct store *s, int statefd, struct tmpdir *tmp);
 
 /* Close. Accepts NULL or a store whose open failed (fd -1). */
 void store_close(struct store *s);
 
-/* 1 if a chunk file for id exists (not verified), 0 if not. Cannot fail:
- * an error reads as "not there". */
+/* 1 if the store holds id (not verified), 0 if not. Cannot fail. */
 int store_has(struct store *s, const struct hash_id *id);
 
 /* Store len bytes whose BLAKE2b-256 the caller verified to be id. Not
  * fsynced: a chunk only matters once a file is built from it, and that file
- * is fsynced; a chunk lost in a crash is re-sent after a 409. Returns 0 or a
- * negative errno (-ENOSPC, -EIO, ...). */
+ * is fsynced; a chunk lost in a crash is re-sent after a 409. Putting a
+ * chunk that is there refreshes its time. Returns 0 or a negative errno
+ * (-ENOSPC, -EIO, -ENOMEM, ...). */
 __attribute__((warn_unused_result))
 int store_put(struct store *s, const struct hash_id *id, const void *data, size_t len);
 
 /* Read chunk id into out[0..len) and verify it. Returns 0, -ENOENT (absent,
- * or damaged: then it is deleted), -EBADMSG (the chunk is fine but its
+ * or damaged: then it is dropped), -EBADMSG (the chunk is fine but its
  * length is not len: the caller's length is wrong), or another negative
  * errno. out must hold CHUNK_PROTO_MAX bytes. */
 __attribute__((warn_unused_result))
 int store_get(struct store *s, const struct hash_id *id, size_t len, uint8_t *out);
 
-/* Delete the chunk file of id. Returns 0 (also if absent) or a negative
- * errno. */
+/* Drop chunk id. Returns 0 (also if absent). */
 int store_remove(struct store *s, const struct hash_id *id);
 
-/* Remove chunk files not modified for max_age seconds (stale uploads).
- * Returns the number removed or a negative errno. */
+/* Drop chunks that arrived more than max_age seconds ago (uploads never
+ * committed). Returns the number dropped. */
 int store_gc(struct store *s, time_t max_age);
+
+/* For tests: where id's bytes are (pack file name relative to the chunks
+ * folder, and offset), and moving its arrival time. 0 or -ENOENT. */
+int store_locate(struct store *s, const struct hash_id *id, char *name, size_t len, off_t *off);
+int store_set_time(struct store *s, const struct hash_id *id, time_t at);
 
 #endif
