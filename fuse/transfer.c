@@ -51,6 +51,10 @@ struct xfer {
  * COMPRESS_PROBE-th chunk is tried, until one compresses again: media and
  * random data cost no zstd time, text still gets compressed. */
 #define FLAT_RUN_MAX 8
+
+/* Unknown chunks adding up to no more than this are sent without asking
+ * the server first. */
+#define QUERY_MIN_BYTES (32u * 1024)
 #define COMPRESS_PROBE 16
 
 static int add_chunk(struct xfer *x, const uint8_t *data, uint32_t len, uint64_t off)
@@ -184,8 +188,19 @@ static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *
 	res = SEND_OK;
 	if (nask == 0)
 		goto out;
-	if ((res = query_missing(x, ask, nask, &missing)) != SEND_OK)
+	uint64_t askbytes = 0;
+	for (size_t k = 0; k < nask; k++)
+		askbytes += x->chunks[ask[k]].len;
+	if (askbytes <= QUERY_MIN_BYTES) {
+		/* A round trip costs more than these bytes: just send them. */
+		if (!(missing = malloc(nask))) {
+			res = SEND_LOCAL;
+			goto out;
+		}
+		memset(missing, 1, nask);
+	} else if ((res = query_missing(x, ask, nask, &missing)) != SEND_OK) {
 		goto out;
+	}
 	for (size_t k = 0; k < nask; k++) {
 		size_t i = ask[k];
 		if (!missing[k]) {

@@ -14,7 +14,10 @@
  * - clients(id, seq): per client, the highest X-Mirror-Seq of an applied
  *   rename (replay detection: a rename must not be applied twice).
  *
- * Every write commits before returning (durable: synchronous=FULL).
+ * Every write commits before returning. The index and the lists are hints
+ * (synchronous=NORMAL: a crash may lose the last commits, which only costs
+ * a 409 and a re-upload); the replay record is made durable before
+ * state_seq_set returns (a full WAL checkpoint).
  * Thread-safety: one connection guarded by an internal mutex; all
  * functions may be called from any thread. Lock order: apply's ns_lock
  * before this one.
