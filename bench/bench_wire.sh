@@ -248,10 +248,16 @@ wire_counts() {
 MNT="" BACKING="" MDIR=""
 md_start() {
 	local i p=""
+	local root_opt=()
 	MDIR=$B/md.dir
 	mkdir -p "$MDIR"
+	# mirrord refuses to run as root unless told (the benchmark is root
+	# for FUSE); a mirrord from before that option has no such check.
+	if (($(id -u) == 0)) && "$MIRRORD" --help 2>&1 | grep -q -- --allow-root; then
+		root_opt=(--allow-root)
+	fi
 	"$MIRRORD" "$MDIR" --listen 127.0.0.1:0 --port-file "$B/md.port" \
-		--state-dir "$B/md.state" >>"$B/mirrord.log" 2>&1 &
+		--state-dir "$B/md.state" "${root_opt[@]}" >>"$B/mirrord.log" 2>&1 &
 	PID_OF[mirrord]=$!
 	for ((i = 0; i < 200; i++)); do
 		pid_alive "${PID_OF[mirrord]}" || break
@@ -463,6 +469,9 @@ pick_files() {
 			{ if (t + $1 > b) next; t += $1; print substr($2, 2) }' >"$list"
 }
 
+# mib DIR: the apparent size of the files below DIR, MiB.
+mib() { du -sb "$1" | awk '{ printf "%.0f\n", $1 / 1048576 }'; }
+
 # make_mixed DIR BYTES: the upload's tree: ~40% source code, ~15% text,
 # the rest random bytes in files of 256 KiB to 12 MiB ("media").
 make_mixed() {
@@ -497,7 +506,7 @@ make_mixed() {
 		random_file "$d/media/clip$n.bin" "$sz"
 		media_b=$((media_b - sz)) n=$((n + 1))
 	done
-	MIX_DESC="$(find "$d" -type f | wc -l) files: source $(du -sm "$d/source" | cut -f1) MiB, text $(du -sm "$d/text" | cut -f1) MiB, media $(du -sm "$d/media" | cut -f1) MiB ($n files)"
+	MIX_DESC="$(find "$d" -type f | wc -l) files, $(mib "$d") MiB: source $(mib "$d/source") MiB, text $(mib "$d/text") MiB, media $(mib "$d/media") MiB ($n files)"
 }
 
 # make_data: everything the scenarios copy, made once under $G.
@@ -647,7 +656,7 @@ run_rsync() {
 # information only.
 base() {
 	local u0 d0 t0 t1 mode
-	log "base state: uploading $(du -sm "$G/base" | cut -f1) MiB through mirrorfs and rsync"
+	log "base state: uploading $(mib "$G/base") MiB through mirrorfs and rsync"
 	wire_counts md
 	u0=$WIRE_UP d0=$WIRE_DOWN
 	stamp t0
