@@ -8,6 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <time.h>
+
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
@@ -21,39 +26,25 @@
 #include "manifest.h"
 #include "path.h"
 #include "proto.h"
+#include "route.h"
 
-/* {"ids":[...]}: 64 hex chars, quotes and a comma per id, and some slack. */
-#define QUERY_BODY_MAX ((size_t)PROTO_QUERY_MAX_IDS * 80 + 4096)
 /* A manifest line, escaped, fits easily; longer lines are left out. */
 #define MANIFEST_LINE_BUF (64 * 1024)
 #define MANIFEST_BLOCK (64 * 1024)
-
-/* After a failure the rest of a body is discarded up to the largest cap of
- * any route, then the connection is dropped (see on_request). */
-_Static_assert(QUERY_BODY_MAX <= PROTO_CHUNKS_BODY_MAX && PROTO_OP_BODY_MAX <= PROTO_CHUNKS_BODY_MAX,
-	       "the chunk body cap must be the largest");
-
-enum route { R_PING, R_MANIFEST, R_QUERY, R_CHUNKS, R_OP };
-
-static const struct {
-	const char *url;
-	const char *method;
-	enum route route;
-	size_t body_max; /* 0: no body expected */
-} routes[] = {
-	{ "/v1/ping", MHD_HTTP_METHOD_GET, R_PING, 0 },
-	{ "/v1/manifest", MHD_HTTP_METHOD_GET, R_MANIFEST, 0 },
-	{ "/v1/chunks/query", MHD_HTTP_METHOD_POST, R_QUERY, QUERY_BODY_MAX },
-	{ "/v1/chunks", MHD_HTTP_METHOD_POST, R_CHUNKS, PROTO_CHUNKS_BODY_MAX },
-	{ "/v1/op", MHD_HTTP_METHOD_POST, R_OP, PROTO_OP_BODY_MAX },
-};
+/* A scrape of /metrics is a few KiB. */
+#define METRICS_MAX (1024 * 1024)
+/* The body of a request answered before it was read (a GET with a body,
+ * say) is discarded up to this much, then the connection is dropped. */
+#define DISCARD_MAX (1024 * 1024)
 
 /* Per-request state, from the first call of the handler to
  * on_completed(). Owned by MHD's con_cls slot. */
 struct req {
-	enum route route;
+	enum route route;         /* R_NONE until routed */
 	size_t body_max;
+	struct guard_conn *gc;    /* the connection's deadlines, may be NULL */
 	int answered;             /* a response is queued: ignore the rest */
+	unsigned status;          /* of the queued response; 0: none yet */
 	uint64_t total;           /* body bytes received */
 	struct buf body;          /* R_QUERY, R_OP: the JSON text */
 	struct frame_parser fp;   /* R_CHUNKS */
@@ -70,8 +61,20 @@ struct req {
 
 /* ---- replies ------------------------------------------------------------ */
 
-static enum MHD_Result queue_buf(struct MHD_Connection *c, unsigned status, struct buf *b,
-				 const char *extra_header, const char *extra_value)
+/* Queue resp with status and note the status for the metrics. */
+static enum MHD_Result queue(struct req *q, struct MHD_Connection *c, unsigned status,
+			     struct MHD_Response *resp)
+{
+	enum MHD_Result r = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp); /* MHD keeps its own reference */
+	if (r == MHD_YES)
+		q->status = status;
+	return r;
+}
+
+static enum MHD_Result queue_buf(struct req *q, struct MHD_Connection *c, unsigned status,
+				 struct buf *b, const char *ctype, const char *extra_header,
+				 const char *extra_value)
 {
 	size_t len;
 	char *text = buf_detach(b, &len); /* handed to MHD, which frees it */
@@ -83,12 +86,11 @@ static enum MHD_Result queue_buf(struct MHD_Connection *c, unsigned status, stru
 		free(text);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				ctype ? ctype : "application/json");
 	if (extra_header)
 		MHD_add_response_header(resp, extra_header, extra_value);
-	enum MHD_Result r = MHD_queue_response(c, status, resp);
-	MHD_destroy_response(resp);
-	return r;
+	return queue(q, c, status, resp);
 }
 
 /* The start of an error object, left open for extra members. */
@@ -104,8 +106,8 @@ static int error_head(struct buf *b, int err, const char *msg)
 
 /* Queue {"ok":false,...} with one optional extra header. err: positive
  * errno. */
-static enum MHD_Result reply_error_hdr(struct MHD_Connection *c, unsigned status, int err,
-				       const char *msg, const char *hdr, const char *value)
+static enum MHD_Result reply_error_hdr(struct req *q, struct MHD_Connection *c, unsigned status,
+				       int err, const char *msg, const char *hdr, const char *value)
 {
 	struct buf b;
 	buf_init(&b, 0);
@@ -113,16 +115,16 @@ static enum MHD_Result reply_error_hdr(struct MHD_Connection *c, unsigned status
 		buf_release(&b);
 		return MHD_NO;
 	}
-	return queue_buf(c, status, &b, hdr, value);
+	return queue_buf(q, c, status, &b, NULL, hdr, value);
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, int err,
-				   const char *msg)
+static enum MHD_Result reply_error(struct req *q, struct MHD_Connection *c, unsigned status,
+				   int err, const char *msg)
 {
-	return reply_error_hdr(c, status, err, msg, NULL, NULL);
+	return reply_error_hdr(q, c, status, err, msg, NULL, NULL);
 }
 
-static enum MHD_Result reply_text(struct MHD_Connection *c, const char *json)
+static enum MHD_Result reply_text(struct req *q, struct MHD_Connection *c, const char *json)
 {
 	struct buf b;
 	buf_init(&b, 0);
@@ -130,11 +132,12 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, const char *json)
 		buf_release(&b);
 		return MHD_NO;
 	}
-	return queue_buf(c, MHD_HTTP_OK, &b, NULL, NULL);
+	return queue_buf(q, c, MHD_HTTP_OK, &b, NULL, NULL, NULL);
 }
 
 /* {"ok":...,"missing":[i,...]} for query (ok) and 409 (error). */
-static enum MHD_Result reply_missing(struct MHD_Connection *c, int ok, const size_t *idx, size_t n)
+static enum MHD_Result reply_missing(struct req *q, struct MHD_Connection *c, int ok,
+				     const size_t *idx, size_t n)
 {
 	struct buf b;
 	int r;
@@ -150,7 +153,7 @@ static enum MHD_Result reply_missing(struct MHD_Connection *c, int ok, const siz
 		buf_release(&b);
 		return MHD_NO;
 	}
-	return queue_buf(c, ok ? MHD_HTTP_OK : MHD_HTTP_CONFLICT, &b, NULL, NULL);
+	return queue_buf(q, c, ok ? MHD_HTTP_OK : MHD_HTTP_CONFLICT, &b, NULL, NULL, NULL);
 }
 
 /* ---- GET /v1/manifest --------------------------------------------------- */
@@ -210,7 +213,8 @@ static void mstream_free(void *cls)
 	free(ms);
 }
 
-static enum MHD_Result do_manifest(struct http_server *s, struct MHD_Connection *c)
+static enum MHD_Result do_manifest(struct http_server *s, struct req *q,
+				   struct MHD_Connection *c)
 {
 	const char *sub = "";
 	size_t sublen = 0;
@@ -224,16 +228,16 @@ static enum MHD_Result do_manifest(struct http_server *s, struct MHD_Connection 
 	/* path_check() sees the decoded length: a %00 inside is refused. */
 	if ((r = path_check(sub, sublen, 1)) < 0) {
 		log_warn("manifest: invalid path");
-		return reply_error(c, MHD_HTTP_BAD_REQUEST, -r, "invalid path");
+		return reply_error(q, c, MHD_HTTP_BAD_REQUEST, -r, "invalid path");
 	}
 	struct mstream *ms = calloc(1, sizeof(*ms));
 	if (!ms)
-		return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+		return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
 	buf_init(&ms->line, MANIFEST_LINE_BUF);
 	if ((r = manifest_open(s->cfg.rootfd, sub, &ms->m)) < 0) {
 		log_error("manifest %s: %s", sub, strerror(-r));
 		mstream_free(ms);
-		return reply_error(c, proto_status_for_errno(-r), -r, "cannot list");
+		return reply_error(q, c, proto_status_for_errno(-r), -r, "cannot list");
 	}
 	struct MHD_Response *resp = MHD_create_response_from_callback(
 		MHD_SIZE_UNKNOWN, MANIFEST_BLOCK, mstream_read, ms, mstream_free);
@@ -242,9 +246,24 @@ static enum MHD_Result do_manifest(struct http_server *s, struct MHD_Connection 
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
-	enum MHD_Result q = MHD_queue_response(c, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp); /* MHD keeps its reference; frees ms at the end */
-	return q;
+	return queue(q, c, MHD_HTTP_OK, resp); /* MHD frees ms at the end */
+}
+
+/* ---- GET /metrics ------------------------------------------------------- */
+
+static enum MHD_Result do_metrics(struct http_server *s, struct req *q,
+				  struct MHD_Connection *c)
+{
+	struct buf b;
+	buf_init(&b, METRICS_MAX);
+	int r = metrics_render(s->metrics, s->cfg.rootfd, &b);
+	if (r < 0) {
+		buf_release(&b);
+		log_error("metrics: %s", strerror(-r));
+		return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, -r, "cannot render metrics");
+	}
+	return queue_buf(q, c, MHD_HTTP_OK, &b, "text/plain; version=0.0.4; charset=utf-8", NULL,
+			 NULL);
 }
 
 /* ---- POST bodies -------------------------------------------------------- */
@@ -283,11 +302,12 @@ static void take_frame(struct http_server *s, struct req *q, const struct frame 
 		return;
 	}
 	q->stored++;
+	metrics_add(s->metrics, M_CHUNKS_RECEIVED, 1);
 }
 
+/* len more body bytes (q->total already counts them). */
 static void take_body(struct http_server *s, struct req *q, const char *data, size_t len)
 {
-	q->total += len;
 	if (q->fail_status)
 		return; /* discarding the rest */
 	if (q->total > q->body_max) {
@@ -324,16 +344,32 @@ static cJSON *parse_body(struct req *q, struct MHD_Connection *c, enum MHD_Resul
 	cJSON *j = cJSON_ParseWithLength(q->body.data ? q->body.data : "", q->body.len);
 	if (!j) {
 		log_warn("request with malformed json");
-		*ret = reply_error(c, MHD_HTTP_BAD_REQUEST, EINVAL, "malformed json");
+		*ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "malformed json");
 		return NULL;
 	}
 	if (proto_json_depth(j) > PROTO_JSON_DEPTH_MAX) {
 		cJSON_Delete(j);
 		log_warn("request with json nested too deeply");
-		*ret = reply_error(c, MHD_HTTP_BAD_REQUEST, EINVAL, "json nested too deeply");
+		*ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "json nested too deeply");
 		return NULL;
 	}
 	return j;
+}
+
+/* 1 if mirrord can produce chunk id (a hint, as the protocol says: the
+ * bytes are verified when used). *len: its length when the chunk index
+ * knows it (for the metrics), else 0. */
+static int have_chunk(struct http_server *s, const struct hash_id *id, uint32_t *len)
+{
+	char *path = NULL;
+	uint64_t off;
+	*len = 0;
+	if (s->cfg.state && state_index_get(s->cfg.state, id, &path, &off, len) == 1) {
+		free(path);
+		return 1;
+	}
+	*len = 0;
+	return store_has(s->cfg.store, id);
 }
 
 static enum MHD_Result do_query(struct http_server *s, struct req *q, struct MHD_Connection *c)
@@ -346,35 +382,42 @@ static enum MHD_Result do_query(struct http_server *s, struct req *q, struct MHD
 	const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "ids");
 	if (!cJSON_IsArray(ids)) {
 		log_warn("chunk query without an id list");
-		ret = reply_error(c, MHD_HTTP_BAD_REQUEST, EINVAL, "missing id list");
+		ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "missing id list");
 		goto out;
 	}
 	int count = cJSON_GetArraySize(ids);
 	if (count > PROTO_QUERY_MAX_IDS) {
 		log_warn("chunk query with %d ids (over %d)", count, PROTO_QUERY_MAX_IDS);
-		ret = reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, E2BIG, "too many ids");
+		ret = reply_error(q, c, MHD_HTTP_CONTENT_TOO_LARGE, E2BIG, "too many ids");
 		goto out;
 	}
 	if (count > 0 && !(missing = malloc((size_t)count * sizeof(*missing)))) {
-		ret = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+		ret = reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
 		goto out;
 	}
 	size_t i = 0;
+	uint64_t reused = 0, saved = 0;
 	const cJSON *e;
 	cJSON_ArrayForEach(e, ids) {
 		struct hash_id id;
 		if (!cJSON_IsString(e) ||
 		    hash_from_hex(e->valuestring, strlen(e->valuestring), &id) < 0) {
 			log_warn("chunk query with an invalid id at index %zu", i);
-			ret = reply_error(c, MHD_HTTP_BAD_REQUEST, EINVAL, "invalid id");
+			ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "invalid id");
 			goto out;
 		}
-		if (!store_has(s->cfg.store, &id) &&
-		    !(s->cfg.state && state_index_has(s->cfg.state, &id)))
+		uint32_t len = 0;
+		if (have_chunk(s, &id, &len)) {
+			reused++;
+			saved += len;
+		} else {
 			missing[n++] = i;
+		}
 		i++;
 	}
-	ret = reply_missing(c, 1, missing, n);
+	metrics_add(s->metrics, M_CHUNKS_REUSED, reused);
+	metrics_add(s->metrics, M_BYTES_SAVED, saved);
+	ret = reply_missing(q, c, 1, missing, n);
 out:
 	free(missing);
 	cJSON_Delete(j);
@@ -407,6 +450,17 @@ static int get_origin(struct MHD_Connection *c, struct apply_origin *o)
 	return 0;
 }
 
+/* Bytes of a delta commit's file that came from its base list: neither
+ * queried nor uploaded (what the edits insert was). */
+static uint64_t delta_kept(const struct proto_op *op)
+{
+	uint64_t inserted = 0;
+	for (size_t i = 0; i < op->nedits; i++)
+		for (size_t k = 0; k < op->edits[i].n; k++)
+			inserted += op->edits[i].chunks[k].len;
+	return op->size > inserted ? op->size - inserted : 0;
+}
+
 static enum MHD_Result do_op(struct http_server *s, struct req *q, struct MHD_Connection *c)
 {
 	enum MHD_Result ret = MHD_NO;
@@ -417,7 +471,7 @@ static enum MHD_Result do_op(struct http_server *s, struct req *q, struct MHD_Co
 
 	if (get_origin(c, &origin) < 0) {
 		log_warn("op with malformed X-Mirror-Client or X-Mirror-Seq");
-		return reply_error(c, MHD_HTTP_BAD_REQUEST, EINVAL,
+		return reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL,
 				   "malformed x-mirror-client or x-mirror-seq");
 	}
 	cJSON *j = parse_body(q, c, &ret);
@@ -429,19 +483,26 @@ static enum MHD_Result do_op(struct http_server *s, struct req *q, struct MHD_Co
 		log_warn("rejecting op: %s", why);
 		unsigned status = r == -E2BIG ? MHD_HTTP_CONTENT_TOO_LARGE :
 				  r == -ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST;
-		return reply_error(c, status, -r, why);
+		return reply_error(q, c, status, -r, why);
 	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = apply_op(s->cfg.apply, &op, &origin, &res);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	metrics_apply_time(s->metrics, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+						  (t1.tv_nsec - t0.tv_nsec)));
+	if (r == 0 && !res.replayed && op.kind == OP_FILE && op.base_path)
+		metrics_add(s->metrics, M_BYTES_SAVED, delta_kept(&op));
 	if (r == APPLY_MISSING) {
-		ret = reply_missing(c, 0, res.missing, res.nmissing);
+		ret = reply_missing(q, c, 0, res.missing, res.nmissing);
 	} else if (r < 0) {
 		/* A noreplace rename onto something: the client's view of the
 		 * target is stale; 404 sends it to a full sync of the paths. */
 		unsigned status = op.kind == OP_RENAME && r == -EEXIST ? MHD_HTTP_NOT_FOUND :
 				  proto_status_for_errno(-r);
-		ret = reply_error(c, status, -r, strerror(-r));
+		ret = reply_error(q, c, status, -r, strerror(-r));
 	} else {
-		ret = reply_text(c, res.replayed ? "{\"ok\":true,\"replayed\":true}" : "{\"ok\":true}");
+		ret = reply_text(q, c, res.replayed ? "{\"ok\":true,\"replayed\":true}" : "{\"ok\":true}");
 	}
 	apply_result_release(&res);
 	proto_op_release(&op);
@@ -453,7 +514,7 @@ static enum MHD_Result finish(struct http_server *s, struct req *q, struct MHD_C
 	q->answered = 1;
 	if (q->fail_status) {
 		log_warn("request failed: %s", q->fail_msg);
-		return reply_error(c, q->fail_status, q->fail_err, q->fail_msg);
+		return reply_error(q, c, q->fail_status, q->fail_err, q->fail_msg);
 	}
 	switch (q->route) {
 	case R_QUERY:
@@ -463,14 +524,16 @@ static enum MHD_Result finish(struct http_server *s, struct req *q, struct MHD_C
 	case R_CHUNKS:
 		if (!frame_parser_idle(&q->fp)) {
 			log_warn("chunk upload ends inside a frame");
-			return reply_error(c, MHD_HTTP_BAD_REQUEST, EBADMSG, "body ends inside a frame");
+			return reply_error(q, c, MHD_HTTP_BAD_REQUEST, EBADMSG, "body ends inside a frame");
 		} else {
 			char text[64];
 			snprintf(text, sizeof(text), "{\"ok\":true,\"stored\":%lu}", q->stored);
-			return reply_text(c, text);
+			return reply_text(q, c, text);
 		}
 	case R_PING:
 	case R_MANIFEST:
+	case R_METRICS:
+	case R_NONE:
 		break;
 	}
 	return MHD_NO;
@@ -494,43 +557,81 @@ static int inject_failure(struct http_server *s)
 	return z % s->cfg.fail_rate == 0;
 }
 
-/* First call of a request: route it, answer what needs no body, refuse a
- * declared body over the cap before reading it. */
+/* The printable address of c's peer, for the log ("?" if unknown). */
+static void peer_name(struct MHD_Connection *c, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	snprintf(out, len, "?");
+	if (!ci || !ci->client_addr)
+		return;
+	socklen_t alen = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+								   sizeof(struct sockaddr_in);
+	if (getnameinfo(ci->client_addr, alen, out, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(out, len, "?");
+}
+
+/* 1 if the request declares a body (libmicrohttpd will hand it over in
+ * later calls of the handler). */
+static int declares_body(struct MHD_Connection *c)
+{
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	return (cl && strspn(cl, "0") != strlen(cl)) ||
+	       MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
+/* First call of a request: check the token, route it, answer what needs
+ * no body, refuse a declared body over the cap before reading it. */
 static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Connection *c,
 			     const char *url, const char *method)
 {
-	int found = -1;
 	const char *allowed = NULL;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (strcmp(url, routes[i].url) != 0)
-			continue;
-		allowed = routes[i].method;
-		if (strcmp(method, routes[i].method) == 0)
-			found = (int)i;
+	const struct route_info *ri = route_lookup(url, method, &allowed);
+
+	q->route = ri ? ri->route : R_NONE;
+	/* The token comes before anything else: without it a client learns
+	 * nothing, not even whether the route exists. */
+	if (s->cfg.auth && !(ri && ri->route == R_METRICS && s->cfg.metrics_public) &&
+	    !auth_check(s->cfg.auth, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+								 MHD_HTTP_HEADER_AUTHORIZATION))) {
+		char peer[64];
+		peer_name(c, peer, sizeof(peer));
+		q->answered = 1;
+		metrics_add(s->metrics, M_AUTH_FAILURES, 1);
+		log_warn("%s %s from %s: missing or wrong token", method, ri ? ri->url : "(unknown)",
+			 peer);
+		return reply_error_hdr(q, c, MHD_HTTP_UNAUTHORIZED, EACCES, "missing or wrong token",
+				       MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"mirrord\"");
 	}
-	if (found < 0) {
+	if (!ri) {
 		q->answered = 1;
 		log_warn("%s %s: %s", method, url, allowed ? "method not allowed" : "no such route");
-		return allowed ? reply_error_hdr(c, MHD_HTTP_METHOD_NOT_ALLOWED, EOPNOTSUPP,
+		return allowed ? reply_error_hdr(q, c, MHD_HTTP_METHOD_NOT_ALLOWED, EOPNOTSUPP,
 						 "method not allowed", MHD_HTTP_HEADER_ALLOW, allowed) :
-				 reply_error(c, MHD_HTTP_NOT_FOUND, ENOENT, "no such route");
+				 reply_error(q, c, MHD_HTTP_NOT_FOUND, ENOENT, "no such route");
 	}
-	q->route = routes[found].route;
-	q->body_max = routes[found].body_max;
+	q->body_max = ri->body_max;
 
-	if (s->cfg.fail_rate && q->route != R_PING && inject_failure(s)) {
+	if (s->cfg.fail_rate && q->route != R_PING && q->route != R_METRICS && inject_failure(s)) {
 		q->answered = 1;
 		log_info("%s %s: injected failure (--fail-rate)", method, url);
-		return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, EAGAIN, "injected failure");
+		return reply_error(q, c, MHD_HTTP_SERVICE_UNAVAILABLE, EAGAIN, "injected failure");
 	}
-	if (q->route == R_PING) {
+	switch (q->route) {
+	case R_PING:
 		q->answered = 1;
 		/* "delta": file ops may be deltas of a recorded list */
-		return reply_text(c, "{\"ok\":true,\"version\":1,\"delta\":true}");
-	}
-	if (q->route == R_MANIFEST) {
+		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true}");
+	case R_MANIFEST:
 		q->answered = 1;
-		return do_manifest(s, c);
+		return do_manifest(s, q, c);
+	case R_METRICS:
+		q->answered = 1;
+		return do_metrics(s, q, c);
+	default:
+		break;
 	}
 
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -542,7 +643,7 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 		if (errno || *end || n > q->body_max) {
 			q->answered = 1;
 			log_warn("%s %s: body of %s bytes over the cap", method, url, cl);
-			return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, EMSGSIZE, "body too large");
+			return reply_error(q, c, MHD_HTTP_CONTENT_TOO_LARGE, EMSGSIZE, "body too large");
 		}
 	}
 	if (q->route == R_CHUNKS) {
@@ -550,7 +651,7 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 		q->fp_ready = 1;
 		if (!(q->raw = malloc(CHUNK_PROTO_MAX))) {
 			q->answered = 1;
-			return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+			return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
 		}
 	} else {
 		buf_init(&q->body, q->body_max);
@@ -570,34 +671,62 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (!(q = calloc(1, sizeof(*q))))
 			return MHD_NO;
 		buf_init(&q->body, 1);
+		q->route = R_NONE;
 		*con_cls = q; /* freed by on_completed() */
-		return start(s, q, c, url, method);
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		q->gc = ci ? ci->socket_context : NULL;
+		int body = declares_body(c);
+		guard_request_begin(s->guard, q->gc, body);
+		enum MHD_Result r = start(s, q, c, url, method);
+		/* Answered at once: libmicrohttpd reads no POST body after that
+		 * (it closes the connection instead), so nothing more arrives. */
+		if (q->answered && body && strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+			guard_request_work(s->guard, q->gc);
+		return r;
 	}
 	if (*upload_size) {
-		if (!q->answered)
-			take_body(s, q, upload, *upload_size);
+		size_t n = *upload_size;
 		*upload_size = 0;
-		/* Discarding after a failure is bounded: past the largest body
-		 * any route accepts, the connection is dropped. */
+		q->total += n;
+		metrics_add(s->metrics, M_BYTES_RECEIVED, n);
+		if (guard_body(s->guard, q->gc, n) < 0) {
+			log_warn("%s %s: request body arriving too slowly, dropping the connection",
+				 method, url);
+			return MHD_NO;
+		}
+		if (!q->answered)
+			take_body(s, q, upload, n);
+		/* Discarding is bounded: past the largest body any route
+		 * accepts (after a failure: its answer, a 413, is due at the
+		 * end), or past DISCARD_MAX for a request answered before its
+		 * body, the connection is dropped. */
 		if (q->fail_status && q->total > (uint64_t)PROTO_CHUNKS_BODY_MAX + 1)
+			return MHD_NO;
+		if (q->answered && q->total > DISCARD_MAX)
 			return MHD_NO;
 		return MHD_YES;
 	}
 	if (q->answered)
 		return MHD_YES;
+	guard_request_work(s->guard, q->gc);
 	return finish(s, q, c);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode why)
 {
+	struct http_server *s = cls;
 	struct req *q = *con_cls;
-	(void)cls;
 	(void)c;
 	if (!q)
 		return;
 	if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK && why != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN)
 		log_debug("request ended early (%d)", (int)why);
+	/* A response that could not be sent counts as no answer. */
+	metrics_request(s->metrics, q->route,
+			why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? q->status : 0);
+	guard_request_end(s->guard, q->gc);
 	buf_release(&q->body);
 	if (q->fp_ready)
 		frame_parser_release(&q->fp);
@@ -606,37 +735,113 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
+/* Connections come and go: the guard's list, the metrics' gauge. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *fd =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		char peer[64];
+		peer_name(c, peer, sizeof(peer));
+		*socket_context = fd ? guard_conn_open(s->guard, fd->connect_fd, peer) : NULL;
+		if (!*socket_context)
+			log_warn("connection from %s: cannot guard its deadlines", peer);
+		metrics_connection(s->metrics, 1);
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		guard_conn_close(s->guard, *socket_context);
+		*socket_context = NULL;
+		metrics_connection(s->metrics, -1);
+	}
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct http_server *s = cls;
 	char line[512];
-	(void)cls;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	size_t n = strlen(line);
 	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = '\0';
-	log_debug("libmicrohttpd: %s", line);
+	/* While starting, a message is the reason the start fails (a bad
+	 * certificate, ...); later they are routine (a client went away). */
+	if (atomic_load(&s->starting))
+		log_error("libmicrohttpd: %s", line);
+	else
+		log_debug("libmicrohttpd: %s", line);
 }
 
 int http_start(struct http_server *s, int listen_fd, const struct http_cfg *cfg)
 {
+	struct MHD_OptionItem opt[16];
+	size_t n = 0;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			 MHD_USE_ERROR_LOG;
+	int r;
+
 	s->cfg = *cfg;
+	if (!s->cfg.timeout_s)
+		s->cfg.timeout_s = HTTP_TIMEOUT_SECONDS;
+	if (!s->cfg.max_connections)
+		s->cfg.max_connections = HTTP_MAX_CONNECTIONS;
+	if (!s->cfg.max_per_ip)
+		s->cfg.max_per_ip = HTTP_MAX_PER_IP;
 	atomic_init(&s->requests, 0);
-	s->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
-		0, NULL, NULL, on_request, s,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, to catch everything */
-		MHD_OPTION_LISTEN_SOCKET, listen_fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_SECONDS,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		MHD_OPTION_END);
-	return s->daemon ? 0 : -EIO;
+	atomic_init(&s->starting, 1);
+	s->daemon = NULL;
+	s->guard = NULL;
+	if (cfg->tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+		return -ENOTSUP;
+	if (!(s->metrics = metrics_new()))
+		return -ENOMEM;
+	struct guard_cfg gcfg = { .timeout_s = s->cfg.timeout_s, .min_rate = HTTP_BODY_MIN_RATE };
+	if ((r = guard_start(&gcfg, s->metrics, &s->guard)) < 0)
+		goto fail;
+
+#define OPT(o, v, p) (opt[n++] = (struct MHD_OptionItem){ (o), (intptr_t)(v), (p) })
+	OPT(MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL);
+	OPT(MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections, NULL);
+	OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.max_per_ip, NULL);
+	OPT(MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.timeout_s, NULL);
+	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, NULL);
+	OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s);
+	OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s);
+	if (cfg->tls_cert) {
+		flags |= MHD_USE_TLS;
+		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert);
+		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key);
+	}
+	OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+	_Static_assert(sizeof(opt) / sizeof(opt[0]) >= 10, "room for every option");
+
+	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+				     /* first, to catch everything */
+				     MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+				     MHD_OPTION_ARRAY, opt, MHD_OPTION_END);
+	atomic_store(&s->starting, 0);
+	if (!s->daemon) {
+		r = -EIO;
+		goto fail;
+	}
+	return 0;
+fail:
+	guard_stop(s->guard);
+	s->guard = NULL;
+	metrics_free(s->metrics);
+	s->metrics = NULL;
+	return r;
 }
 
 void http_stop(struct http_server *s)
 {
 	if (!s || !s->daemon)
 		return;
-	MHD_stop_daemon(s->daemon);
+	MHD_stop_daemon(s->daemon); /* closes every connection: the guard's list empties */
 	s->daemon = NULL;
+	guard_stop(s->guard);
+	s->guard = NULL;
+	metrics_free(s->metrics);
+	s->metrics = NULL;
 }

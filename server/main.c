@@ -3,9 +3,10 @@
  * dir, start-up cleaning, the listening socket, and a clean stop on
  * SIGINT/SIGTERM.
  *
- *   mirrord DIR [--listen HOST:PORT] [--state-dir S] [--port-file F]
- *               [--log-level error|warn|info|debug] [--fail-rate N] [--allow-root]
- *               [-h|--help]
+ *   mirrord DIR [--listen HOST:PORT] [--token-file F] [--tls-cert C --tls-key K]
+ *               [--metrics-public] [--timeout S] [--max-connections N] [--max-per-ip N]
+ *               [--state-dir S] [--port-file F] [--log-level error|warn|info|debug]
+ *               [--fail-rate N] [--allow-root] [-h|--help]
  *
  * Invariants established here and relied on everywhere:
  * - The state dir (default: .<basename>.mirrord next to DIR) is on DIR's
@@ -13,6 +14,9 @@
  *   inside the other (the state is unreachable through any mirror path, and
  *   start-up cleaning can never touch DIR).
  * - One mirrord per state dir (an flock on <state>/lock).
+ * - Nobody reaches DIR without the token (docs/SECURITY.md): mirrord
+ *   serves without one only on a loopback address, and never as root
+ *   unless told (--allow-root).
  * - Configuration is frozen before any thread starts; signals are blocked
  *   in every thread and taken synchronously by main with sigwait().
  */
@@ -23,6 +27,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +39,7 @@
 #include <unistd.h>
 
 #include "apply.h"
+#include "auth.h"
 #include "hash.h"
 #include "http.h"
 #include "log.h"
@@ -44,6 +50,8 @@
 #define DEFAULT_LISTEN "127.0.0.1:8750"
 #define STORE_MAX_AGE (24 * 3600) /* store chunks older than this are stale */
 #define EXIT_USAGE 2
+/* A certificate chain or a key in PEM: far below this. */
+#define TLS_FILE_MAX (1024 * 1024)
 
 struct options {
 	const char *dir;
@@ -53,18 +61,36 @@ struct options {
 	int log_level;
 	unsigned fail_rate;
 	int allow_root;
+	const char *token_file;
+	const char *tls_cert;
+	const char *tls_key;
+	int metrics_public;
+	unsigned timeout_s;
+	unsigned max_connections;
+	unsigned max_per_ip;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mirrord DIR [--listen HOST:PORT] [--state-dir S] [--port-file F]\n"
-		"               [--log-level error|warn|info|debug] [--fail-rate N] [--allow-root]\n"
-		"               [-h|--help]\n"
+		"usage: mirrord DIR [--listen HOST:PORT] [--token-file F] [--tls-cert C --tls-key K]\n"
+		"               [--metrics-public] [--timeout S] [--max-connections N] [--max-per-ip N]\n"
+		"               [--state-dir S] [--port-file F] [--log-level error|warn|info|debug]\n"
+		"               [--fail-rate N] [--allow-root] [-h|--help]\n"
 		"\n"
 		"Serve the mirrorfs protocol, applying every change under DIR.\n"
 		"  --listen HOST:PORT  address to listen on (default " DEFAULT_LISTEN
 		"; port 0: any free port)\n"
+		"  --token-file F      require the token in F on every request; F is created\n"
+		"                      (mode 0600, a random token) if missing. Required unless\n"
+		"                      HOST is a loopback address (docs/SECURITY.md)\n"
+		"  --tls-cert C        serve HTTPS with the PEM certificate (chain) in C ...\n"
+		"  --tls-key K         ... and its PEM private key in K\n"
+		"  --metrics-public    GET /metrics without the token\n"
+		"  --timeout S         idle limit, and time allowed for a request to arrive\n"
+		"                      (default %d)\n"
+		"  --max-connections N connections at once (default %d), --max-per-ip N from one\n"
+		"                      address (default %d)\n"
 		"  --state-dir S       mirrord's own state (default: .NAME.mirrord next to DIR;\n"
 		"                      must be on DIR's filesystem, outside DIR)\n"
 		"  --port-file F       write the bound port to F once listening\n"
@@ -72,7 +98,8 @@ static void usage(FILE *f)
 		"  --fail-rate N       fault injection: answer 1 request in N (on average,\n"
 		"                      a fixed pseudo-random pattern) with 503\n"
 		"  --allow-root        run even as root (by default mirrord refuses: run it as\n"
-		"                      an unprivileged user who owns DIR)\n");
+		"                      an unprivileged user who owns DIR)\n",
+		HTTP_TIMEOUT_SECONDS, HTTP_MAX_CONNECTIONS, HTTP_MAX_PER_IP);
 }
 
 /* Print "mirrord: ..." and the usage hint; the caller exits EXIT_USAGE. */
@@ -84,6 +111,18 @@ static void bad_usage(const char *fmt, const char *arg)
 	usage(stderr);
 }
 
+/* A decimal integer 1..max into *out. Returns 0 or -1. */
+static int parse_count(const char *arg, unsigned long max, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(arg, &end, 10);
+	if (errno || *end || end == arg || arg[0] == '-' || arg[0] == '+' || n == 0 || n > max)
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
@@ -93,6 +132,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "fail-rate", required_argument, NULL, 'F' },
 		{ "allow-root", no_argument, NULL, 'R' },
+		{ "token-file", required_argument, NULL, 'T' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
+		{ "metrics-public", no_argument, NULL, 'M' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "max-connections", required_argument, NULL, 'N' },
+		{ "max-per-ip", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -118,18 +164,42 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return -1;
 			}
 			break;
-		case 'F': {
-			char *end;
-			errno = 0;
-			unsigned long n = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || optarg[0] == '-' || n == 0 ||
-			    n > UINT_MAX) {
+		case 'F':
+			if (parse_count(optarg, UINT_MAX, &o->fail_rate) < 0) {
 				bad_usage("invalid --fail-rate '%s' (a positive integer)", optarg);
 				return -1;
 			}
-			o->fail_rate = (unsigned)n;
 			break;
-		}
+		case 't':
+			if (parse_count(optarg, 24 * 3600, &o->timeout_s) < 0) {
+				bad_usage("invalid --timeout '%s' (seconds, 1 to 86400)", optarg);
+				return -1;
+			}
+			break;
+		case 'N':
+			if (parse_count(optarg, 4096, &o->max_connections) < 0) {
+				bad_usage("invalid --max-connections '%s' (1 to 4096)", optarg);
+				return -1;
+			}
+			break;
+		case 'I':
+			if (parse_count(optarg, 4096, &o->max_per_ip) < 0) {
+				bad_usage("invalid --max-per-ip '%s' (1 to 4096)", optarg);
+				return -1;
+			}
+			break;
+		case 'T':
+			o->token_file = optarg;
+			break;
+		case 'C':
+			o->tls_cert = optarg;
+			break;
+		case 'K':
+			o->tls_key = optarg;
+			break;
+		case 'M':
+			o->metrics_public = 1;
+			break;
 		case 'R':
 			o->allow_root = 1;
 			break;
@@ -153,6 +223,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return -1;
 	}
 	o->dir = argv[optind];
+	if (!o->tls_cert != !o->tls_key) {
+		bad_usage("%s", "--tls-cert and --tls-key go together");
+		return -1;
+	}
 	return 0;
 }
 
@@ -369,6 +443,84 @@ fail:
 	return -1;
 }
 
+/* 1 if the listening socket fd is bound to a loopback address (127/8,
+ * ::1, or ::ffff:127/104): only this machine can reach it. */
+static int bound_to_loopback(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return 0;
+}
+
+/* Read a small text file (a PEM certificate or key) into a new
+ * NUL-terminated string (caller frees with free_secret). Returns NULL
+ * after printing why. */
+static char *read_pem(const char *what, const char *path)
+{
+	char *text = NULL;
+	size_t have = 0;
+	int err = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		err = errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > TLS_FILE_MAX) {
+		fprintf(stderr, "mirrord: %s %s: %s\n", what, path,
+			S_ISREG(st.st_mode) ? "too large for a PEM file" : "not a regular file");
+		goto out;
+	}
+	if (!(text = malloc((size_t)st.st_size + 1))) {
+		err = ENOMEM;
+		goto out;
+	}
+	while (have < (size_t)st.st_size) {
+		ssize_t k = read(fd, text + have, (size_t)st.st_size - have);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			err = k < 0 ? errno : EIO;
+			goto out;
+		}
+		have += (size_t)k;
+	}
+	text[have] = '\0';
+	if (!strstr(text, "-----BEGIN ")) {
+		fprintf(stderr, "mirrord: %s %s: not a PEM file\n", what, path);
+		goto out;
+	}
+	close(fd);
+	return text;
+out:
+	if (err)
+		fprintf(stderr, "mirrord: %s %s: %s\n", what, path, strerror(err));
+	if (fd >= 0)
+		close(fd);
+	if (text) {
+		sodium_memzero(text, have);
+		free(text);
+	}
+	return NULL;
+}
+
+/* Wipe and free what read_pem() returned. Accepts NULL. */
+static void free_secret(char *text)
+{
+	if (!text)
+		return;
+	sodium_memzero(text, strlen(text));
+	free(text);
+}
+
 /* Let the manifest walk and the tree removal hold one fd per folder level
  * of deep trees: raise the soft fd limit to the hard one. */
 static void raise_fd_limit(void)
@@ -390,6 +542,8 @@ int main(int argc, char **argv)
 	struct state *state = NULL;
 	struct apply_ctx apply;
 	struct http_server server = { .daemon = NULL };
+	struct auth auth;
+	char *tls_cert = NULL, *tls_key = NULL;
 	int rootfd = -1, statefd = -1, lockfd = -1, listen_fd = -1, apply_ok = 0;
 	int rc = 1, r, usage_err;
 	sigset_t sigs;
@@ -422,6 +576,11 @@ int main(int argc, char **argv)
 			close(rootfd);
 		return EXIT_USAGE;
 	}
+	if (o.tls_cert && (!(tls_cert = read_pem("--tls-cert", o.tls_cert)) ||
+			   !(tls_key = read_pem("--tls-key", o.tls_key)))) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
 	/* Bind first: a bad or busy address fails before anything is created. */
 	listen_fd = listen_on(o.listen, &usage_err);
 	if (listen_fd < 0) {
@@ -429,6 +588,36 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	int port = bound_port(listen_fd);
+	/* Without a token anyone who can connect may change DIR: acceptable
+	 * only when "anyone" means the users of this machine. */
+	if (!o.token_file && !bound_to_loopback(listen_fd)) {
+		fprintf(stderr,
+			"mirrord: refusing to serve %s without a token: anyone who can reach it could "
+			"change DIR. Give --token-file F (created if missing; see docs/SECURITY.md), "
+			"or listen on a loopback address\n",
+			o.listen);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	auth_init_open(&auth);
+	if (o.token_file) {
+		char why[PATH_MAX + 128];
+		int created, loose;
+		if ((r = auth_init_file(&auth, o.token_file, &created, &loose, why, sizeof(why))) < 0) {
+			fprintf(stderr, "mirrord: %s\n", why);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		if (created)
+			log_info("created token file %s: copy it to each client (see docs/SECURITY.md)",
+				 o.token_file);
+		if (loose)
+			log_warn("token file %s can be read by others: chmod 600 it", o.token_file);
+	}
+	if (!tls_cert && !bound_to_loopback(listen_fd))
+		log_warn("serving plain HTTP on %s: the token and every file cross the network "
+			 "unencrypted; use --tls-cert and --tls-key (docs/SECURITY.md)",
+			 o.listen);
 	statefd = open_state_dir(o.state_dir, real_dir, &dir_st, state_path, sizeof(state_path));
 	if (statefd < 0) {
 		rc = EXIT_USAGE;
@@ -477,11 +666,25 @@ int main(int argc, char **argv)
 		.apply = &apply,
 		.store = &store,
 		.state = state,
+		.auth = &auth,
+		.metrics_public = o.metrics_public,
 		.fail_rate = o.fail_rate,
+		.timeout_s = o.timeout_s,
+		.max_connections = o.max_connections,
+		.max_per_ip = o.max_per_ip,
+		.tls_cert = tls_cert,
+		.tls_key = tls_key,
 	};
 	r = http_start(&server, listen_fd, &cfg);
-	if (r < 0) {
-		fprintf(stderr, "mirrord: cannot start the HTTP server on %s\n", o.listen);
+	if (r == -ENOTSUP) {
+		fprintf(stderr, "mirrord: this libmicrohttpd was built without TLS: cannot serve "
+				"HTTPS (--tls-cert)\n");
+		rc = EXIT_USAGE;
+		goto out;
+	} else if (r < 0) {
+		fprintf(stderr, "mirrord: cannot start the %s server on %s%s\n",
+			tls_cert ? "HTTPS" : "HTTP", o.listen,
+			tls_cert ? " (is the key the certificate's? see the error above)" : "");
 		goto out;
 	}
 	listen_fd = -1; /* the server owns it now */
@@ -490,7 +693,9 @@ int main(int argc, char **argv)
 			strerror(-r));
 		goto out;
 	}
-	log_info("serving %s on %s (port %d), state in %s%s", real_dir, o.listen, port, state_path,
+	log_info("serving %s on %s://%s (port %d), %s, state in %s%s", real_dir,
+		 tls_cert ? "https" : "http", o.listen, port,
+		 auth.enabled ? "token required" : "no token (loopback only)", state_path,
 		 o.fail_rate ? ", fault injection on" : "");
 
 	int sig = 0;
@@ -513,5 +718,7 @@ out:
 		close(statefd);
 	if (rootfd >= 0)
 		close(rootfd);
+	free_secret(tls_cert);
+	free_secret(tls_key);
 	return rc;
 }
