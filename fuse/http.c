@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "proto.h"
 
 int http_global_init(void)
@@ -33,8 +35,15 @@ int http_errno_for_curl(int code)
 		return -ECONNRESET;
 	case CURLE_WRITE_ERROR:
 		return -EMSGSIZE; /* our callbacks refuse over-cap bodies */
+	case CURLE_PEER_FAILED_VERIFICATION: /* also a bad certificate since curl 7.62 */
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		return -EKEYREJECTED;
 	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_USE_SSL_FAILED:
 		return -EPROTO;
 	case CURLE_ABORTED_BY_CALLBACK:
 		return -ECANCELED;
@@ -120,9 +129,48 @@ void http_release(struct http *h)
 		return;
 	if (h->curl)
 		curl_easy_cleanup(h->curl);
+	/* The token sits in the header list: wipe it before freeing. */
+	for (struct curl_slist *i = h->headers; i; i = i->next)
+		sodium_memzero(i->data, strlen(i->data));
 	curl_slist_free_all(h->headers);
 	free(h->base);
+	free(h->cacert);
 	memset(h, 0, sizeof(*h));
+}
+
+int http_set_auth(struct http *h, const char *token, const char *cacert)
+{
+	char *ca = NULL;
+	if (cacert && !(ca = strdup(cacert)))
+		return -ENOMEM;
+	if (token) {
+		size_t len = strlen(token) + 32;
+		char *hdr = malloc(len);
+		if (!hdr) {
+			free(ca);
+			return -ENOMEM;
+		}
+		snprintf(hdr, len, "Authorization: Bearer %s", token);
+		struct curl_slist *l = curl_slist_append(h->headers, hdr);
+		sodium_memzero(hdr, len);
+		free(hdr);
+		if (!l) {
+			free(ca);
+			return -ENOMEM;
+		}
+		h->headers = l;
+	}
+	free(h->cacert);
+	h->cacert = ca;
+	return 0;
+}
+
+/* The server refused our token: a failure of ours, not an answer. */
+static int refused(struct http *h)
+{
+	snprintf(h->err, sizeof(h->err),
+		 "mirrord refused the token (401): check --token-file against the server's");
+	return -EACCES;
 }
 
 char *http_escape(struct http *h, const char *s)
@@ -160,6 +208,11 @@ static int setup(struct http *h, const char *method, const char *target,
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->err);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* curl's defaults, stated: an https server must prove who it is. */
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (h->cacert)
+		curl_easy_setopt(c, CURLOPT_CAINFO, h->cacert);
 	h->err[0] = '\0';
 	struct curl_slist *hl = h->headers;
 	*extra = NULL;
@@ -218,7 +271,7 @@ int http_request(struct http *h, const char *method, const char *target,
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	r = 0;
+	r = *status == 401 ? refused(h) : 0;
 out:
 	curl_slist_free_all(hdrs);
 	curl_slist_free_all(extra);
@@ -287,6 +340,10 @@ int http_get_lines(struct http *h, const char *target,
 		if (!h->err[0])
 			snprintf(h->err, sizeof(h->err), "%s", curl_easy_strerror(cc));
 		r = http_errno_for_curl((int)cc);
+		goto out;
+	}
+	if (*status == 401) {
+		r = refused(h);
 		goto out;
 	}
 	if (*status != 200) {

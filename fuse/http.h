@@ -3,7 +3,12 @@
  *
  * One struct http per thread: it owns a curl handle, so the TCP connection
  * is kept alive and reused across requests. Every request carries the
- * client id header; POST /v1/op also the sequence number. Responses are
+ * client id header and, once http_set_auth() gave one, the token
+ * (Authorization: Bearer); POST /v1/op also the sequence number. An
+ * https:// server's certificate is always verified (against cacert, or
+ * the system's CAs), and a 401 is reported as a failure (-EACCES), never
+ * as an answer: a client with a wrong token keeps its changes and retries,
+ * it does not drop them as refused. Responses are
  * collected into a capped buf (HTTP_RESP_MAX) or, for the manifest, handed
  * out line by line (each line capped at PROTO_MANIFEST_LINE_MAX).
  *
@@ -24,6 +29,7 @@ struct http {
 	void *curl;            /* CURL *, owned */
 	char *base;            /* owned: "http://host:port" without trailing / */
 	void *headers;         /* struct curl_slist *, owned */
+	char *cacert;          /* owned: PEM CA bundle file, NULL: the system's */
 	char err[256];         /* last transport error text */
 	long timeout_s;
 };
@@ -37,15 +43,24 @@ __attribute__((warn_unused_result))
 int http_init(struct http *h, const char *base_url, const char *client_id);
 void http_release(struct http *h);
 
+/* Send token (NULL: none) with every request, and verify an https
+ * server's certificate against the CA file cacert (NULL: the system's CAs;
+ * an absolute path, as curl opens it at every connection). Both are
+ * copied. Returns 0 or -ENOMEM (h is unchanged then). */
+__attribute__((warn_unused_result))
+int http_set_auth(struct http *h, const char *token, const char *cacert);
+
 /* Check that url looks like http(s)://host[:port][/]. 0 or -EINVAL. */
 int http_url_check(const char *url);
 
 /* Perform a request. target: "/v1/..." (query already escaped). body may
  * be NULL. seq: sent as X-Mirror-Seq when non-zero. The response body goes
  * to resp (reset first, capped). Returns 0 with *status set when the server
- * answered (any status), or a negative errno for a transport failure
- * (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -EHOSTUNREACH, -EMSGSIZE for an
- * over-long answer, -EIO); h->err then says what happened. */
+ * answered (any status but 401), or a negative errno for a transport
+ * failure (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -EHOSTUNREACH, -EMSGSIZE
+ * for an over-long answer, -EKEYREJECTED for a server certificate that
+ * cannot be verified, -EPROTO for another TLS failure, -EIO) or a refused
+ * token (-EACCES: 401); h->err then says what happened. */
 __attribute__((warn_unused_result))
 int http_request(struct http *h, const char *method, const char *target,
 		 const void *body, size_t len, const char *ctype, uint64_t seq,
@@ -54,8 +69,9 @@ int http_request(struct http *h, const char *method, const char *target,
 /* GET target and call line_cb for every '\n'-terminated line of a 200
  * answer (line without the '\n', NUL-terminated, borrowed). A callback
  * returning non-zero stops the transfer with that value. Returns 0, the
- * callback's value, -EMSGSIZE for a line over the cap, a transport errno,
- * or -EPROTO when the status is not 200 (*status tells). */
+ * callback's value, -EMSGSIZE for a line over the cap, a transport errno
+ * or -EACCES as http_request(), or -EPROTO when the status is not 200
+ * (*status tells). */
 __attribute__((warn_unused_result))
 int http_get_lines(struct http *h, const char *target,
 		   int (*line_cb)(void *arg, char *line, size_t len), void *arg,

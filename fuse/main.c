@@ -46,7 +46,11 @@ static void usage(FILE *f)
 		"'fusermount3 -u MOUNTPOINT'.\n"
 		"\n"
 		"options:\n"
-		"  --server URL         mirrord's address, http://HOST:PORT (-o server=URL)\n"
+		"  --server URL         mirrord's address, http://HOST:PORT or https://HOST:PORT\n"
+		"                       (-o server=URL)\n"
+		"  --token-file F       send the token in F, a copy of mirrord's (-o token_file=F)\n"
+		"  --cacert F           trust the https:// server's certificate if signed by a CA\n"
+		"                       in F (PEM), besides the system's (-o cacert=F)\n"
 		"  --state-dir DIR      where the client keeps its state (-o state_dir=DIR)\n"
 		"                       default: $XDG_STATE_HOME/mirrorfs/<id of BACKING>\n"
 		"  --log-level LEVEL    error, warn, info (default) or debug (-o log_level=L)\n"
@@ -59,7 +63,7 @@ static void usage(FILE *f)
 }
 
 struct opts {
-	const char *backing, *mountpoint, *server, *state_dir;
+	const char *backing, *mountpoint, *server, *state_dir, *token_file, *cacert;
 	int foreground, debug, single, level;
 	char fuse_o[4096]; /* FUSE -o options that are not ours */
 };
@@ -77,6 +81,10 @@ static int parse_o(struct opts *o, char *list)
 			o->server = t + 7;
 		} else if (strncmp(t, "state_dir=", 10) == 0) {
 			o->state_dir = t + 10;
+		} else if (strncmp(t, "token_file=", 11) == 0) {
+			o->token_file = t + 11;
+		} else if (strncmp(t, "cacert=", 7) == 0) {
+			o->cacert = t + 7;
 		} else if (strncmp(t, "log_level=", 10) == 0) {
 			if ((o->level = log_level_parse(t + 10)) < 0) {
 				fprintf(stderr, "mirrorfs: invalid log level '%s'\n", t + 10);
@@ -121,6 +129,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			i++;
 		} else if (strcmp(a, "--state-dir") == 0 && val) {
 			o->state_dir = val;
+			i++;
+		} else if (strcmp(a, "--token-file") == 0 && val) {
+			o->token_file = val;
+			i++;
+		} else if (strcmp(a, "--cacert") == 0 && val) {
+			o->cacert = val;
 			i++;
 		} else if (strcmp(a, "--log-level") == 0 && val) {
 			if ((o->level = log_level_parse(val)) < 0) {
@@ -185,7 +199,8 @@ static int mount_main(int argc, char **argv)
 	}
 	log_init("mirrorfs", 0, (enum log_level)o.level);
 	if (http_url_check(o.server) < 0) {
-		fprintf(stderr, "mirrorfs: invalid server URL '%s' (expected http://HOST:PORT)\n",
+		fprintf(stderr,
+			"mirrorfs: invalid server URL '%s' (expected http://HOST:PORT or https://HOST:PORT)\n",
 			o.server);
 		return 2;
 	}
@@ -204,7 +219,8 @@ static int mount_main(int argc, char **argv)
 			empty == 0 ? "is not empty" : strerror(-empty));
 		goto out;
 	}
-	if (setup_mirror(&m, o.state_dir, m.mountpoint, o.server) < 0)
+	if (setup_set_access(&m, o.token_file, o.cacert) < 0 ||
+	    setup_mirror(&m, o.state_dir, m.mountpoint, o.server) < 0)
 		goto out;
 
 	if (fuse_opt_add_arg(&args, "mirrorfs") < 0 ||

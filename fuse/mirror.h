@@ -46,6 +46,12 @@ struct mirror {
 	char *backing;      /* realpath of BACKING, owned */
 	char *mountpoint;   /* realpath of MOUNTPOINT, owned */
 	char *server;       /* base URL, owned */
+	/* Access to the server (docs/SECURITY.md), set by the front end
+	 * before setup_mirror() (setup_set_access() checks and sets both):
+	 * absolute paths, owned, NULL when not given. */
+	char *token_file;   /* the token to send */
+	char *cacert;       /* PEM CA bundle for an https:// server; NULL: the system's */
+	char *token;        /* owned; read from token_file by setup_mirror(), NULL: none */
 	char *state_dir;    /* owned */
 	int lock_fd;        /* owned; flock'ed lock file in state_dir */
 	char client_id[33];

@@ -25,6 +25,7 @@
 #include "proto.h"
 #include "qstore.h"
 #include "queue.h"
+#include "token.h"
 #include "uploader.h"
 
 /* Program name for messages; set once in main() (frozen configuration). */
@@ -166,15 +167,21 @@ static int load_client_id(const char *dir, char out[33])
 }
 
 /* Ask the server who it is. 0: a mirrord answered; -EPROTO: something
- * else answered; other negative: unreachable (not fatal). */
-static int probe_server(const char *url, const char *client_id, char *why, size_t len)
+ * else answered, or TLS failed; -EACCES: it refused the token;
+ * -EKEYREJECTED: its certificate cannot be trusted; other negative:
+ * unreachable (not fatal). */
+static int probe_server(const struct mirror *m, char *why, size_t len)
 {
 	struct http h;
 	struct buf resp;
 	long status = 0;
-	int r = http_init(&h, url, client_id);
+	int r = http_init(&h, m->server, m->client_id);
 	if (r < 0)
 		return r;
+	if ((r = http_set_auth(&h, m->token, m->cacert)) < 0) {
+		http_release(&h);
+		return r;
+	}
 	h.timeout_s = 5;
 	buf_init(&resp, 65536);
 	r = http_request(&h, "GET", "/v1/ping", NULL, 0, NULL, 0, &resp, &status);
@@ -245,8 +252,36 @@ int setup_mirror(struct mirror *m, const char *state_opt, const char *avoid, con
 	}
 	if (!(m->server = strdup(server)))
 		return -1;
-	r = probe_server(m->server, m->client_id, why, sizeof(why));
-	if (r == -EPROTO) {
+	if (m->token_file) {
+		char token[TOKEN_MAX_LEN + 1];
+		int loose = 0;
+		r = token_read(m->token_file, token, &loose);
+		if (r < 0) {
+			fprintf(stderr, "%s: token file '%s': %s\n", setup_prog, m->token_file,
+				r == -EINVAL ? "not a token file (one line of 16 to 256 printable characters)" :
+				r == -EFBIG  ? "too long for a token file" :
+					       strerror(-r));
+			return -1;
+		}
+		if (loose)
+			fprintf(stderr, "%s: warning: token file '%s' can be read by others: chmod 600 it\n",
+				setup_prog, m->token_file);
+		m->token = strdup(token);
+		sodium_memzero(token, sizeof(token));
+		if (!m->token)
+			return -1;
+	}
+	r = probe_server(m, why, sizeof(why));
+	if (r == -EACCES) {
+		fprintf(stderr, "%s: server '%s' %s\n", setup_prog, m->server,
+			m->token ? "refused the token: check --token-file against the server's" :
+				   "requires a token: give --token-file (see docs/SECURITY.md)");
+		return -1;
+	} else if (r == -EKEYREJECTED) {
+		fprintf(stderr, "%s: server '%s' cannot be trusted: %s%s\n", setup_prog, m->server,
+			why, m->cacert ? "" : " (a private CA? give it with --cacert)");
+		return -1;
+	} else if (r == -EPROTO) {
 		fprintf(stderr, "%s: server '%s' %s\n", setup_prog, m->server, why);
 		return -1;
 	} else if (r < 0) {
@@ -318,6 +353,12 @@ void setup_release(struct mirror *m)
 	free(m->backing);
 	free(m->mountpoint);
 	free(m->server);
+	free(m->token_file);
+	free(m->cacert);
+	if (m->token) {
+		sodium_memzero(m->token, strlen(m->token));
+		free(m->token);
+	}
 	free(m->state_dir);
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
@@ -325,4 +366,33 @@ void setup_release(struct mirror *m)
 	m->q = NULL;
 	m->links = NULL;
 	m->backing = m->mountpoint = m->server = m->state_dir = NULL;
+	m->token_file = m->cacert = m->token = NULL;
+}
+
+/* realpath of a file that must be a readable regular file. Returns a new
+ * string or NULL after printing why. */
+static char *existing_file(const char *what, const char *p)
+{
+	struct stat st;
+	char *r = NULL;
+	if (stat(p, &st) < 0 || !(r = realpath(p, NULL))) {
+		fprintf(stderr, "%s: %s '%s': %s\n", setup_prog, what, p, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || access(r, R_OK) < 0) {
+		fprintf(stderr, "%s: %s '%s': %s\n", setup_prog, what, p,
+			S_ISREG(st.st_mode) ? strerror(errno) : "not a regular file");
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+int setup_set_access(struct mirror *m, const char *token_file, const char *cacert)
+{
+	if (token_file && !(m->token_file = existing_file("token file", token_file)))
+		return -1;
+	if (cacert && !(m->cacert = existing_file("CA file (--cacert)", cacert)))
+		return -1;
+	return 0;
 }

@@ -25,11 +25,21 @@ char *setup_existing_dir(const char *what, const char *p);
  * or /var/lib/mirrorfs/... Returns a new string or NULL. */
 char *setup_default_state_dir(const char *backing);
 
-/* With m->backing set: choose and lock the state folder (state_opt or the
- * default; it must lie outside m->backing and outside avoid, if not NULL),
- * load the client id, probe server (unreachable: a warning; not mirrord: an
- * error), open BACKING, create the queue and restore it, queue the full
- * reconciliation. Returns 0, or -1 after printing why. */
+/* How to reach the server safely (docs/SECURITY.md): the token file
+ * (--token-file, may be NULL) and the CA file for an https:// server
+ * (--cacert, may be NULL: the system's CAs). Both must exist; they are
+ * made absolute (the FUSE front end changes to / when it daemonizes) and
+ * kept in m->token_file, m->cacert. Call before setup_mirror(). Returns 0,
+ * or -1 after printing why. */
+int setup_set_access(struct mirror *m, const char *token_file, const char *cacert);
+
+/* With m->backing set (and m->token_file, m->cacert if wanted): choose and
+ * lock the state folder (state_opt or the default; it must lie outside
+ * m->backing and outside avoid, if not NULL), load the client id and the
+ * token, probe server (unreachable: a warning; not mirrord, a refused
+ * token or an untrusted certificate: an error), open BACKING, create the
+ * queue and restore it, queue the full reconciliation. Returns 0, or -1
+ * after printing why. */
 int setup_mirror(struct mirror *m, const char *state_opt, const char *avoid, const char *server);
 
 /* Start the queue writer and the uploader (after any fork). 0 or -1. */

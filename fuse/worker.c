@@ -25,7 +25,10 @@ int worker_init(struct worker *w, struct mirror *m)
 		log_warn("%s/record.db: cannot keep the record of sent files", m->state_dir);
 		w->rec = NULL; /* reconciliation then hashes more */
 	}
-	return http_init(&w->http, m->server, m->client_id);
+	int r = http_init(&w->http, m->server, m->client_id);
+	if (r == 0 && (r = http_set_auth(&w->http, m->token, m->cacert)) < 0)
+		http_release(&w->http);
+	return r;
 }
 
 void worker_release(struct worker *w)
@@ -68,6 +71,9 @@ void worker_offline(struct worker *w)
 		m->stats.offline_since = time(NULL);
 		log_warn("server unreachable: %s; changes are kept and retried", w->why);
 	}
+	/* Status shows why (a refused token, an untrusted certificate, ...). */
+	snprintf(m->stats.last_error, sizeof(m->stats.last_error), "%s", w->why);
+	m->stats.last_error_at = time(NULL);
 	pthread_mutex_unlock(&m->stats_lock);
 }
 
