@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "queue.h"
@@ -15,6 +16,7 @@
 struct qstore {
 	sqlite3 *db;
 	sqlite3_stmt *put, *del;
+	sqlite3_stmt *mark; /* raises the persisted highest seq */
 	struct queue *q; /* borrowed */
 	pthread_t thread;
 	int running;
@@ -73,13 +75,19 @@ int qstore_open(const char *dir, struct qstore **out, char *why, unsigned whylen
 	    (r = exec(s->db, "CREATE TABLE IF NOT EXISTS queue ("
 			     " seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL,"
 			     " flags INTEGER NOT NULL, rflags INTEGER NOT NULL,"
-			     " path BLOB NOT NULL, path2 BLOB)")) < 0)
+			     " path BLOB NOT NULL, path2 BLOB)")) < 0 ||
+	    (r = exec(s->db, "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY,"
+			     " v INTEGER NOT NULL)")) < 0)
 		goto fail;
 	if ((rc = sqlite3_prepare_v2(s->db,
 				     "INSERT OR REPLACE INTO queue VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 				     -1, &s->put, NULL)) != SQLITE_OK ||
 	    (rc = sqlite3_prepare_v2(s->db, "DELETE FROM queue WHERE seq = ?1", -1, &s->del,
-				     NULL)) != SQLITE_OK) {
+				     NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v2(s->db,
+				     "INSERT INTO meta VALUES ('seq', ?1) ON CONFLICT (k)"
+				     " DO UPDATE SET v = max(v, excluded.v)",
+				     -1, &s->mark, NULL)) != SQLITE_OK) {
 		r = sqlite_errno(rc);
 		goto fail;
 	}
@@ -122,6 +130,27 @@ int qstore_load(struct qstore *s, struct queue *q)
 		r = sqlite_errno(rc);
 	if (r < 0)
 		return r;
+	/* Sequence numbers go on growing across sessions (mirrord detects
+	 * replayed renames by them): above the highest one saved, and above
+	 * the clock in microseconds, which also covers a crash between a
+	 * rename reaching mirrord and its batch reaching the disk. */
+	uint64_t floor = 0;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (now.tv_sec > 0)
+		floor = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+	rc = sqlite3_prepare_v2(s->db, "SELECT v FROM meta WHERE k = 'seq'", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sqlite_errno(rc);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t saved = (uint64_t)sqlite3_column_int64(st, 0);
+		if (saved + 1 > floor)
+			floor = saved + 1;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sqlite_errno(rc);
+	queue_seq_floor(q, floor);
 	queue_enable_journal(q);
 	return n;
 }
@@ -129,10 +158,13 @@ int qstore_load(struct qstore *s, struct queue *q)
 /* Write one batch in one transaction. */
 static int write_batch(struct qstore *s, struct qjournal *j)
 {
+	uint64_t top = 0;
 	int r = exec(s->db, "BEGIN");
 	if (r < 0)
 		return r;
 	for (; j && r == 0; j = j->next) {
+		if (j->op == J_PUT && j->seq > top)
+			top = j->seq;
 		sqlite3_stmt *st = j->op == J_PUT ? s->put : s->del;
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)j->seq);
 		if (j->op == J_PUT) {
@@ -148,6 +180,11 @@ static int write_batch(struct qstore *s, struct qjournal *j)
 		r = sqlite_errno(sqlite3_step(st));
 		sqlite3_reset(st);
 		sqlite3_clear_bindings(st);
+	}
+	if (r == 0 && top) {
+		sqlite3_bind_int64(s->mark, 1, (sqlite3_int64)top);
+		r = sqlite_errno(sqlite3_step(s->mark));
+		sqlite3_reset(s->mark);
 	}
 	if (r < 0) {
 		exec(s->db, "ROLLBACK");
@@ -207,6 +244,7 @@ void qstore_close(struct qstore *s)
 	}
 	sqlite3_finalize(s->put);
 	sqlite3_finalize(s->del);
+	sqlite3_finalize(s->mark);
 	if (s->db)
 		sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->lock);

@@ -12,7 +12,10 @@
  *
  * At mount, qstore_load() puts the entries of the previous session back into
  * the queue, with their sequence numbers (mirrord recognises a replayed
- * rename by them), before anything else is queued.
+ * rename by them), before anything else is queued. New sequence numbers
+ * continue above every one handed out before (the highest is kept in the
+ * database's meta table), so that mirrord never mistakes a new rename for
+ * a replay after a restart.
  *
  * Thread-safety: qstore_load runs before the thread starts; afterwards only
  * the thread touches the database.

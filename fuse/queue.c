@@ -332,6 +332,13 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
 
 /* The first entry that may start now, or NULL; *wake gets the earliest
  * not_before among deferred entries (0 if none). Caller holds lock. */
+/* A barrier: renames, and full comparisons of a subtree (their listing of
+ * the server would be outdated by changes applied meanwhile). */
+static int is_barrier(const struct qentry *e)
+{
+	return e->kind == Q_RENAME || (e->flags & QF_TREE);
+}
+
 static struct qentry *pick(struct queue *q, int64_t now, int64_t *wake)
 {
 	/* Every sync in flight, wherever it is in the list: a deferred retry
@@ -349,20 +356,21 @@ static struct qentry *pick(struct queue *q, int64_t now, int64_t *wake)
 		}
 	for (struct qentry *e = q->head; e; e = e->next) {
 		if (e->inflight) {
-			if (e->kind == Q_RENAME)
-				return NULL; /* nothing passes a rename in flight */
+			if (is_barrier(e))
+				return NULL; /* nothing passes a barrier in flight */
 			ahead = 1;
 			continue;
 		}
 		if (e->not_before > now && (!*wake || e->not_before < *wake))
 			*wake = e->not_before;
-		if (e->kind == Q_RENAME) /* a barrier, also while deferred */
+		if (is_barrier(e)) /* also while deferred */
 			return ahead || e->not_before > now ? NULL : e;
-		/* Never two syncs of one path at once: the older could land last. */
+		/* Never two syncs of one path at once (the older could land
+		 * last), nor of a folder and something inside it (a delete of
+		 * the folder read earlier could land after a create inside). */
 		int clash = 0;
-		for (size_t i = 0; i < nbusy; i++)
-			if (strcmp(busy[i], e->path) == 0)
-				clash = 1;
+		for (size_t i = 0; i < nbusy && !clash; i++)
+			clash = path_is_under(busy[i], e->path) || path_is_under(e->path, busy[i]);
 		if (clash || e->not_before > now)
 			continue;
 		return e;
@@ -479,6 +487,14 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 			min = e->since;
 	}
 	st->done_below = min - 1;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue_seq_floor(struct queue *q, uint64_t next)
+{
+	pthread_mutex_lock(&q->lock);
+	if (next > q->next_seq)
+		q->next_seq = next;
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -138,6 +138,12 @@ void queue_journal_free(struct qjournal *j);
 int queue_restore(struct queue *q, uint64_t seq, enum qkind kind, unsigned flags,
 		  unsigned rflags, const char *path, const char *path2);
 
+/* Hand out sequence numbers from next on, at least (call before anything
+ * is queued). They must keep growing across sessions of one client:
+ * mirrord takes a rename whose seq is not above the last one it applied
+ * from the client for a replay, and skips it. Cannot fail. */
+void queue_seq_floor(struct queue *q, uint64_t next);
+
 /* Monotonic clock in ns. */
 int64_t queue_now(void);
 

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "../../fuse/qstore.h"
 #include "../../fuse/queue.h"
 
 #define MS 1000000LL
@@ -120,6 +122,34 @@ static void test_fifo(void)
 	queue_free(q);
 }
 
+/* Syncs of a folder and of something inside it never run at once; a
+ * subtree comparison runs alone. */
+static void test_ancestors_and_trees(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_sync(q, "d", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "d/f", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "dx", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "e", QF_TREE), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "g", QF_CONTENT), 0);
+	struct qentry *d = take_sync(q, "d", QF_CONTENT);
+	/* d/f waits for d; dx is not inside d */
+	struct qentry *dx = take_sync(q, "dx", QF_CONTENT);
+	/* the tree sync waits for everything ahead, g waits for it */
+	CU_ASSERT_PTR_NULL(queue_take(q, SHORT_WAIT_MS));
+	queue_done(q, d);
+	struct qentry *f = take_sync(q, "d/f", QF_CONTENT);
+	queue_done(q, dx);
+	CU_ASSERT_PTR_NULL(queue_take(q, SHORT_WAIT_MS));
+	queue_done(q, f);
+	struct qentry *e = take_sync(q, "e", QF_TREE);
+	CU_ASSERT_PTR_NULL(queue_take(q, SHORT_WAIT_MS));
+	queue_done(q, e);
+	queue_done(q, take_sync(q, "g", QF_CONTENT));
+	expect_nothing(q);
+	queue_free(q);
+}
+
 static void test_coalesce(void)
 {
 	struct queue *q = new_queue();
@@ -135,9 +165,11 @@ static void test_coalesce(void)
 	/* one entry per path, at the place of its first sync, flags ORed */
 	struct qentry *a = take_sync(q, "a", QF_CONTENT | QF_META);
 	CU_ASSERT_EQUAL(a->seq, 1);
+	/* b compares a whole subtree now: a barrier, it waits for a */
+	CU_ASSERT_PTR_NULL(queue_take(q, SHORT_WAIT_MS));
+	queue_done(q, a);
 	struct qentry *b = take_sync(q, "b", QF_CONTENT | QF_TREE);
 	CU_ASSERT_EQUAL(b->seq, 2);
-	queue_done(q, a);
 	queue_done(q, b);
 	expect_nothing(q);
 	queue_free(q);
@@ -606,12 +638,64 @@ static void test_stop(void)
 	queue_free(NULL);
 }
 
+/* queue_seq_floor raises the next seq, never lowers it. */
+static void test_seq_floor(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_restore(q, 7, Q_SYNC, QF_CONTENT, 0, "a", NULL), 0);
+	queue_seq_floor(q, 3); /* below the restored entry: no effect */
+	CU_ASSERT_EQUAL(queue_sync(q, "b", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(stats(q).last_seq, 8);
+	queue_seq_floor(q, 1000);
+	CU_ASSERT_EQUAL(queue_sync(q, "c", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(stats(q).last_seq, 1000);
+	queue_free(q);
+}
+
+/* Sequence numbers keep growing across sessions of one queue.db, even when
+ * the queue was empty at the end (mirrord skips a rename whose seq is not
+ * above the last one applied: a new session starting at 1 lost renames). */
+static void test_seq_survives_restart(void)
+{
+	char dir[] = "/tmp/mirrorfs-qstore.XXXXXX", why[256], path[64];
+	struct qstore *qs;
+	uint64_t first;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL_FATAL(qstore_open(dir, &qs, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(qstore_load(qs, q), 0);
+	CU_ASSERT_EQUAL(qstore_start(qs), 0);
+	CU_ASSERT_EQUAL(queue_rename(q, "a", "b", 0), 0);
+	first = stats(q).last_seq;
+	struct qentry *e = take_rename(q, "a", "b", 0);
+	queue_done(q, e); /* the queue is empty again */
+	queue_stop(q);
+	qstore_close(qs);
+	queue_free(q);
+
+	q = new_queue();
+	CU_ASSERT_EQUAL_FATAL(qstore_open(dir, &qs, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(qstore_load(qs, q), 0);
+	CU_ASSERT_EQUAL(queue_rename(q, "b", "c", 0), 0);
+	CU_ASSERT(stats(q).last_seq > first);
+	qstore_close(qs);
+	queue_free(q);
+	snprintf(path, sizeof(path), "%s/queue.db", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/queue.db-wal", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/queue.db-shm", dir);
+	unlink(path);
+	CU_ASSERT_EQUAL(rmdir(dir), 0);
+}
+
 int suite_fuse_queue(void)
 {
 	CU_pSuite s = CU_add_suite("fuse_queue", NULL, NULL);
 	if (!s)
 		return CU_get_error();
 	if (!CU_add_test(s, "fifo", test_fifo) || !CU_add_test(s, "coalesce", test_coalesce) ||
+	    !CU_add_test(s, "folders and trees", test_ancestors_and_trees) ||
 	    !CU_add_test(s, "no_coalesce_into_inflight", test_no_coalesce_into_inflight) ||
 	    !CU_add_test(s, "rename_barrier", test_rename_barrier) ||
 	    !CU_add_test(s, "rename_moves_pending", test_rename_moves_pending) ||
@@ -629,7 +713,9 @@ int suite_fuse_queue(void)
 	    !CU_add_test(s, "done_below_retry_with_newer_twin",
 			 test_done_below_retry_with_newer_twin) ||
 	    !CU_add_test(s, "blocked_taker_gets_entry", test_blocked_taker_gets_entry) ||
-	    !CU_add_test(s, "stop", test_stop))
+	    !CU_add_test(s, "stop", test_stop) ||
+	    !CU_add_test(s, "seq_floor", test_seq_floor) ||
+	    !CU_add_test(s, "seq_survives_restart", test_seq_survives_restart))
 		return CU_get_error();
 	return 0;
 }
