@@ -30,6 +30,7 @@
 
 #include "links.h"
 #include "log.h"
+#include "mline.h"
 #include "path.h"
 #include "queue.h"
 #include "record.h"
@@ -121,59 +122,28 @@ static int on_line(void *arg, char *line, size_t len)
 {
 	struct rec *rc = arg;
 	struct rmap *m = &rc->map;
-	int r = -EPROTO;
-	cJSON *j = cJSON_ParseWithLength(line, len);
-	const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "p");
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
-	const cJSON *mo = cJSON_GetObjectItemCaseSensitive(j, "m");
-	const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "s");
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "mt");
-	const cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "l");
+	struct mline ml;
+	int r = mline_parse(line, len, &ml);
+	if (r <= 0)
+		return r;
 	struct rentry *e = NULL;
-
-	if (len == 0) {
-		r = 0;
-		goto out;
+	if ((m->n * 2 >= m->nb && map_grow(m) < 0) || !(e = calloc(1, sizeof(*e)))) {
+		mline_release(&ml);
+		return -ENOMEM;
 	}
-	if (!cJSON_IsString(p) || !cJSON_IsString(t) || strlen(t->valuestring) != 1 ||
-	    path_check(p->valuestring, strlen(p->valuestring), 1) < 0)
-		goto out;
-	if (m->n * 2 >= m->nb && map_grow(m) < 0) {
-		r = -ENOMEM;
-		goto out;
-	}
-	e = calloc(1, sizeof(*e));
-	if (!e || !(e->path = strdup(p->valuestring))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	e->type = t->valuestring[0];
-	if (cJSON_IsNumber(mo))
-		e->mode = (uint32_t)mo->valuedouble & 07777;
-	if (cJSON_IsNumber(s) && s->valuedouble >= 0)
-		e->size = (uint64_t)s->valuedouble;
-	if (mt && proto_time_from_json(mt, &e->mtime) < 0)
-		goto out;
-	if (cJSON_IsString(l) && !(e->target = strdup(l->valuestring))) {
-		r = -ENOMEM;
-		goto out;
-	}
+	e->path = ml.path; /* the strings move to the entry */
+	e->target = ml.target;
+	e->type = ml.type;
+	e->mode = ml.mode;
+	e->size = ml.size;
+	e->mtime = ml.mtime;
 	size_t h = hstr(e->path) % m->nb;
 	e->hnext = m->b[h];
 	m->b[h] = e;
 	*m->tail = e;
 	m->tail = &e->lnext;
 	m->n++;
-	e = NULL;
-	r = 0;
-out:
-	if (e) {
-		free(e->path);
-		free(e->target);
-		free(e);
-	}
-	cJSON_Delete(j);
-	return r;
+	return 0;
 }
 
 static int same_time(const struct timespec *a, const struct timespec *b)
@@ -251,6 +221,18 @@ static int visit(struct rec *rc, int dirfd, const char *name, const char *path,
 	return add_todo(rc, path, st);
 }
 
+/* A folder seen by the walk could not be opened (renamed or removed since
+ * its lstat, or unreadable): its contents are unknown, not absent. Keep
+ * what the server has below it; a change made meanwhile is in the queue
+ * (deleting it here would empty a folder whose rename is queued, and the
+ * rename would then carry the empty folder). */
+static void keep_server_subtree(struct rec *rc, const char *path)
+{
+	for (struct rentry *e = rc->map.head; e; e = e->lnext)
+		if (path_is_under(e->path, path))
+			e->seen = 1;
+}
+
 static int walk(struct rec *rc, int dirfd, const char *path)
 {
 	int r = 0;
@@ -282,6 +264,8 @@ static int walk(struct rec *rc, int dirfd, const char *path)
 			if (sub >= 0) {
 				r = walk(rc, sub, child);
 				close(sub);
+			} else {
+				keep_server_subtree(rc, child);
 			}
 		}
 		free(child);
@@ -398,9 +382,22 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 		deleted = e->path;
 		progress(m, 1, ++done, total, bytes, rc.bytes_total);
 	}
+	int again = 0;
 	for (size_t i = 0; i < rc.ntodo; i++) {
 		struct todo *t = &rc.todo[i];
-		res = worker_sync_path(w, t->path, QF_CONTENT, NULL, 0);
+		struct stat now;
+		int lr = safe_lstat(m->backing_fd, t->path, &now);
+		if (lr == -ENOENT) {
+			/* Gone since the walk: removed or renamed meanwhile, and
+			 * queued by the front end behind this entry. Not deleted
+			 * here: a queued rename of a folder above it must carry
+			 * the server's copy, which the comparison after that
+			 * rename then brings up to date. */
+			again = 1;
+			progress(m, 1, ++done, total, bytes, rc.bytes_total);
+			continue;
+		}
+		res = worker_sync_path(w, t->path, QF_CONTENT, lr == 0 ? &now : NULL, 0);
 		if (res == SEND_RETRY)
 			goto out;
 		if (res == SEND_CHANGED) {
@@ -420,6 +417,8 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 		progress(m, 1, ++done, total, bytes, rc.bytes_total);
 	}
 	res = SEND_OK;
+	if (again && queue_sync_since(m->q, path, QF_TREE, w->since) < 0)
+		mirror_error(m, path, "cannot queue change: out of memory");
 	pthread_mutex_lock(&m->stats_lock);
 	m->stats.rec_runs++;
 	pthread_mutex_unlock(&m->stats_lock);
