@@ -11,7 +11,8 @@
 #     says so; mirrord back on the same port: everything arrives;
 #   - mirrord SIGKILLed while a large file is in flight;
 #   - mirrorfs SIGKILLed with changes pending, then mounted again;
-#   - unmount with changes pending while the server is down.
+#   - unmount with changes pending while the server is down;
+#   - a rename after all those remounts is applied (not taken for a replay).
 # `mirrorfs sync` is expected to cover the reconciliation at mount too.
 #
 # timeout: 600
@@ -81,7 +82,7 @@ mv "$M/down-dir" "$M/down-dir-renamed"
 rm "$M/README"
 chmod 0700 "$M/docs"
 check "status works while the server is down" mirror_status
-if timeout -k 5 40 "$MIRRORFS" sync "$M" --timeout 3 >"$T/sync.out" 2>&1; then
+if timeout -k 5 40 "${MIRRORFS_CLI[@]}" sync "$T_TARGET" --timeout 3 >"$T/sync.out" 2>&1; then
 	check "sync must fail while the server is down" false
 else
 	rc=$?
@@ -123,6 +124,18 @@ restart_mirrord
 mount_mirrorfs
 sync_mirror 120
 check_trees "after an unmount with changes pending"
+
+step "a rename after a remount"
+# mirrord skips a rename whose sequence number is not above the last one it
+# applied from this client: numbers must go on growing across sessions,
+# also when the queue was empty at the unmount.
+mv "$M/docs-moved" "$M/docs-again"
+sync_mirror
+unmount_mirrorfs
+mount_mirrorfs
+mv "$M/docs-again" "$M/docs-final"
+sync_mirror
+check_trees "a rename after a remount"
 
 unmount_mirrorfs
 stop_mirrord
