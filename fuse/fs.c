@@ -71,6 +71,8 @@ static void capture_fi(const char *path, struct fuse_file_info *fi, unsigned fla
 		return;
 	}
 	if (fi && get_fh(fi)->of && flags & QF_CONTENT) {
+		/* ftruncate: not a range */
+		ofiles_dirty(&ctx()->ofiles, get_fh(fi)->of->dev, get_fh(fi)->of->ino, 0, 0);
 		ofiles_written(&ctx()->ofiles, get_fh(fi)->of);
 		return;
 	}
@@ -233,6 +235,9 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 			return -errno;
 		r = ftruncate(fd, size);
 		int saverr = errno;
+		struct stat st;
+		if (r == 0 && fstat(fd, &st) == 0)
+			ofiles_dirty(&ctx()->ofiles, st.st_dev, st.st_ino, 0, 0);
 		close(fd);
 		errno = saverr;
 	}
@@ -286,8 +291,10 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 	int r = make_fh(path, fd, fi->flags, fi);
 	if (r < 0)
 		return r;
-	if (fi->flags & O_TRUNC)
+	if (fi->flags & O_TRUNC) {
+		ofiles_dirty(&m->ofiles, get_fh(fi)->of->dev, get_fh(fi)->of->ino, 0, 0);
 		ofiles_written(&m->ofiles, get_fh(fi)->of);
+	}
 	return 0;
 }
 
@@ -301,6 +308,7 @@ static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	if (r < 0)
 		return r;
 	/* A new (maybe empty) file must reach the server even without writes. */
+	ofiles_dirty(&m->ofiles, get_fh(fi)->of->dev, get_fh(fi)->of->ino, 0, 0);
 	ofiles_written(&m->ofiles, get_fh(fi)->of);
 	return 0;
 }
@@ -330,8 +338,10 @@ static int fs_write_buf(const char *path, struct fuse_bufvec *buf, off_t off,
 	dst.buf[0].fd = h->fd;
 	dst.buf[0].pos = off;
 	ssize_t n = fuse_buf_copy(&dst, buf, FUSE_BUF_SPLICE_NONBLOCK);
-	if (n > 0)
+	if (n > 0) {
+		ofiles_dirty(&ctx()->ofiles, h->of->dev, h->of->ino, (uint64_t)off, (uint64_t)n);
 		ofiles_written(&ctx()->ofiles, h->of);
+	}
 	return (int)n;
 }
 
@@ -531,6 +541,8 @@ static int fs_fallocate(const char *path, int mode, off_t off, off_t len,
 	(void)path;
 	if (fallocate(get_fh(fi)->fd, mode, off, len) < 0)
 		return -errno;
+	/* may change the size (KEEP_SIZE or not): treat as a size change */
+	ofiles_dirty(&ctx()->ofiles, get_fh(fi)->of->dev, get_fh(fi)->of->ino, 0, 0);
 	ofiles_written(&ctx()->ofiles, get_fh(fi)->of);
 	return 0;
 }
@@ -546,6 +558,8 @@ static ssize_t fs_copy_file_range(const char *path_in, struct fuse_file_info *fi
 				    len, (unsigned)flags);
 	if (n < 0)
 		return -errno;
+	ofiles_dirty(&ctx()->ofiles, get_fh(fi_out)->of->dev, get_fh(fi_out)->of->ino,
+		     (uint64_t)(off_out - n), (uint64_t)n);
 	ofiles_written(&ctx()->ofiles, get_fh(fi_out)->of);
 	return n;
 }

@@ -10,6 +10,7 @@
 #define MIRRORFS_MIRROR_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -56,6 +57,7 @@ struct mirror {
 	int lock_fd;        /* owned; flock'ed lock file in state_dir */
 	char client_id[33];
 	int server_delta;   /* mirrord accepts delta commits ("delta" in ping) */
+	atomic_int busy_workers; /* uploader workers processing an entry */
 
 	struct queue *q;      /* owned */
 	struct ofiles ofiles; /* open files */

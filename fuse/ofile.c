@@ -24,6 +24,12 @@ void ofiles_release(struct ofiles *t)
 {
 	if (!t)
 		return;
+	for (unsigned i = 0; i < OFILE_HASH; i++)
+		while (t->dirty[i]) {
+			struct dirty *n = t->dirty[i]->next;
+			free(t->dirty[i]);
+			t->dirty[i] = n;
+		}
 	for (unsigned i = 0; i < OFILE_HASH; i++) {
 		struct ofile *of = t->hash[i];
 		while (of) {
@@ -170,4 +176,105 @@ void ofiles_uploaded(struct ofiles *t, dev_t dev, ino_t ino, int64_t started)
 	if (of && atomic_load(&of->last_write) < started)
 		atomic_store(&of->dirty_since, 0);
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* Merge [a, b) into d's sorted disjoint ranges. When they are all used,
+ * the new range joins its nearest neighbour: a superset is still right. */
+static void add_range(struct dirty *d, uint64_t a, uint64_t b)
+{
+	int i = 0;
+	while (i < d->n && d->r[i].end < a)
+		i++;
+	int j = i;
+	while (j < d->n && d->r[j].start <= b) {
+		if (d->r[j].start < a)
+			a = d->r[j].start;
+		if (d->r[j].end > b)
+			b = d->r[j].end;
+		j++;
+	}
+	/* ranges i..j-1 merge into [a, b) */
+	if (j == i && d->n == OFILE_RANGES) {
+		/* no room: widen a neighbour */
+		int k = i < d->n ? i : d->n - 1;
+		if (a < d->r[k].start)
+			d->r[k].start = a;
+		if (b > d->r[k].end)
+			d->r[k].end = b;
+		/* it may now touch the next one */
+		while (k + 1 < d->n && d->r[k + 1].start <= d->r[k].end) {
+			if (d->r[k + 1].end > d->r[k].end)
+				d->r[k].end = d->r[k + 1].end;
+			memmove(&d->r[k + 1], &d->r[k + 2], (size_t)(d->n - k - 2) * sizeof(d->r[0]));
+			d->n--;
+		}
+		while (k > 0 && d->r[k - 1].end >= d->r[k].start) {
+			if (d->r[k].end > d->r[k - 1].end)
+				d->r[k - 1].end = d->r[k].end;
+			memmove(&d->r[k], &d->r[k + 1], (size_t)(d->n - k - 1) * sizeof(d->r[0]));
+			d->n--;
+			k--;
+		}
+		return;
+	}
+	memmove(&d->r[i + 1], &d->r[j], (size_t)(d->n - j) * sizeof(d->r[0]));
+	d->n = d->n - (j - i) + 1;
+	d->r[i].start = a;
+	d->r[i].end = b;
+}
+
+static struct dirty **dirty_slot(struct ofiles *t, dev_t dev, ino_t ino)
+{
+	struct dirty **pp = &t->dirty[slot(dev, ino)];
+	while (*pp && !((*pp)->dev == dev && (*pp)->ino == ino))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+void ofiles_dirty(struct ofiles *t, dev_t dev, ino_t ino, uint64_t off, uint64_t len)
+{
+	pthread_mutex_lock(&t->lock);
+	struct dirty **pp = dirty_slot(t, dev, ino), *d = *pp;
+	if (!d) {
+		d = calloc(1, sizeof(*d));
+		if (!d) {
+			pthread_mutex_unlock(&t->lock);
+			return; /* unknown = whole file: still right */
+		}
+		d->dev = dev;
+		d->ino = ino;
+		*pp = d;
+	}
+	if (len == 0 || off + len < off)
+		d->whole = 1;
+	else if (!d->whole)
+		add_range(d, off, off + len);
+	pthread_mutex_unlock(&t->lock);
+}
+
+int ofiles_take_dirty(struct ofiles *t, dev_t dev, ino_t ino, struct drange *out)
+{
+	int n = -1;
+	pthread_mutex_lock(&t->lock);
+	struct dirty **pp = dirty_slot(t, dev, ino), *d = *pp;
+	if (d) {
+		*pp = d->next;
+		if (!d->whole) {
+			n = d->n;
+			memcpy(out, d->r, (size_t)n * sizeof(*out));
+		}
+		free(d);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+void ofiles_return_dirty(struct ofiles *t, dev_t dev, ino_t ino, const struct drange *r, int n)
+{
+	if (n < 0) {
+		ofiles_dirty(t, dev, ino, 0, 0);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		ofiles_dirty(t, dev, ino, r[i].start, r[i].end - r[i].start);
 }

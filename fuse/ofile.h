@@ -39,10 +39,29 @@ struct ofile {
 };
 
 #define OFILE_HASH 1024
+#define OFILE_RANGES 16
+
+/* The byte ranges of a file written since its last upload began, so that
+ * the upload re-reads and re-hashes only around them (transfer.c). Kept
+ * by inode, also after the file is closed, until the uploader takes them.
+ * No entry means "unknown": the whole file is read. */
+struct drange {
+	uint64_t start, end; /* [start, end) */
+};
+
+struct dirty {
+	dev_t dev;
+	ino_t ino;
+	int whole;  /* changed in ways not tracked by range */
+	int n;
+	struct drange r[OFILE_RANGES];
+	struct dirty *next;
+};
 
 struct ofiles {
 	pthread_mutex_t lock;
 	struct ofile *hash[OFILE_HASH];
+	struct dirty *dirty[OFILE_HASH]; /* under lock */
 	struct queue *q; /* borrowed */
 };
 
@@ -60,6 +79,18 @@ void ofiles_close(struct ofiles *t, struct ofile *of, int writer);
 /* The file was written: queue a content sync unless one is already queued.
  * The fast path is two atomic operations. */
 void ofiles_written(struct ofiles *t, struct ofile *of);
+
+/* Bytes [off, off + len) of (dev, ino) changed; len 0 means "in a way
+ * not described by a range" (truncate, O_TRUNC): the whole file is read at
+ * the next upload. A mutex and a few comparisons. */
+void ofiles_dirty(struct ofiles *t, dev_t dev, ino_t ino, uint64_t off, uint64_t len);
+
+/* For the uploader: take the ranges of (dev, ino) (up to OFILE_RANGES,
+ * sorted, disjoint). Returns their number, or -1 if unknown or whole. */
+int ofiles_take_dirty(struct ofiles *t, dev_t dev, ino_t ino, struct drange *out);
+
+/* Put ranges back after a failed upload (n = -1: the whole file). */
+void ofiles_return_dirty(struct ofiles *t, dev_t dev, ino_t ino, const struct drange *r, int n);
 
 /* Update paths after a rename (exchange: both ways) or an unlink of path. */
 void ofiles_renamed(struct ofiles *t, const char *from, const char *to, int exchange);

@@ -25,6 +25,7 @@ int record_open(const char *dir, struct record **out)
 	snprintf(path, sizeof(path), "%s/record.db", dir);
 	if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 						  SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(r->db, 10000) != SQLITE_OK ||
 	    sqlite3_exec(r->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
 				"CREATE TABLE IF NOT EXISTS synced (path BLOB PRIMARY KEY,"
 				" ino INTEGER, size INTEGER, ms INTEGER, mn INTEGER,"
@@ -104,6 +105,19 @@ void record_put(struct record *r, const char *path, const struct stat *st,
 	sqlite3_reset(r->put);
 	sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
 	free(blob);
+}
+
+struct proto_chunk *record_list_ino(struct record *r, const char *path, ino_t ino, size_t *n)
+{
+	int same = 0;
+	*n = 0;
+	if (!r)
+		return NULL;
+	sqlite3_bind_blob(r->get, 1, path, (int)strlen(path), SQLITE_STATIC);
+	if (sqlite3_step(r->get) == SQLITE_ROW)
+		same = sqlite3_column_int64(r->get, 0) == (sqlite3_int64)ino;
+	sqlite3_reset(r->get);
+	return same ? record_list(r, path, n) : NULL;
 }
 
 struct proto_chunk *record_list(struct record *r, const char *path, size_t *n)

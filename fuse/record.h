@@ -43,6 +43,10 @@ void record_put(struct record *r, const char *path, const struct stat *st,
  * NULL if unknown. */
 struct proto_chunk *record_list(struct record *r, const char *path, size_t *n);
 
+/* The same, only if the record is of inode ino (the list describes this
+ * file, not an earlier one at that name). */
+struct proto_chunk *record_list_ino(struct record *r, const char *path, ino_t ino, size_t *n);
+
 /* A path whose recorded list has this digest (a new string, caller frees),
  * or NULL. */
 char *record_find_digest(struct record *r, const struct hash_id *digest);

@@ -329,29 +329,157 @@ static int same_version(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec && a->st_ino == b->st_ino;
 }
 
+/*
+ * Partial re-chunking. When the FUSE layer says which ranges changed and
+ * the record has the list last sent for this inode, chunks entirely before
+ * the first changed byte are kept as they are (a content-defined boundary
+ * depends only on the bytes before it), chunking restarts at the start of
+ * the chunk holding that byte, and stops as soon as a boundary past the
+ * last changed byte falls on an old boundary (the file's size unchanged):
+ * from there on, the old chunks are the new ones. A few bytes changed in a
+ * huge file cost reading and hashing a few chunks, not the file.
+ */
+struct partial {
+	struct proto_chunk *old; /* owned */
+	uint64_t *ooff;          /* owned; ooff[i] = start of old chunk i, ooff[nold] = size */
+	size_t nold, first;      /* old chunks [0, first) are kept */
+	uint64_t span_end;       /* end of the changed range being re-chunked */
+	const struct drange *dr; /* borrowed: the changed ranges */
+	int ndr, cur;            /* dr[cur] is being re-chunked */
+	int same_size;
+};
+
+static void partial_release(struct partial *p)
+{
+	free(p->old);
+	free(p->ooff);
+	memset(p, 0, sizeof(*p));
+}
+
+/* The old chunk holding byte a (the last chunk if a is at or past the end:
+ * that chunk was cut by the end of the file, not by its content). */
+static size_t partial_chunk_at(const struct partial *p, uint64_t a)
+{
+	size_t lo = 0, hi = p->nold - 1;
+	if (a >= p->ooff[p->nold])
+		return p->nold - 1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo + 1) / 2;
+		if (p->ooff[mid] <= a)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+/* Set p up, or leave it empty (whole-file transfer). */
+static void partial_plan(struct worker *w, const char *path, const struct stat *st,
+			 const struct drange *dr, int ndr, struct partial *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (ndr <= 0 || !(p->old = record_list_ino(w->rec, path, st->st_ino, &p->nold)))
+		return;
+	if (p->nold == 0 || !(p->ooff = malloc((p->nold + 1) * sizeof(*p->ooff)))) {
+		partial_release(p);
+		return;
+	}
+	p->ooff[0] = 0;
+	for (size_t i = 0; i < p->nold; i++)
+		p->ooff[i + 1] = p->ooff[i] + p->old[i].len;
+	p->dr = dr;
+	p->ndr = ndr;
+	p->cur = 0;
+	p->first = partial_chunk_at(p, dr[0].start);
+	p->span_end = dr[0].end;
+	p->same_size = p->ooff[p->nold] == (uint64_t)st->st_size;
+	if (!p->same_size) /* an append or a shrink: re-chunk to the end */
+		p->span_end = UINT64_MAX;
+}
+
+/* After a cut at file offset end: the index of the old chunk starting
+ * there, if the rest of the file can be taken from the old list. */
+static int partial_aligned(const struct partial *p, uint64_t end, size_t *j)
+{
+	if (!p->old || !p->same_size || end < p->span_end)
+		return 0;
+	size_t lo = p->first + 1, hi = p->nold;
+	while (lo <= hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p->ooff[mid] == end) {
+			*j = mid;
+			return 1;
+		}
+		if (p->ooff[mid] < end)
+			lo = mid + 1;
+		else if (mid == 0)
+			break;
+		else
+			hi = mid - 1;
+	}
+	return 0;
+}
+
+static int add_old(struct xfer *x, const struct partial *p, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++) {
+		if (x->n == x->alloc) {
+			size_t na = x->alloc ? x->alloc * 2 : 64;
+			struct chunk_ref *c = realloc(x->chunks, na * sizeof(*c));
+			if (!c)
+				return -ENOMEM;
+			x->chunks = c;
+			x->alloc = na;
+		}
+		x->chunks[x->n].id = p->old[i].id;
+		x->chunks[x->n].len = p->old[i].len;
+		x->chunks[x->n].off = p->ooff[i];
+		x->n++;
+	}
+	return 0;
+}
+
 enum send_result transfer_file(struct worker *w, const char *path, int fd,
-			       const struct stat *st, uint64_t seq)
+			       const struct stat *st, uint64_t seq, const struct drange *dr,
+			       int ndr)
 {
 	struct xfer x = { .w = w, .path = path, .fd = fd };
 	struct chunker ck;
+	struct partial part;
 	enum send_result res = SEND_LOCAL;
 	size_t cap = TRANSFER_BATCH + CHUNK_MAX;
 	uint8_t *buf = malloc(cap);
 	size_t fill = 0;
-	uint64_t off = 0; /* file offset of buf[0] */
-	int eof = 0;
+	uint64_t off = 0, nread = 0; /* file offset of buf[0]; bytes read */
+	int eof = 0, aligned = 0;
 	cJSON *reply = NULL;
 
 	buf_init(&x.body, PROTO_CHUNKS_BODY_MAX);
 	buf_init(&x.zbuf, 2 * CHUNK_PROTO_MAX);
 	chunker_init(&ck);
+	partial_plan(w, path, st, dr, ndr, &part);
 	if (!buf) {
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		goto out;
 	}
-	while (!eof || fill > 0) {
-		while (!eof && fill < cap) {
-			ssize_t n = pread(fd, buf + fill, cap - fill, (off_t)(off + fill));
+	if (part.old) {
+		if (add_old(&x, &part, 0, part.first) < 0)
+			goto out;
+		off = part.ooff[part.first];
+	}
+	while (!aligned && (!eof || fill > 0)) {
+		/* While re-chunking a changed range, read little past its end:
+		 * the old boundaries usually come back within a chunk or two. */
+		size_t want = cap;
+		if (part.old && part.span_end != UINT64_MAX) {
+			uint64_t need = (part.span_end > off ? part.span_end - off : 0) + 4 * CHUNK_MAX;
+			if (need < want)
+				want = (size_t)need;
+			if (want < fill + CHUNK_MAX)
+				want = fill + 4 * CHUNK_MAX < cap ? fill + 4 * CHUNK_MAX : cap;
+		}
+		while (!eof && fill < want) {
+			ssize_t n = pread(fd, buf + fill, want - fill, (off_t)(off + fill));
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -362,8 +490,9 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 			if (n == 0)
 				eof = 1;
 			fill += (size_t)n;
+			nread += (size_t)n;
 		}
-		size_t pos = 0, first = x.n;
+		size_t pos = 0, first = x.n, j;
 		for (;;) {
 			size_t len = chunker_next(&ck, buf + pos, fill - pos, eof);
 			if (len == 0)
@@ -373,22 +502,48 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 				goto out;
 			}
 			pos += len;
+			if (partial_aligned(&part, off + pos, &j)) {
+				aligned = 1;
+				break;
+			}
 			if (pos == fill)
 				break;
 		}
 		if (x.n > first && (res = send_batch(&x, first, buf, off)) != SEND_OK)
 			goto out;
 		res = SEND_LOCAL;
+		if (aligned) {
+			/* Skip to the next changed range that lies beyond this
+			 * point, keeping the old chunks in between. */
+			while (part.cur < part.ndr && part.dr[part.cur].end <= part.ooff[j])
+				part.cur++;
+			size_t k = part.cur < part.ndr ? partial_chunk_at(&part, part.dr[part.cur].start)
+						       : part.nold;
+			if (k < j)
+				k = j; /* the next range starts inside what was just cut */
+			if (add_old(&x, &part, j, k) < 0)
+				goto out;
+			if (k < part.nold) {
+				aligned = 0;
+				part.span_end = part.dr[part.cur].end;
+				off = part.ooff[k];
+				fill = 0;
+				eof = 0;
+				continue;
+			}
+			break;
+		}
 		memmove(buf, buf + pos, fill - pos);
 		off += pos;
 		fill -= pos;
 	}
 	pthread_mutex_lock(&w->m->stats_lock);
-	w->m->stats.bytes_read += off;
+	w->m->stats.bytes_read += nread;
 	pthread_mutex_unlock(&w->m->stats_lock);
 
 	struct stat after;
-	if (fstat(fd, &after) < 0 || !same_version(st, &after) || off != (uint64_t)st->st_size) {
+	if (fstat(fd, &after) < 0 || !same_version(st, &after) ||
+	    (!aligned && off != (uint64_t)st->st_size)) {
 		snprintf(w->why, sizeof(w->why), "changed while being read");
 		res = SEND_CHANGED;
 		goto out;
@@ -448,6 +603,7 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	}
 out:
 	cJSON_Delete(reply);
+	partial_release(&part);
 	free(buf);
 	free(x.chunks);
 	buf_release(&x.body);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,14 @@
 #include "record.h"
 #include "worker.h"
 
+/* Workers: each has its own connection, so uploads overlap (the queue
+ * keeps dependent entries apart, see queue.h). */
+#define UPLOADER_THREADS 4
+
 struct uploader {
 	struct mirror *m; /* borrowed */
-	pthread_t thread;
+	pthread_t threads[UPLOADER_THREADS];
+	int nthreads;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int stopping; /* under lock */
@@ -126,6 +132,7 @@ static void *run(void *arg)
 		if (!e)
 			break;
 		enum send_result r;
+		atomic_fetch_add(&m->busy_workers, 1);
 		for (;;) {
 			r = process(&w, e);
 			if (r != SEND_RETRY)
@@ -137,6 +144,7 @@ static void *run(void *arg)
 			if (nap(u, uploader_backoff_ms(e->attempts)))
 				break;
 		}
+		atomic_fetch_sub(&m->busy_workers, 1);
 		switch (r) {
 		case SEND_OK:
 			queue_done(m->q, e);
@@ -174,7 +182,10 @@ struct uploader *uploader_start(struct mirror *m)
 	u->m = m;
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->cond, NULL);
-	if (pthread_create(&u->thread, NULL, run, u) != 0) {
+	for (int i = 0; i < UPLOADER_THREADS; i++)
+		if (pthread_create(&u->threads[u->nthreads], NULL, run, u) == 0)
+			u->nthreads++;
+	if (u->nthreads == 0) {
 		pthread_mutex_destroy(&u->lock);
 		pthread_cond_destroy(&u->cond);
 		free(u);
@@ -204,7 +215,8 @@ void uploader_stop(struct uploader *u, int drain_ms)
 	pthread_cond_broadcast(&u->cond);
 	pthread_mutex_unlock(&u->lock);
 	queue_stop(m->q);
-	pthread_join(u->thread, NULL);
+	for (int i = 0; i < u->nthreads; i++)
+		pthread_join(u->threads[i], NULL);
 	pthread_mutex_destroy(&u->lock);
 	pthread_cond_destroy(&u->cond);
 	free(u);

@@ -110,6 +110,15 @@ enum send_result worker_probe(struct worker *w)
 	return SEND_OK;
 }
 
+/* Queue a metadata sync of path's parent folder. */
+static void recheck_parent(struct worker *w, const char *path)
+{
+	char *parent = strndup(path, path_parent_len(path));
+	if (parent && queue_sync_since(w->m->q, parent, QF_META, w->since) < 0)
+		log_error("cannot queue change: out of memory");
+	free(parent);
+}
+
 enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uint64_t seq,
 				cJSON **reply)
 {
@@ -128,6 +137,15 @@ enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uin
 		return res;
 	res = send_classify(status);
 	if (res == SEND_OK) {
+		/* Another worker may have applied an op in the same folder with
+		 * a newer folder mtime before this one: check the folder's mtime
+		 * again once this is done, so the last word is the newest. */
+		if (atomic_load(&w->m->busy_workers) > 1) {
+			if (op->has_pmtime)
+				recheck_parent(w, op->path);
+			if (op->has_pmtime2)
+				recheck_parent(w, op->path2);
+		}
 		pthread_mutex_lock(&w->m->stats_lock);
 		w->m->stats.ops_applied++;
 		w->m->stats.last_ok = time(NULL);
@@ -222,8 +240,12 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 		close(fd);
 		return SEND_CHANGED;
 	}
-	enum send_result r = transfer_file(w, path, fd, &fst, seq);
+	struct drange dr[OFILE_RANGES];
+	int ndr = ofiles_take_dirty(&m->ofiles, fst.st_dev, fst.st_ino, dr);
+	enum send_result r = transfer_file(w, path, fd, &fst, seq, dr, ndr);
 	close(fd);
+	if (r != SEND_OK)
+		ofiles_return_dirty(&m->ofiles, fst.st_dev, fst.st_ino, dr, ndr);
 	if (r == SEND_OK) {
 		ofiles_uploaded(&m->ofiles, fst.st_dev, fst.st_ino, now);
 		if (fst.st_nlink > 1 && !(flags & QF_NOLINK)) {

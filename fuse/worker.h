@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "http.h"
 #include "mirror.h"
+#include "ofile.h"
 #include "proto.h"
 
 enum send_result {
@@ -80,9 +81,12 @@ enum send_result worker_sync_path(struct worker *w, const char *path, unsigned f
 				  const struct stat *st, uint64_t seq);
 
 /* Upload the regular file path (open as fd, fstat'ed as st): chunks the
- * server lacks, then the commit. Defined in transfer.c. */
+ * server lacks, then the commit. dr[0..ndr) are the ranges written since
+ * the last upload (sorted, disjoint; ndr < 0: unknown, read everything).
+ * Defined in transfer.c. */
 enum send_result transfer_file(struct worker *w, const char *path, int fd,
-			       const struct stat *st, uint64_t seq);
+			       const struct stat *st, uint64_t seq, const struct drange *dr,
+			       int ndr);
 
 /* Make the server's subtree at path equal to BACKING's (both sides listed,
  * only differences sent). Defined in reconcile.c. */
