@@ -365,7 +365,9 @@ start_mirrord() {
 		fi
 		p=""
 		[[ -s $T/port ]] && read -r p <"$T/port" 2>/dev/null
-		if [[ $p =~ ^[0-9]+$ ]] && curl -sf --max-time 2 "http://127.0.0.1:$p/v1/ping" >/dev/null; then
+		# 401: a mirrord started with --token-file answers too.
+		if [[ $p =~ ^[0-9]+$ ]] && [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+			"http://127.0.0.1:$p/v1/ping") =~ ^(200|401)$ ]]; then
 			PORT=$p
 			URL=http://127.0.0.1:$PORT
 			step "mirrord pid $MIRRORD_PID on $URL"
