@@ -10,8 +10,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
-MIRRORFS=$ROOT/$BUILD/mirrorfs
-MIRRORD=$ROOT/$BUILD/mirrord
+case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
+MIRRORFS=$B/mirrorfs
+MIRRORD=$B/mirrord
 FILES=${BENCH_FILES:-100000}
 ROUNDS=${BENCH_ROUNDS:-3}
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mirrorfs-bench-rec.XXXXXX")
