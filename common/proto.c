@@ -91,6 +91,27 @@ int proto_json_depth(const cJSON *j)
 	return max + 1;
 }
 
+int proto_json_has_nul(const char *text, size_t len)
+{
+	int in_str = 0;
+	if (memchr(text, '\0', len))
+		return 1;
+	for (size_t i = 0; i < len; i++) {
+		if (!in_str) {
+			in_str = text[i] == '"';
+			continue;
+		}
+		if (text[i] == '"') {
+			in_str = 0;
+		} else if (text[i] == '\\' && i + 1 < len) {
+			i++; /* the escaped character is never a quote that ends the string */
+			if (text[i] == 'u' && len - i > 4 && memcmp(text + i + 1, "0000", 4) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
 cJSON *proto_time_to_json(const struct timespec *ts)
 {
 	cJSON *a = cJSON_CreateArray();

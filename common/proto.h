@@ -118,4 +118,10 @@ struct proto_chunk *proto_apply_edits(const struct proto_chunk *base, size_t nba
 /* Maximum nesting depth of a cJSON tree (for the JSON depth cap). */
 int proto_json_depth(const cJSON *j);
 
+/* 1 if the JSON text[0..len) holds a NUL: a raw NUL byte, or a \u0000
+ * escape inside a string; 0 otherwise. cJSON cuts a string at its first
+ * NUL, so "a\u0000/../b" would silently become the path "a": a text that
+ * holds one must be refused before parsing. Pure. */
+int proto_json_has_nul(const char *text, size_t len);
+
 #endif

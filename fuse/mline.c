@@ -32,6 +32,8 @@ int mline_parse(const char *line, size_t len, struct mline *out)
 	memset(out, 0, sizeof(*out));
 	if (len == 0)
 		return 0;
+	if (proto_json_has_nul(line, len))
+		return -EPROTO; /* cJSON would cut the path at the NUL */
 	cJSON *j = cJSON_ParseWithLength(line, len);
 	if (!cJSON_IsObject(j))
 		goto out;

@@ -341,6 +341,11 @@ static void take_body(struct http_server *s, struct req *q, const char *data, si
  * caller deletes the tree with cJSON_Delete. */
 static cJSON *parse_body(struct req *q, struct MHD_Connection *c, enum MHD_Result *ret)
 {
+	if (proto_json_has_nul(q->body.data ? q->body.data : "", q->body.len)) {
+		log_warn("request with a nul in its json");
+		*ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "nul in json");
+		return NULL;
+	}
 	cJSON *j = cJSON_ParseWithLength(q->body.data ? q->body.data : "", q->body.len);
 	if (!j) {
 		log_warn("request with malformed json");

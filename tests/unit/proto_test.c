@@ -398,6 +398,23 @@ static void test_times(void)
 	}
 }
 
+static void test_json_nul(void)
+{
+#define HAS(s) proto_json_has_nul((s), sizeof(s) - 1)
+	CU_ASSERT_EQUAL(HAS("{\"p\":\"a\\u0000b\"}"), 1);
+	CU_ASSERT_EQUAL(HAS("{\"p\\u0000\":1}"), 1);        /* in a key too */
+	CU_ASSERT_EQUAL(HAS("{\"p\":\"a\0b\"}"), 1);          /* a raw NUL */
+	CU_ASSERT_EQUAL(HAS("{\"p\":\"a\\\\u0000b\"}"), 0); /* an escaped backslash, then text */
+	CU_ASSERT_EQUAL(HAS("{\"p\":\"a\\u0001\\\"\\u00000\"}"), 1);
+	CU_ASSERT_EQUAL(HAS("{\"p\":\"a\\u00001\"}"), 1);
+	CU_ASSERT_EQUAL(HAS("{\"p\":\"\\u0100\"}"), 0);
+	CU_ASSERT_EQUAL(HAS("{\"p\":\"\\\"\\u000\"}"), 0);  /* too short */
+	CU_ASSERT_EQUAL(HAS("{\"p\":\"\\u000"), 0);
+	CU_ASSERT_EQUAL(HAS("\\u0000"), 0);                  /* outside a string: cJSON refuses it */
+	CU_ASSERT_EQUAL(HAS(""), 0);
+#undef HAS
+}
+
 static void test_errno_map(void)
 {
 	static const int errs[] = { ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL,
@@ -444,7 +461,8 @@ int suite_proto(void)
 	    !CU_add_test(s, "wrong types", test_wrong_types) ||
 	    !CU_add_test(s, "chunk sums", test_chunk_sums) ||
 	    !CU_add_test(s, "unknown op and depth", test_unknown_and_depth) ||
-	    !CU_add_test(s, "times", test_times) || !CU_add_test(s, "errno map", test_errno_map))
+	    !CU_add_test(s, "times", test_times) || !CU_add_test(s, "errno map", test_errno_map) ||
+	    !CU_add_test(s, "json nul", test_json_nul))
 		return CU_get_error();
 	return 0;
 }
