@@ -1,0 +1,203 @@
+#!/bin/bash
+# t_sandbox: the units' system call filters and socket families allow
+# everything mirrord and mirrorfs do.
+#
+# systemd is not PID 1 where the tests run, so the units cannot be started;
+# instead, what each unit runs is traced with strace through a workload that
+# touches every kind of change, and every system call made must be allowed
+# by the unit's SystemCallFilter= lines (expanded with `systemd-analyze
+# syscall-filter`), every socket() family by RestrictAddressFamilies=.
+#   - mirrord.service: the launcher (packaging/mirrord-service) and mirrord,
+#     as an unprivileged user (setpriv), as the unit runs them;
+#   - mirrorfs@.service: mirrorfs -f as root, and the ExecStop commands.
+# Needs root, strace, setpriv and systemd-analyze (skipped otherwise).
+#
+# timeout: 300
+
+. "$(dirname "$0")/lib.sh"
+
+need_mount
+for tool in strace setpriv systemd-analyze; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "SKIP: $T_NAME: $tool is missing"
+		exit 0
+	fi
+done
+if [[ $(id -u) != 0 ]]; then
+	echo "SKIP: $T_NAME: needs root"
+	exit 0
+fi
+t_setup
+P=$T_ROOT/packaging
+need_fsop
+
+# ------------------------------------------------------------ the filters
+
+# Every group of `systemd-analyze syscall-filter`, expanded: GROUP[@name]="a b ...".
+declare -A GROUP
+load_groups() {
+	local line cur="" l
+	while IFS= read -r line; do
+		l=${line#"${line%%[![:space:]]*}"}
+		[[ -z $l || $l == \#* ]] && continue
+		if [[ $line == @* ]]; then
+			cur=$line
+			GROUP[$cur]=""
+		elif [[ -n $cur ]]; then
+			GROUP[$cur]+="$l "
+		fi
+	done < <(systemd-analyze syscall-filter 2>/dev/null)
+	((${#GROUP[@]} > 10)) || fail "systemd-analyze syscall-filter listed no groups"
+}
+
+# expand NAME...: the system calls NAME (a call or a @group) stand for.
+declare -A EXP_SEEN
+expand() {
+	local x
+	for x in "$@"; do
+		if [[ $x == @* ]]; then
+			[[ -n ${GROUP[$x]+set} ]] || fail "unknown syscall group $x"
+			# shellcheck disable=SC2086 # a list of names
+			expand ${GROUP[$x]}
+		else
+			EXP_SEEN[$x]=1
+		fi
+	done
+}
+
+# allowed_calls UNIT: the calls UNIT's SystemCallFilter= lines allow, one a
+# line (the first allow-list, minus every ~deny-list, as systemd does).
+allowed_calls() {
+	local unit=$1 v allow=() deny=()
+	while IFS= read -r v; do
+		if [[ $v == ~* ]]; then
+			# shellcheck disable=SC2206 # a list of names
+			deny+=(${v#\~})
+		else
+			# shellcheck disable=SC2206
+			allow+=($v)
+		fi
+	done < <(sed -n 's/^SystemCallFilter=//p' "$unit")
+	((${#allow[@]})) || fail "$unit has no SystemCallFilter= allow-list"
+	EXP_SEEN=()
+	expand "${allow[@]}"
+	local -A ok=()
+	for v in "${!EXP_SEEN[@]}"; do ok[$v]=1; done
+	EXP_SEEN=()
+	((${#deny[@]})) && expand "${deny[@]}"
+	for v in "${!EXP_SEEN[@]}"; do unset "ok[$v]"; done
+	printf '%s\n' "${!ok[@]}" | sort
+}
+
+# traced_calls TRACE...: the system calls in strace -f output, one a line.
+traced_calls() {
+	sed -nE 's/^[0-9]+ +([a-z_][a-z0-9_]*)\(.*/\1/p' "$@" | sort -u
+}
+
+# check_trace WHAT UNIT TRACE...: every call and socket family in TRACE is
+# allowed by UNIT.
+check_trace() {
+	local what=$1 unit=$2 bad fams badfam=()
+	shift 2
+	local n
+	n=$(traced_calls "$@" | wc -l)
+	((n > 20)) || fail "$what: only $n distinct system calls traced (strace failed?)"
+	bad=$(comm -23 <(traced_calls "$@") <(allowed_calls "$unit"))
+	check "$what: every system call is allowed by $(basename "$unit")'s SystemCallFilter= ($n calls; refused: ${bad:-none})" \
+		test -z "$bad"
+	fams=$(sed -n 's/^RestrictAddressFamilies=//p' "$unit")
+	for f in $(grep -ohE 'socket\(AF_[A-Z0-9]+' "$@" | sed 's/socket(//' | sort -u); do
+		[[ " $fams " == *" $f "* ]] || badfam+=("$f")
+	done
+	check "$what: every socket family is allowed by RestrictAddressFamilies=$fams (refused: ${badfam[*]:-none})" \
+		test ${#badfam[@]} -eq 0
+	step "$what: $n distinct system calls, families $(grep -ohE 'socket\(AF_[A-Z0-9]+' "$@" | sed 's/socket(//' | sort -u | tr '\n' ' ')"
+}
+
+load_groups
+
+# ------------------------------------------------------------ run traced
+
+# mirrord as nobody over a DIR nobody owns, started through the unit's
+# launcher (start_mirrord's arguments become its settings), under strace.
+chmod 1777 "$T"
+mkdir "$T/dstate"
+chown 65534:65534 "$T/dir" "$T/dstate"
+t_require_bins "$MIRRORD"
+cat >"$T/mirrord-traced" <<WRAPPER
+#!/bin/bash
+DIR=\$1; shift
+EXTRA_ARGS=""
+while ((\$#)); do
+	case \$1 in
+	--listen) LISTEN=\$2; shift 2 ;;
+	--state-dir) STATE_DIR=\$2; shift 2 ;;
+	--log-level) LOG_LEVEL=\$2; shift 2 ;;
+	--allow-root) shift ;;
+	*) EXTRA_ARGS+=" \$1"; shift ;;
+	esac
+done
+export DIR EXTRA_ARGS LISTEN STATE_DIR LOG_LEVEL MIRRORD_PROGRAM="$MIRRORD"
+exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+	strace -f -qq -o "$T/mirrord.trace" "$P/mirrord-service"
+WRAPPER
+chmod 0755 "$T/mirrord-traced"
+real_mirrorfs=$MIRRORFS
+cat >"$T/mirrorfs-traced" <<WRAPPER
+#!/bin/sh
+exec strace -f -qq -o "$T/mirrorfs.trace" "$real_mirrorfs" "\$@"
+WRAPPER
+chmod 0755 "$T/mirrorfs-traced"
+
+MIRRORD=$T/mirrord-traced start_mirrord
+[[ $(stat -c %u "/proc/$MIRRORD_PID") == 65534 ]] || fail "mirrord does not run as nobody"
+MIRRORFS=$T/mirrorfs-traced mount_mirrorfs
+
+step "workload"
+M=$T/mnt
+mkdir -p "$M/d/e"
+for i in 1 2 3 4 5; do echo "file $i" >"$M/d/e/f$i"; done
+head -c 3000000 /dev/urandom >"$M/big"
+mv "$M/big" "$M/d/big"
+cp "$M/d/big" "$M/copy"
+echo "more" >>"$M/copy"
+truncate -s 100000 "$M/d/e/f1"
+truncate -s 10 "$M/d/e/f1"
+fallocate -l 65536 "$M/d/alloc" 2>/dev/null || true
+ln -s d/e/f2 "$M/link"
+ln "$M/d/e/f3" "$M/hard"
+echo "through the other name" >>"$M/hard"
+mkfifo "$M/fifo"
+chmod 0500 "$M/d/e"
+chmod 0444 "$M/d/e/f4" 2>/dev/null || true
+touch -d '2020-02-02 02:02:02.5' "$M/copy"
+chmod 0755 "$M/d/e"
+"$FSOP" rename2 exchange "$M/d/e/f4" "$M/d/e/f5"
+"$FSOP" mmapwrite --msync "$M/mapped" 0 "mapped text"
+"$FSOP" openunlink "$M/gone" 100000
+rm "$M/d/e/f2"
+mv "$M/d/e" "$M/e-moved"
+rm -r "$M/d/big"
+mirror_status >/dev/null
+sync_mirror
+compare_trees --skip-special
+
+step "ExecStop, traced"
+strace -f -qq -o "$T/stop.trace" /bin/fusermount3 -u "$M"
+MAINPID=$MIRRORFS_PID strace -f -qq -o "$T/stop-wait.trace" timeout 60 /bin/sh -c \
+	"$(sed -n "s/^ExecStop=\/bin\/sh -c '\(.*\)'$/\1/p" "$P/mirrorfs@.service")" ||
+	fail "the ExecStop wait did not end within 60 s"
+unmount_mirrorfs
+# MIRRORD_PID is strace's: the SIGTERM goes to the launcher's process (now
+# mirrord, by exec), and strace ends with it.
+child=$(cat "/proc/$MIRRORD_PID/task/$MIRRORD_PID/children" 2>/dev/null || true)
+[[ -n $child ]] || fail "no mirrord under strace (pid $MIRRORD_PID)"
+kill -TERM $child
+stop_mirrord
+
+# timeout(1) is only the test's bound, not part of the unit.
+sed -i -E '/^[0-9]+ +execve\("[^"]*timeout"/d' "$T/stop-wait.trace"
+check_trace "mirrord.service" "$P/mirrord.service" "$T/mirrord.trace"
+check_trace "mirrorfs@.service" "$P/mirrorfs@.service" "$T/mirrorfs.trace" "$T/stop.trace" \
+	"$T/stop-wait.trace"
+t_done
