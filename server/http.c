@@ -761,6 +761,45 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	}
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' :
+	       c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/*
+ * libmicrohttpd decodes %HH in the URL and the query arguments with this.
+ * Its own decoder turns %00 into a NUL, and the URL reaches the handler as
+ * a C string: "/v1/ping%00anything" would be routed as "/v1/ping". A
+ * string that decodes to a NUL is therefore replaced by a lone NUL: as
+ * the URL it is "" (no route: 404), as an argument it has length 1 and a
+ * NUL (path_check refuses it: 400). Otherwise %HH is decoded and anything
+ * else (an invalid escape included) left as it is, as libmicrohttpd does.
+ */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	size_t w = 0;
+	(void)cls;
+	(void)c;
+	for (size_t r = 0; s[r]; r++) {
+		int hi, lo;
+		if (s[r] == '%' && (hi = hexval(s[r + 1])) >= 0 && (lo = hexval(s[r + 2])) >= 0) {
+			char v = (char)(hi * 16 + lo);
+			if (v == '\0') {
+				s[0] = '\0';
+				return 1;
+			}
+			s[w++] = v;
+			r += 2;
+		} else {
+			s[w++] = s[r];
+		}
+	}
+	s[w] = '\0';
+	return w;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct http_server *s = cls;
@@ -812,6 +851,7 @@ int http_start(struct http_server *s, int listen_fd, const struct http_cfg *cfg)
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s);
 	OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s);
+	OPT(MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, NULL);
 	if (cfg->tls_cert) {
 		flags |= MHD_USE_TLS;
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert);
@@ -819,7 +859,7 @@ int http_start(struct http_server *s, int listen_fd, const struct http_cfg *cfg)
 	}
 	OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
-	_Static_assert(sizeof(opt) / sizeof(opt[0]) >= 10, "room for every option");
+	_Static_assert(sizeof(opt) / sizeof(opt[0]) >= 11, "room for every option");
 
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
 				     /* first, to catch everything */
