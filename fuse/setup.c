@@ -209,7 +209,7 @@ static int probe_server(const struct mirror *m, char *why, size_t len)
 int setup_mirror(struct mirror *m, const char *state_opt, const char *avoid, const char *server)
 {
 	char why[512];
-	int r;
+	int r = 0;
 
 	m->state_dir = state_opt ? lexical_abs(state_opt) : setup_default_state_dir(m->backing);
 	for (int pass = 0; pass < 2; pass++) {
