@@ -1,7 +1,7 @@
 /*
  * poll_ctl: see poll_ctl.h.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 #include "poll_ctl.h"
 
 #include <errno.h>

@@ -18,7 +18,7 @@
  * before the first thread starts) and taken by sigwait(); SIGPIPE is
  * ignored (control clients may go away).
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

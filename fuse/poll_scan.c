@@ -28,7 +28,7 @@
  * Nodes carry their flags in one word; the ones below PN_PERSIST survive a
  * scan, the others describe the scan in progress.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 #include "poll_scan.h"
 
 #include <assert.h>
@@ -479,8 +479,12 @@ static int look(struct scan *sc, struct pnode *x, const struct stat *st)
 	int r = 0;
 
 	set_stat(x, st);
+	if (S_ISREG(st->st_mode) && any && st->st_nlink > 1 &&
+	    links_add(sc->s->m->links, st->st_ino, path) < 0)
+		return -ENOMEM; /* a new hard link elsewhere: this name is one too */
 	if (S_ISREG(st->st_mode)) {
-		if (content || ((x->flags & PN_DIRTY) && any) || (mode && racy(sc, st))) {
+		int changed = content || ((x->flags & PN_DIRTY) && any) || (mode && racy(sc, st));
+		if (changed) {
 			/* Changed since the last look: wait until it settles. A
 			 * chmod right after a write could hide a same-size write in
 			 * the same timestamp tick, so it waits too. */
@@ -491,7 +495,9 @@ static int look(struct scan *sc, struct pnode *x, const struct stat *st)
 			sc->changes++;
 		}
 		if (x->flags & PN_DIRTY) {
-			int stable = sc->start - x->stamp >= (int64_t)c->stable_ms * NS_PER_MS;
+			/* Settled: unchanged at this look, and for stable_ms. */
+			int stable = !changed &&
+				     sc->start - x->stamp >= (int64_t)c->stable_ms * NS_PER_MS;
 			int overdue = sc->start - x->dirty >= (int64_t)c->maxwait_ms * NS_PER_MS;
 			if (stable || sc->final) {
 				r = want_sync(sc, path, QF_CONTENT);
