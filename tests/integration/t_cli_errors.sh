@@ -8,6 +8,7 @@
 # (exit 0, message lost in syslog) shows up as a failure. Afterwards BACKING,
 # the non-empty mount point and mirrord's DIR must be unchanged, and a good
 # command line must still mount (so the refusals above were specific).
+# In poll mode (MIRROR_MODE=poll) the client's checks are mirrorfs-poll's.
 #
 # timeout: 300
 
@@ -67,7 +68,7 @@ soft_fail() {
 }
 
 t_setup
-t_require_bins "$MIRRORFS" "$MIRRORD"
+t_require_bins "$MIRRORFS_BIN" "$MIRRORD"
 start_mirrord
 
 # Fixtures, made before the snapshot.
@@ -86,6 +87,7 @@ cp -a "$T/full" "$T/full.snap"
 cp -a "$T/dir" "$T/dir.snap"
 CS=(--state-dir "$T/cstate")
 
+if [[ $MIRROR_MODE == fuse ]]; then
 step "mirrorfs: bad command lines"
 rejects "no arguments" "" "$MIRRORFS"
 rejects "unknown option" "--bogus" "$MIRRORFS" "$B" "$T/mnt" --server "$URL" "${CS[@]}" --bogus
@@ -125,6 +127,36 @@ rejects "--state-dir inside BACKING" "$B/state" \
 	"$MIRRORFS" "$B" "$T/mnt" --server "$URL" --state-dir "$B/state"
 rejects "--state-dir inside MOUNTPOINT" "$T/mnt/state" \
 	"$MIRRORFS" "$B" "$T/mnt" --server "$URL" --state-dir "$T/mnt/state"
+CLIENT=("$MIRRORFS" "$B" "$T/mnt")
+else
+step "mirrorfs-poll: bad command lines"
+P=$MIRRORFS_POLL
+rejects "no arguments" "" "$P"
+rejects "unknown option" "--bogus" "$P" "$B" --server "$URL" "${CS[@]}" --bogus
+rejects "missing DIR" "$T/nonexistent" "$P" "$T/nonexistent" --server "$URL" "${CS[@]}"
+rejects "DIR is a file" "$T/afile" "$P" "$T/afile" --server "$URL" "${CS[@]}"
+rejects "two folders" "$T/mnt" "$P" "$B" "$T/mnt" --server "$URL" "${CS[@]}"
+rejects "malformed URL" "notaurl" "$P" "$B" --server notaurl "${CS[@]}"
+rejects "URL with another scheme" "ftp://" "$P" "$B" --server ftp://127.0.0.1/ "${CS[@]}"
+rejects "URL without a host" "http://" "$P" "$B" --server http:// "${CS[@]}"
+rejects "URL with a bad port" "99999" "$P" "$B" --server http://127.0.0.1:99999 "${CS[@]}"
+rejects "missing --server" "server" "$P" "$B" "${CS[@]}"
+rejects "--server without a value" "server" "$P" "$B" "${CS[@]}" --server
+rejects "bad --log-level" "loud" "$P" "$B" --server "$URL" "${CS[@]}" --log-level loud
+rejects "non-numeric --interval" "soon" "$P" "$B" --server "$URL" "${CS[@]}" --interval soon
+rejects "--interval below the minimum" "interval" \
+	"$P" "$B" --server "$URL" "${CS[@]}" --interval 5
+rejects "--state-dir inside DIR" "$B/state" "$P" "$B" --server "$URL" --state-dir "$B/state"
+rejects "--state-dir inside DIR, DIR named through a symlink" "state" \
+	"$P" "$T/blink" --server "$URL" --state-dir "$B/state"
+# The control socket lives in the state folder: its path must fit a
+# socket address (about 100 bytes).
+long=$T/$(printf 's%.0s' {1..110})
+rejects "--state-dir too long for the control socket" "too long" \
+	"$P" "$B" --server "$URL" --state-dir "$long"
+rm -rf "$long"
+CLIENT=("$P" "$B")
+fi
 
 step "mirrorfs: a server that answers but is not mirrord"
 # A tiny HTTP server (perl is in every Debian base) answering 404 to all.
@@ -142,16 +174,17 @@ other_pid=$T_BG_PID
 wait_for -t 10 -m "the non-mirrord HTTP server" test -s "$T/other-port"
 other_url=http://127.0.0.1:$(<"$T/other-port")
 rejects "server is not mirrord" "$other_url" \
-	"$MIRRORFS" "$B" "$T/mnt" --server "$other_url" "${CS[@]}"
+	"${CLIENT[@]}" --server "$other_url" "${CS[@]}"
 kill "$other_pid"
 t_reap "$other_pid" 5 || true
 
-step "mirrorfs status/sync on something that is not a mirrorfs mount"
-rejects "status of a plain folder" "$T/outer" "$MIRRORFS" status "$T/outer"
-rejects "status of a missing path" "$T/nonexistent" "$MIRRORFS" status "$T/nonexistent"
-rejects "status without a mount point" "" "$MIRRORFS" status
-rejects "sync of a plain folder" "$T/outer" "$MIRRORFS" sync "$T/outer" --timeout 5
-rejects "sync with a bad timeout" "soon" "$MIRRORFS" sync "$T/outer" --timeout soon
+step "status/sync on something that is not a mirrorfs mount (no poller for it)"
+rejects "status of a plain folder" "$T/outer" "${MIRRORFS_CLI[@]}" status "$T/outer"
+rejects "status of a missing path" "$T/nonexistent" \
+	"${MIRRORFS_CLI[@]}" status "$T/nonexistent"
+rejects "status without a mount point" "" "${MIRRORFS_CLI[@]}" status
+rejects "sync of a plain folder" "$T/outer" "${MIRRORFS_CLI[@]}" sync "$T/outer" --timeout 5
+rejects "sync with a bad timeout" "soon" "${MIRRORFS_CLI[@]}" sync "$T/outer" --timeout soon
 
 step "mirrord: bad command lines"
 MS=(--port-file "$T/port2" --state-dir "$T/dstate2")

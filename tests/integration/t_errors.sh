@@ -14,6 +14,7 @@
 
 . "$(dirname "$0")/lib.sh"
 
+need_mount # with the polling client there is nothing between the test and BACKING
 t_setup
 need_fsop
 start_mirrord
