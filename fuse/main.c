@@ -66,7 +66,16 @@ struct opts {
 	const char *backing, *mountpoint, *server, *state_dir, *token_file, *cacert;
 	int foreground, debug, single, level;
 	char fuse_o[4096]; /* FUSE -o options that are not ours */
+	char *o_lists[16]; /* owned copies of the -o lists: our options point into them */
+	int n_lists;
 };
+
+static void opts_release(struct opts *o)
+{
+	for (int i = 0; i < o->n_lists; i++)
+		free(o->o_lists[i]);
+	o->n_lists = 0;
+}
 
 /* Split a -o list: ours go to o, the rest to o->fuse_o. */
 static int parse_o(struct opts *o, char *list)
@@ -120,10 +129,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(a, "-s") == 0) {
 			o->single = 1;
 		} else if (strcmp(a, "-o") == 0 && val) {
-			char *copy = strdup(val);
-			if (!copy || parse_o(o, copy) < 0)
+			if (o->n_lists == (int)(sizeof(o->o_lists) / sizeof(o->o_lists[0]))) {
+				fprintf(stderr, "mirrorfs: too many -o options\n");
 				return -EINVAL;
-			i++; /* copy is kept: options point into it */
+			}
+			char *copy = strdup(val);
+			if (!copy)
+				return -ENOMEM;
+			o->o_lists[o->n_lists++] = copy; /* kept: options point into it */
+			if (parse_o(o, copy) < 0)
+				return -EINVAL;
+			i++;
 		} else if (strcmp(a, "--server") == 0 && val) {
 			o->server = val;
 			i++;
@@ -194,6 +210,7 @@ static int mount_main(int argc, char **argv)
 
 	setup_init(&m, "mirrorfs");
 	if (parse_args(argc, argv, &o) < 0) {
+		opts_release(&o);
 		usage(stderr);
 		return 2;
 	}
@@ -202,6 +219,7 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr,
 			"mirrorfs: invalid server URL '%s' (expected http://HOST:PORT or https://HOST:PORT)\n",
 			o.server);
+		opts_release(&o);
 		return 2;
 	}
 	if (!(m.backing = setup_existing_dir("BACKING", o.backing)) ||
@@ -266,6 +284,7 @@ unmount:
 	f = NULL;
 out:
 	fuse_opt_free_args(&args);
+	opts_release(&o);
 	setup_release(&m);
 	return ret;
 }
