@@ -51,6 +51,10 @@ install-mirrorfs:
 	$(PKG_SUBST) packaging/mirrorfs-service >$(DESTDIR)$(LIBEXECDIR)/mirrorfs/mirrorfs-service
 	chmod 0755 $(DESTDIR)$(LIBEXECDIR)/mirrorfs/mirrorfs-service
 	$(PKG_SUBST) 'packaging/mirrorfs@.service' >'$(DESTDIR)$(UNITDIR)/mirrorfs@.service'
+ifneq ($(PKG_POLL),)
+	install -m 0644 packaging/man/mirrorfs-poll.1 $(DESTDIR)$(MANDIR)/man1/
+	$(PKG_SUBST) 'packaging/mirrorfs-poll@.service' >'$(DESTDIR)$(UNITDIR)/mirrorfs-poll@.service'
+endif
 	install -m 0644 packaging/mirrorfs.conf.example $(DESTDIR)$(DOCDIR)/mirrorfs/examples/
 	install -m 0644 docs/PACKAGING.md $(DESTDIR)$(DOCDIR)/mirrorfs/
 
@@ -72,7 +76,8 @@ install-mirrord:
 # it made if they are left empty; settings under SYSCONFDIR stay.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/mirrorfs $(DESTDIR)$(BINDIR)/mirrorfs-poll $(DESTDIR)$(BINDIR)/mirrord \
-		$(DESTDIR)$(MANDIR)/man1/mirrorfs.1 $(DESTDIR)$(MANDIR)/man8/mirrord.8 \
+		$(DESTDIR)$(MANDIR)/man1/mirrorfs.1 $(DESTDIR)$(MANDIR)/man1/mirrorfs-poll.1 \
+		$(DESTDIR)$(MANDIR)/man8/mirrord.8 '$(DESTDIR)$(UNITDIR)/mirrorfs-poll@.service' \
 		$(DESTDIR)$(LIBEXECDIR)/mirrorfs/mirrorfs-service $(DESTDIR)$(LIBEXECDIR)/mirrord/mirrord-service \
 		'$(DESTDIR)$(UNITDIR)/mirrorfs@.service' $(DESTDIR)$(UNITDIR)/mirrord.service \
 		$(DESTDIR)$(SYSUSERSDIR)/mirrord.conf \
