@@ -11,7 +11,9 @@
 #   2. mirrord as the unit runs it: the installed launcher with the settings
 #      of /etc/mirrord/mirrord.conf, as the user mirrord (systemd is not
 #      PID 1 here, so in the foreground, not through systemctl); DIR, STATE_DIR
-#      and LISTEN pointed at a temporary folder. /usr/bin/mirrord refuses
+#      and LISTEN pointed at a temporary folder, the token where the settings
+#      say (/var/lib/mirrord/token: mirrord makes it, the client's example
+#      settings use it; /metrics answers with it). /usr/bin/mirrord refuses
 #      root without --allow-root.
 #   3. mirrorfs as mirrorfs@.service runs it (installed launcher, the example
 #      NAME.conf), then through an fstab line (mount -T FILE, which finds
@@ -102,7 +104,8 @@ files=(/usr/bin/mirrorfs /usr/bin/mirrord /usr/libexec/mirrorfs/mirrorfs-service
 	/etc/mirrord/mirrord.conf /usr/share/doc/mirrorfs/examples/mirrorfs.conf.example
 	/usr/share/doc/mirrord/examples/mirrord.conf.example /usr/share/man/man1/mirrorfs.1.gz
 	/usr/share/man/man8/mirrord.8.gz)
-[[ -x $root/build/mirrorfs-poll ]] && files+=(/usr/bin/mirrorfs-poll)
+[[ -x $root/build/mirrorfs-poll ]] &&
+	files+=(/usr/bin/mirrorfs-poll /usr/share/man/man1/mirrorfs-poll.1.gz /lib/systemd/system/mirrorfs-poll@.service)
 for f in "${files[@]}"; do
 	check "installed $f" test -e "$f"
 done
@@ -117,9 +120,13 @@ if command -v man >/dev/null; then
 	check "man finds mirrord(8)" man -w 8 mirrord
 fi
 if command -v systemd-analyze >/dev/null; then
+	units=(/lib/systemd/system/mirrord.service "$T/mirrorfs@pkgtest.service")
 	ln -s /lib/systemd/system/mirrorfs@.service "$T/mirrorfs@pkgtest.service"
-	out=$(systemd-analyze verify /lib/systemd/system/mirrord.service "$T/mirrorfs@pkgtest.service" 2>&1) &&
-		rc=0 || rc=$?
+	if [[ -f /lib/systemd/system/mirrorfs-poll@.service ]]; then
+		ln -s /lib/systemd/system/mirrorfs-poll@.service "$T/mirrorfs-poll@pkgtest.service"
+		units+=("$T/mirrorfs-poll@pkgtest.service")
+	fi
+	out=$(systemd-analyze verify "${units[@]}" 2>&1) && rc=0 || rc=$?
 	check "the installed units pass systemd-analyze verify (status $rc: $out)" test "$rc:$out" = "0:"
 fi
 
@@ -155,6 +162,16 @@ chmod 0755 "$T/mirrord-as-service"
 install -d -o mirrord -g mirrord "$T/dstate"
 MIRRORD=$T/mirrord-as-service start_mirrord
 check "mirrord runs as the user mirrord" test "$(stat -c %U "/proc/$MIRRORD_PID")" = mirrord
+# The settings' default TOKEN_FILE, made by mirrord at its first start.
+tok=$(sed -n 's/^TOKEN_FILE=//p' /etc/mirrord/mirrord.conf)
+if [[ -n $tok ]]; then
+	wait_for -t 10 -m "mirrord to make its token file $tok" test -s "$tok"
+	check "$tok belongs to mirrord, mode 600" test "$(stat -c %U:%a "$tok")" = mirrord:600
+	check "GET /metrics answers with the token" \
+		curl -sf -o /dev/null -H "Authorization: Bearer $(<"$tok")" "$URL/metrics"
+	code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/ping")
+	check "a request without the token is refused (401, got $code)" test "$code" = 401
+fi
 
 # ------------------------------------------------------------ 3. mirrorfs
 
@@ -179,8 +196,9 @@ check "the file arrived" grep -qx "installed mirrorfs" "$T/dir/from-the-package/
 unmount_mirrorfs
 
 step "3b. mirrorfs from an fstab line (mount.fuse3 finds /usr/bin/mirrorfs)"
-printf '%s %s fuse.mirrorfs server=%s,state_dir=%s,_netdev,nofail 0 0\n' \
-	"$T/backing" "$T/mnt" "$URL" "$T/cstate" >"$T/fstab"
+printf '%s %s fuse.mirrorfs server=%s,state_dir=%s%s,_netdev,nofail 0 0\n' \
+	"$T/backing" "$T/mnt" "$URL" "$T/cstate" "${tok:+,token_file=$tok}" >"$T/fstab"
+sed 's/^/    /' "$T/fstab" >&2
 mount -T "$T/fstab" "$T/mnt" || fail "mount -T $T/fstab failed"
 is_mounted "$T/mnt" || fail "fstab mount: $T/mnt not mounted"
 echo "through fstab" >"$T/mnt/fstab-file"

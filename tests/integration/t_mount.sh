@@ -1,11 +1,12 @@
 #!/bin/bash
 # t_mount: mirrorfs mounted the way mount(8) and /etc/fstab do it.
 #
-#   1. mount.fuse3 BACKING MNT -t fuse.mirrorfs -o server=URL,state_dir=S,
+#   1. mount.fuse3 BACKING MNT -t fuse.mirrorfs -o server=URL,state_dir=S,token_file=F
 #      with `mirrorfs` found through PATH (a symlink in a temporary folder);
-#   2. mount -t fuse.mirrorfs -o server=URL,state_dir=S BACKING MNT;
+#   2. mount -t fuse.mirrorfs -o server=URL,state_dir=S,token_file=F BACKING MNT;
 #   3. a line of an fstab file (mount -T FILE MNT), with _netdev and nofail:
-#        BACKING MNT fuse.mirrorfs server=URL,state_dir=S,_netdev,nofail 0 0
+#        BACKING MNT fuse.mirrorfs server=URL,state_dir=S,token_file=F,_netdev,nofail 0 0
+# (mirrord requires the token in F, which it made).
 # Each time: mirrorfs daemonizes (no -f), a file written through the mount
 # reaches the server (mirrorfs sync, then the trees compared), umount ends
 # the daemon.
@@ -37,8 +38,8 @@ t_setup
 t_require_bins "$MIRRORFS"
 mkdir "$T/bin"
 ln -s "$MIRRORFS" "$T/bin/mirrorfs"
-start_mirrord
-OPTS="server=$URL,state_dir=$T/cstate"
+start_mirrord --token-file "$T/token"
+OPTS="server=$URL,state_dir=$T/cstate,token_file=$T/token"
 
 # mirrorfs_daemon: the pid of the daemonized mirrorfs of this test, if any.
 mirrorfs_daemon() {

@@ -8,8 +8,13 @@
 # by the unit's SystemCallFilter= lines (expanded with `systemd-analyze
 # syscall-filter`), every socket() family by RestrictAddressFamilies=.
 #   - mirrord.service: the launcher (packaging/mirrord-service) and mirrord,
-#     as an unprivileged user (setpriv), as the unit runs them;
-#   - mirrorfs@.service: mirrorfs -f as root, and the ExecStop commands.
+#     as an unprivileged user (setpriv), as the unit runs them, with a token
+#     file (made by mirrord) and, where openssl is found, over HTTPS;
+#   - mirrorfs@.service: mirrorfs -f as root (with the token, and the CA
+#     certificate for HTTPS), and the ExecStop commands;
+#   - mirrorfs-poll@.service (where mirrorfs-poll is built): the launcher's
+#     poll mode and mirrorfs-poll as root with the unit's capability
+#     bounding set (setpriv), until SIGTERM.
 # Needs root, strace, setpriv and systemd-analyze (skipped otherwise).
 #
 # timeout: 300
@@ -119,39 +124,69 @@ load_groups
 # ------------------------------------------------------------ run traced
 
 # mirrord as nobody over a DIR nobody owns, started through the unit's
-# launcher (start_mirrord's arguments become its settings), under strace.
+# launcher with settings as in mirrord.conf, under strace.
 chmod 1777 "$T"
 mkdir "$T/dstate"
 chown 65534:65534 "$T/dir" "$T/dstate"
 t_require_bins "$MIRRORD"
-cat >"$T/mirrord-traced" <<WRAPPER
-#!/bin/bash
-DIR=\$1; shift
-EXTRA_ARGS=""
-while ((\$#)); do
-	case \$1 in
-	--listen) LISTEN=\$2; shift 2 ;;
-	--state-dir) STATE_DIR=\$2; shift 2 ;;
-	--log-level) LOG_LEVEL=\$2; shift 2 ;;
-	--allow-root) shift ;;
-	*) EXTRA_ARGS+=" \$1"; shift ;;
-	esac
-done
-export DIR EXTRA_ARGS LISTEN STATE_DIR LOG_LEVEL MIRRORD_PROGRAM="$MIRRORD"
-exec setpriv --reuid=65534 --regid=65534 --clear-groups \
-	strace -f -qq -o "$T/mirrord.trace" "$P/mirrord-service"
-WRAPPER
-chmod 0755 "$T/mirrord-traced"
+TLS=0
+if command -v openssl >/dev/null; then
+	# A certificate for 127.0.0.1, signed by a CA of the test's own.
+	ssl() { openssl "$@" >>"$T/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -n 5 "$T/openssl.log")"; }
+	ssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/ca.key" -out "$T/ca.pem" -days 2 -subj /CN=test-ca
+	ssl req -newkey rsa:2048 -nodes -keyout "$T/srv.key" -out "$T/srv.csr" -subj /CN=127.0.0.1
+	printf 'subjectAltName=IP:127.0.0.1\n' >"$T/san"
+	ssl x509 -req -in "$T/srv.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+		-out "$T/srv.pem" -days 2 -extfile "$T/san"
+	chmod 0644 "$T/srv.key"
+	TLS=1
+fi
+cat >"$T/mirrord.env" <<SETTINGS
+DIR=$T/dir
+STATE_DIR=$T/dstate
+LISTEN=127.0.0.1:0
+TOKEN_FILE=$T/token
+TLS_CERT=$( ((TLS)) && echo "$T/srv.pem")
+TLS_KEY=$( ((TLS)) && echo "$T/srv.key")
+LOG_LEVEL=debug
+EXTRA_ARGS="--port-file $T/port"
+MIRRORD_PROGRAM=$MIRRORD
+SETTINGS
+step "mirrord: token$( ((TLS)) && echo ", HTTPS")"
+(
+	set -a
+	. "$T/mirrord.env"
+	exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+		strace -f -qq -o "$T/mirrord.trace" "$P/mirrord-service"
+) >>"$T/mirrord.log" 2>&1 &
+MIRRORD_PID=$!
+T_PIDS+=("$MIRRORD_PID")
+wait_for -t 20 -m "mirrord's port file" test -s "$T/port"
+SCHEME=http
+CURL_TLS=()
+if ((TLS)); then
+	SCHEME=https
+	CURL_TLS=(--cacert "$T/ca.pem")
+fi
+URL=$SCHEME://127.0.0.1:$(<"$T/port")
+wait_for -t 20 -m "the token file mirrord makes" test -s "$T/token"
+AUTH="Authorization: Bearer $(<"$T/token")"
+wait_for -t 20 -m "mirrord to answer $URL/v1/ping" \
+	curl -sf "${CURL_TLS[@]}" -H "$AUTH" -o /dev/null "$URL/v1/ping"
+[[ $(stat -c %u "/proc/$MIRRORD_PID") == 65534 ]] || fail "mirrord does not run as nobody"
+step "mirrord on $URL"
+check "GET /metrics answers with the token" \
+	curl -sf "${CURL_TLS[@]}" -H "$AUTH" -o /dev/null "$URL/metrics"
+
 real_mirrorfs=$MIRRORFS
 cat >"$T/mirrorfs-traced" <<WRAPPER
 #!/bin/sh
 exec strace -f -qq -o "$T/mirrorfs.trace" "$real_mirrorfs" "\$@"
 WRAPPER
 chmod 0755 "$T/mirrorfs-traced"
-
-MIRRORD=$T/mirrord-traced start_mirrord
-[[ $(stat -c %u "/proc/$MIRRORD_PID") == 65534 ]] || fail "mirrord does not run as nobody"
-MIRRORFS=$T/mirrorfs-traced mount_mirrorfs
+client_args=(--token-file "$T/token")
+((TLS)) && client_args+=(--cacert "$T/ca.pem")
+MIRRORFS=$T/mirrorfs-traced mount_mirrorfs "${client_args[@]}"
 
 step "workload"
 M=$T/mnt
@@ -188,6 +223,45 @@ MAINPID=$MIRRORFS_PID strace -f -qq -o "$T/stop-wait.trace" timeout 60 /bin/sh -
 	"$(sed -n "s/^ExecStop=\/bin\/sh -c '\(.*\)'$/\1/p" "$P/mirrorfs@.service")" ||
 	fail "the ExecStop wait did not end within 60 s"
 unmount_mirrorfs
+
+POLL=0
+if [[ -x $MIRRORFS_POLL ]]; then
+	POLL=1
+	step "mirrorfs-poll@.service: the launcher's poll mode and mirrorfs-poll, traced"
+	(
+		set -a
+		BACKING=$T/backing SERVER=$URL STATE_DIR=$T/pstate TOKEN_FILE=$T/token INTERVAL=100
+		LOG_LEVEL=debug MIRRORFS_POLL_PROGRAM=$MIRRORFS_POLL
+		((TLS)) && CACERT=$T/ca.pem
+		# The unit's CapabilityBoundingSet=, as setpriv can set it.
+		exec setpriv --bounding-set=-all,+dac_read_search,+dac_override,+fowner \
+			strace -f -qq -o "$T/poll.trace" "$P/mirrorfs-service" poll
+	) >>"$T/mirrorfs.log" 2>&1 &
+	POLL_PID=$!
+	T_PIDS+=("$POLL_PID")
+	poll_up() { "$MIRRORFS_POLL" status "$T/backing" --state-dir "$T/pstate" >/dev/null 2>&1; }
+	wait_for -t 30 -m "mirrorfs-poll to answer status" poll_up
+	B=$T/backing
+	mkdir -p "$B/polled/x"
+	echo "scanned" >"$B/polled/x/a"
+	head -c 500000 /dev/urandom >"$B/polled/big"
+	mv "$B/copy" "$B/polled/copy-moved"
+	ln -s x/a "$B/polled/link"
+	chmod 0700 "$B/polled/x"
+	# Another user's private file: read through the capabilities the unit keeps.
+	echo "private" >"$B/polled/private"
+	chown 65534:65534 "$B/polled/private"
+	chmod 0000 "$B/polled/private"
+	rm -r "$B/e-moved"
+	timeout 90 "$MIRRORFS_POLL" sync "$B" --state-dir "$T/pstate" --timeout 60 ||
+		fail "mirrorfs-poll sync failed"
+	compare_trees --skip-special
+	# SIGTERM to the poller (strace's child), as systemd stops the unit.
+	pchild=$(cat "/proc/$POLL_PID/task/$POLL_PID/children" 2>/dev/null || true)
+	[[ -n $pchild ]] || fail "no mirrorfs-poll under strace"
+	kill -TERM $pchild
+	t_reap "$POLL_PID" 40 || fail "mirrorfs-poll did not exit within 40 s of SIGTERM"
+fi
 # MIRRORD_PID is strace's: the SIGTERM goes to the launcher's process (now
 # mirrord, by exec), and strace ends with it.
 child=$(cat "/proc/$MIRRORD_PID/task/$MIRRORD_PID/children" 2>/dev/null || true)
@@ -200,4 +274,7 @@ sed -i -E '/^[0-9]+ +execve\("[^"]*timeout"/d' "$T/stop-wait.trace"
 check_trace "mirrord.service" "$P/mirrord.service" "$T/mirrord.trace"
 check_trace "mirrorfs@.service" "$P/mirrorfs@.service" "$T/mirrorfs.trace" "$T/stop.trace" \
 	"$T/stop-wait.trace"
+if ((POLL)); then
+	check_trace "mirrorfs-poll@.service" "$P/mirrorfs-poll@.service" "$T/poll.trace"
+fi
 t_done

@@ -10,7 +10,8 @@
 # 3. `systemd-analyze security --offline=yes`: mirrord.service's exposure
 #    stays at 1.5 or below; the sandbox settings the unit promises are there.
 # 4. What the units run, run here by hand with the settings of the example
-#    files: mirrord-service starts mirrord (a missing DIR is named);
+#    files (the token file in the test's folder): mirrord-service starts
+#    mirrord, which makes the token file (a missing DIR is named);
 #    mirrorfs-service mounts, a file reaches the server, the ExecStop
 #    sequence (fusermount3 -u, wait for the main pid) ends it with status 0,
 #    and after a crash (SIGKILL) it clears the dead mount and mounts again.
@@ -42,6 +43,8 @@ for f in usr/share/man/man1/mirrorfs.1 usr/share/man/man8/mirrord.8 units/mirror
 done
 if [[ -x $MIRRORFS_POLL ]]; then
 	check "installed usr/bin/mirrorfs-poll" test -x "$I/usr/bin/mirrorfs-poll"
+	check "installed mirrorfs-poll(1)" test -f "$I/usr/share/man/man1/mirrorfs-poll.1"
+	check "installed mirrorfs-poll@.service" test -f "$I/units/mirrorfs-poll@.service"
 fi
 check "mirrord.service runs the installed launcher" \
 	grep -qx "ExecStart=$I/usr/libexec/mirrord/mirrord-service" "$I/units/mirrord.service"
@@ -61,12 +64,17 @@ check "make install keeps an existing mirrord.conf" grep -q '^# edited' "$I/etc/
 if command -v systemd-analyze >/dev/null; then
 	step "systemd-analyze verify (offline)"
 	# An instance name for the template; man pages from the install.
+	units=("$I/units/mirrord.service" "$I/units/mirrorfs@t.service")
 	ln -s 'mirrorfs@.service' "$I/units/mirrorfs@t.service"
-	out=$(MANPATH=$I/usr/share/man systemd-analyze verify "$I/units/mirrord.service" \
-		"$I/units/mirrorfs@t.service" 2>&1) && rc=0 || rc=$?
-	check "systemd-analyze verify: status 0 and no warning (status $rc)" test "$rc:$out" = "0:"
+	if [[ -f $I/units/mirrorfs-poll@.service ]]; then
+		ln -s 'mirrorfs-poll@.service' "$I/units/mirrorfs-poll@t.service"
+		units+=("$I/units/mirrorfs-poll@t.service")
+	fi
+	out=$(MANPATH=$I/usr/share/man systemd-analyze verify "${units[@]}" 2>&1) && rc=0 || rc=$?
+	check "systemd-analyze verify ${units[*]##*/}: status 0 and no warning (status $rc)" \
+		test "$rc:$out" = "0:"
 	[[ -z $out ]] || printf '    %s\n' "$out" >&2
-	rm "$I/units/mirrorfs@t.service"
+	rm -f "$I/units/mirrorfs@t.service" "$I/units/mirrorfs-poll@t.service"
 
 	if systemd-analyze security --help 2>&1 | grep -q -- '--offline'; then
 		step "systemd-analyze security --offline=yes"
@@ -110,6 +118,8 @@ cat >"$T/mirrord-via-launcher" <<WRAPPER
 set -a
 . <(grep -E '^[A-Z_]+=' "$I/etc/mirrord/mirrord.conf")
 set +a
+# The token file mirrord makes at its first start, in the test's folder.
+TOKEN_FILE=$T/token
 DIR=\$1; shift
 EXTRA_ARGS=""
 while ((\$#)); do
@@ -129,6 +139,7 @@ MIRRORD=$T/mirrord-via-launcher
 start_mirrord
 check "mirrord runs as the service's main process (exec)" \
 	grep -q mirrord "/proc/$MIRRORD_PID/comm"
+check "mirrord made the token file of TOKEN_FILE" test -s "$T/token"
 
 step "mirrorfs-service with the example settings"
 out=$(env -i PATH=/usr/bin:/bin BACKING=/x SERVER=$URL "$I/usr/libexec/mirrorfs/mirrorfs-service" 2>&1) &&
@@ -136,7 +147,7 @@ out=$(env -i PATH=/usr/bin:/bin BACKING=/x SERVER=$URL "$I/usr/libexec/mirrorfs/
 check "mirrorfs-service without MOUNTPOINT: status 2, named" \
 	test "$rc:$(grep -c 'MOUNTPOINT is not set' <<<"$out")" = 2:1
 sed -e "s|^BACKING=.*|BACKING=$T/backing|" -e "s|^MOUNTPOINT=.*|MOUNTPOINT=$T/mnt|" \
-	-e "s|^SERVER=.*|SERVER=$URL|" -e "s|^LOG_LEVEL=.*|LOG_LEVEL=debug|" \
+	-e "s|^SERVER=.*|SERVER=$URL|" -e "s|^LOG_LEVEL=.*|LOG_LEVEL=debug|" -e "s|^TOKEN_FILE=.*|TOKEN_FILE=$T/token|" \
 	"$I/usr/share/doc/mirrorfs/examples/mirrorfs.conf.example" >"$T/t.conf"
 live_mount() { is_mounted "$1" && ls -A -- "$1" >/dev/null 2>&1; }
 # As the unit does: Environment=STATE_DIR=..., then EnvironmentFile=.
@@ -183,6 +194,30 @@ echo "after the restart" >"$T/mnt/c"
 sync_mirror
 compare_trees
 unmount_mirrorfs
+
+if [[ -x $MIRRORFS_POLL ]]; then
+	step "mirrorfs-service poll (mirrorfs-poll@.service) with the same settings"
+	(
+		set -a
+		STATE_DIR=$T/pstate
+		. <(conf_env "$T/t.conf")
+		INTERVAL=100
+		exec "$I/usr/libexec/mirrorfs/mirrorfs-service" poll
+	) >>"$T/mirrorfs.log" 2>&1 &
+	POLL_PID=$!
+	T_PIDS+=("$POLL_PID")
+	poll_up() { "$MIRRORFS_POLL" status "$T/backing" --state-dir "$T/pstate" >/dev/null 2>&1; }
+	wait_for -t 20 -m "mirrorfs-poll to answer status" poll_up
+	check "mirrorfs-poll runs as the service's main process (exec)" \
+		grep -q mirrorfs-poll "/proc/$POLL_PID/cmdline"
+	echo "found by a scan" >"$T/backing/polled"
+	timeout 90 "$MIRRORFS_POLL" sync "$T/backing" --state-dir "$T/pstate" --timeout 60 ||
+		fail "mirrorfs-poll sync failed"
+	compare_trees
+	kill -TERM "$POLL_PID"
+	t_reap "$POLL_PID" 40 || fail "mirrorfs-poll did not exit within 40 s of SIGTERM"
+	check "mirrorfs-poll exited with status 0 after SIGTERM (${T_REAP_RC:-?})" test "${T_REAP_RC:-0}" = 0
+fi
 stop_mirrord
 
 step "make uninstall"
