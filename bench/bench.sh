@@ -265,6 +265,17 @@ values() {
 
 # ---------------------------------------------------------------- mirrorfs
 
+# mirrord refuses to run as root unless told to (the benchmark runs as
+# root for drop_caches and bindfs); versions before the option lack it.
+MIRRORD_ROOT=()
+mirrord_root_opt() {
+	local help
+	help=$("$MIRRORD" --help 2>&1)
+	if [[ $(id -u) == 0 && $help == *--allow-root* ]]; then
+		MIRRORD_ROOT=(--allow-root)
+	fi
+}
+
 # md_start NAME: mirrord over $B/NAME.dir on 127.0.0.1, port 0. Sets
 # PORT_OF[NAME].
 md_start() {
@@ -272,7 +283,7 @@ md_start() {
 	mkdir -p "$B/$n.dir"
 	rm -f "$B/$n.port"
 	"$MIRRORD" "$B/$n.dir" --listen 127.0.0.1:0 --port-file "$B/$n.port" \
-		--state-dir "$B/$n.dstate" >>"$B/$n.mirrord.log" 2>&1 &
+		--state-dir "$B/$n.dstate" "${MIRRORD_ROOT[@]}" >>"$B/$n.mirrord.log" 2>&1 &
 	PID_OF[mirrord.$n]=$!
 	for ((i = 0; i < 200; i++)); do
 		pid_alive "${PID_OF[mirrord.$n]}" || break
@@ -984,7 +995,8 @@ report() {
 	echo "mirrorfs benchmark  ($(date -u +%Y-%m-%dT%H:%MZ), $([[ $QUICK == 1 ]] && echo "QUICK sizes" || echo "full sizes"), medians of $ROUNDS rounds)"
 	echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
 	echo "kernel:  $(uname -sr); filesystem: $(findmnt -n -o FSTYPE,SOURCE,OPTIONS -T "$B" | awk '{ print $1 " on " $2 " (" $3 ")" }')"
-	echo "tools:   $(fio --version), bindfs $(bindfs --version 2>&1 | awk '{ print $2; exit }'), rsync $(rsync --version | awk '{ print $3; exit }'), mirrorfs $(git -C "$root" describe --always --dirty 2>/dev/null)"
+	echo "tools:   $(fio --version), bindfs $(bindfs --version 2>&1 | awk '{ print $2; exit }'), rsync $(rsync --version | awk '{ print $3; exit }')"
+	echo "binaries: $build (repository at ${REPO_AT_START:-?} when the run started)"
 	echo "load:    $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (1/5/15 min; $(nproc) CPUs)"
 	((CAN_DROP)) || echo "WARNING: not root, page caches were not dropped: reads are not cold"
 	echo
@@ -1167,6 +1179,7 @@ main() {
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 	LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+	REPO_AT_START=$(git -C "$root" describe --always --dirty 2>/dev/null)
 	log "scratch folder $B; targets: $TARGETS; workloads: $WORKLOADS; $ROUNDS rounds$([[ $QUICK == 1 ]] && echo ", quick sizes")"
 
 	BIN=$B/bin
@@ -1183,6 +1196,7 @@ main() {
 		"${CC:-cc}" -std=gnu11 -O2 -Wall -Wextra -Werror -o "$BIN/bench_io_$tool" \
 			"$root/bench/bench_io_$tool.c" || die "cannot build bench/bench_io_$tool.c"
 	done
+	[[ -x $MIRRORD ]] && mirrord_root_opt
 	UP_BYTES=0 UP_FILES=0
 	make_fixtures
 	start_targets
