@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "log.h"
 #include "status.h"
 
@@ -189,6 +191,29 @@ static int read_request(int cfd, char *line, size_t len)
 	return -EMSGSIZE;
 }
 
+/* status_json() plus the scanner's own counters under "scan". Returns a
+ * new string (caller frees) or NULL on ENOMEM. */
+static char *poll_status_json(struct poll_ctl *c, size_t *len)
+{
+	struct poll_scan_stats st;
+	char *txt = status_json(c->m, len), *out = NULL;
+	cJSON *j = txt ? cJSON_ParseWithLength(txt, *len) : NULL;
+	cJSON *o = j ? cJSON_AddObjectToObject(j, "scan") : NULL;
+	if (o) {
+		poll_scan_get_stats(c->s, &st);
+		cJSON_AddNumberToObject(o, "scans", (double)st.scans);
+		cJSON_AddNumberToObject(o, "entries", (double)st.entries);
+		cJSON_AddNumberToObject(o, "settling", (double)st.dirty);
+		cJSON_AddNumberToObject(o, "last_ms", st.last_ms);
+		cJSON_AddNumberToObject(o, "renames", (double)st.renames);
+		if ((out = cJSON_PrintUnformatted(j)))
+			*len = strlen(out);
+	}
+	cJSON_Delete(j);
+	free(txt);
+	return out;
+}
+
 /* One connection: read the request, answer or hand it to the scanner. */
 static void serve(struct poll_ctl *c, int cfd)
 {
@@ -207,7 +232,7 @@ static void serve(struct poll_ctl *c, int cfd)
 	}
 	if (strcmp(line, "status\n") == 0) {
 		size_t len = 0;
-		char *json = status_json(c->m, &len);
+		char *json = poll_status_json(c, &len);
 		if (json) {
 			if ((r = write_all(cfd, json, len, ANSWER_WAIT_MS)) < 0)
 				log_debug("control socket: status not delivered: %s", strerror(-r));

@@ -7,7 +7,9 @@
  * (the state folder is the client's own; the lock in it keeps a second
  * client away, so a leftover socket there is stale and replaced). One
  * request per connection, one line:
- *   "status\n"  answered with status_json() (status.h), then EOF;
+ *   "status\n"  answered with status_json() (status.h) with the scanner's
+ *               counters added as "scan" (scans, entries, settling, last_ms,
+ *               renames), then EOF;
  *   "scan\n"    answered "ok\n" once a scan that started after the request
  *               has queued every change it found (poll_scan_request());
  *   other       answered "error: ...\n".

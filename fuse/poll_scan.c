@@ -1041,7 +1041,7 @@ int poll_scan_once(struct poll_scan *s, int final)
 		  sc.deletions, sc.dirty);
 	pthread_mutex_lock(&s->lock);
 	s->st.scans++;
-	s->st.entries = s->nodes;
+	s->st.entries = s->nodes ? s->nodes - 1 : 0; /* the root is not an entry */
 	s->st.dirty = sc.dirty;
 	s->st.last_ms = ms;
 	s->st.renames += sc.renames;

@@ -65,7 +65,7 @@ void poll_scan_cfg_default(struct poll_scan_cfg *cfg, int interval_ms);
 
 struct poll_scan_stats {
 	uint64_t scans;      /* finished scans, baseline included */
-	size_t entries;      /* in the snapshot */
+	size_t entries;      /* in the snapshot (BACKING's root not counted) */
 	size_t dirty;        /* files waiting to settle */
 	double last_ms;      /* duration of the last scan */
 	uint64_t queued;     /* syncs and renames queued so far */
