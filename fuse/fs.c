@@ -89,8 +89,14 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct mirror *m = ctx();
 	cfg->use_ino = 1;
-	cfg->nullpath_ok = 1;   /* fh-based calls need no path lookup */
-	cfg->hard_remove = 0;   /* unlinked open files stay usable (fchmod...) */
+	/* A file unlinked while open is kept under a hidden name until its last
+	 * handle closes (hard_remove = 0), so that fchmod, futimens and the
+	 * rest keep working on it as on a real filesystem. libfuse 3.14 finds
+	 * that name again at release only when it computes paths for handle
+	 * operations: with nullpath_ok set it sometimes leaves the hidden file
+	 * behind in BACKING (seen with git clone). Correctness first. */
+	cfg->nullpath_ok = 0;
+	cfg->hard_remove = 0;
 	cfg->entry_timeout = 1;
 	cfg->attr_timeout = 1;
 	cfg->negative_timeout = 0;

@@ -91,6 +91,10 @@ void ofiles_close(struct ofiles *t, struct ofile *of, int writer)
 			abort(); /* unbalanced open/close: a bug */
 		of->writers--;
 		kick = of->writers == 0;
+		/* Its sync, deferred while the file was written, may go now:
+		 * the time from close() to the server is what users feel. */
+		if (kick && of->path)
+			queue_undefer(t->q, of->path);
 	}
 	if (--of->refs == 0) {
 		struct ofile **pp = &t->hash[slot(of->dev, of->ino)];

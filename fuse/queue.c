@@ -457,6 +457,16 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms)
 	pthread_mutex_unlock(&q->lock);
 }
 
+void queue_undefer(struct queue *q, const char *path)
+{
+	pthread_mutex_lock(&q->lock);
+	struct qentry *e = hash_find(q, path);
+	if (e)
+		e->not_before = 0;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
 void queue_kick(struct queue *q)
 {
 	pthread_mutex_lock(&q->lock);

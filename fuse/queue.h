@@ -98,6 +98,10 @@ void queue_done(struct queue *q, struct qentry *e);
  * taken again no sooner than delay_ms from now. */
 void queue_retry(struct queue *q, struct qentry *e, int delay_ms);
 
+/* The pending sync of path (if any) need not wait any longer: its file was
+ * closed. Wakes queue_take() waiters. */
+void queue_undefer(struct queue *q, const char *path);
+
 /* Wake queue_take() waiters (a deferred entry may be ready). */
 void queue_kick(struct queue *q);
 

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,14 @@ static void drop_entry(struct store *s, struct store_entry *e)
 	s->n--;
 	struct store_pack *p = e->pack;
 	p->live--;
+	/* Give the bytes back at once: a pack lives as long as its last chunk,
+	 * and on a full disk the space of placed chunks is what lets the next
+	 * file be built. */
+#ifdef FALLOC_FL_PUNCH_HOLE
+	if (p->live)
+		(void)fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)e->off,
+				(off_t)e->len);
+#endif
 	free(e);
 	pack_maybe_drop(s, p);
 }
