@@ -102,6 +102,9 @@ pkg-version-check: $(BUILD)/mirrorfs
 
 deb: all pkg-version-check
 	@if [ "$(BUILD)" != build ]; then echo "make deb: not from a sanitizer build (BUILD=$(BUILD))" >&2; exit 1; fi
+	@# make SANITIZE=1 leaves build/PROG as links to the sanitizer binaries.
+	@if ldd $(PROGS:%=$(BUILD)/%) 2>/dev/null | grep -qE 'lib(a|ub|t|l)san'; then \
+		echo "make deb: $(BUILD)/ holds sanitizer binaries (make SANITIZE=1): run make clean first" >&2; exit 1; fi
 	@command -v dpkg-shlibdeps >/dev/null || { echo "make deb: dpkg-shlibdeps missing (make deps installs dpkg-dev)" >&2; exit 1; }
 	rm -rf $(PKG_STAGE) build/mirrorfs_*.deb build/mirrord_*.deb
 	$(MAKE) --no-print-directory install-mirrorfs DESTDIR=$(CURDIR)/$(PKG_STAGE)/mirrorfs $(PKG_DEB_DIRS) >/dev/null
