@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,8 +154,8 @@ static int same_time(const struct timespec *a, const struct timespec *b)
 
 /* Does BACKING's entry (dirfd, name) equal the server's? Same size and
  * mtime counts for a file only if the record says we sent it as it is. */
-static int matches(struct rec *rc, int dirfd, const char *name, const char *path,
-		   const struct stat *st, const struct rentry *e)
+static int matches(struct rec *rc, const char *path, const struct stat *st, const char *target,
+		   const struct rentry *e)
 {
 	if (!e)
 		return 0;
@@ -165,16 +166,9 @@ static int matches(struct rec *rc, int dirfd, const char *name, const char *path
 		return e->type == 'f' && e->mode == (st->st_mode & 07777) &&
 		       e->size == (uint64_t)st->st_size && same_time(&e->mtime, &st->st_mtim) &&
 		       record_unchanged(rc->w->rec, path, st);
-	if (S_ISLNK(st->st_mode)) {
-		char target[PATH_MAX_LEN + 1];
-		if (e->type != 'l' || !e->target || !same_time(&e->mtime, &st->st_mtim))
-			return 0;
-		ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
-		if (n < 0)
-			return 0;
-		target[n] = '\0';
-		return strcmp(target, e->target) == 0;
-	}
+	if (S_ISLNK(st->st_mode))
+		return e->type == 'l' && e->target && target && same_time(&e->mtime, &st->st_mtim) &&
+		       strcmp(target, e->target) == 0;
 	return 0;
 }
 
@@ -199,8 +193,7 @@ static int add_todo(struct rec *rc, const char *path, const struct stat *st)
 
 /* Look at one BACKING entry: mark its server twin seen, queue a sync if
  * they differ. */
-static int visit(struct rec *rc, int dirfd, const char *name, const char *path,
-		 const struct stat *st)
+static int visit(struct rec *rc, const char *path, const struct stat *st, const char *target)
 {
 	struct rentry *e = map_find(&rc->map, path);
 	int special = !S_ISDIR(st->st_mode) && !S_ISREG(st->st_mode) && !S_ISLNK(st->st_mode);
@@ -216,7 +209,7 @@ static int visit(struct rec *rc, int dirfd, const char *name, const char *path,
 			e->seen = 0; /* the server must not keep anything there */
 		return 0;
 	}
-	if (matches(rc, dirfd, name, path, st, e))
+	if (matches(rc, path, st, target, e))
 		return 0;
 	return add_todo(rc, path, st);
 }
@@ -233,7 +226,57 @@ static void keep_server_subtree(struct rec *rc, const char *path)
 			e->seen = 1;
 }
 
-static int walk(struct rec *rc, int dirfd, const char *path)
+/*
+ * The walk of BACKING runs in its own thread while the worker reads the
+ * server's listing: both sides are scanned at once. It only collects
+ * (path, lstat, symlink target); the comparison comes after both are done.
+ */
+struct lentry {
+	char *path;   /* owned */
+	char *target; /* owned; symlinks only */
+	struct stat st;
+	int unreadable; /* a folder that could not be opened */
+};
+
+struct lwalk {
+	int backing_fd;
+	const char *root; /* borrowed */
+	struct lentry *v; /* owned */
+	size_t n, alloc;
+	int err;
+};
+
+static int lw_add(struct lwalk *lw, int dirfd, const char *name, const char *path,
+		  const struct stat *st, int unreadable)
+{
+	if (lw->n == lw->alloc) {
+		size_t na = lw->alloc ? lw->alloc * 2 : 256;
+		struct lentry *v = realloc(lw->v, na * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		lw->v = v;
+		lw->alloc = na;
+	}
+	struct lentry *e = &lw->v[lw->n];
+	memset(e, 0, sizeof(*e));
+	if (!(e->path = strdup(path)))
+		return -ENOMEM;
+	if (st)
+		e->st = *st;
+	e->unreadable = unreadable;
+	if (st && S_ISLNK(st->st_mode)) {
+		char t[PATH_MAX_LEN + 1];
+		ssize_t n = readlinkat(dirfd, name, t, sizeof(t) - 1);
+		if (n >= 0) {
+			t[n] = '\0';
+			e->target = strdup(t); /* NULL: compared as different */
+		}
+	}
+	lw->n++;
+	return 0;
+}
+
+static int lw_walk(struct lwalk *lw, int dirfd, const char *path)
 {
 	int r = 0;
 	int fd = dup(dirfd);
@@ -257,15 +300,15 @@ static int walk(struct rec *rc, int dirfd, const char *path)
 			r = -ENOMEM;
 			break;
 		}
-		r = visit(rc, dirfd, de->d_name, child, &st);
+		r = lw_add(lw, dirfd, de->d_name, child, &st, 0);
 		if (r == 0 && S_ISDIR(st.st_mode)) {
 			int sub = openat(dirfd, de->d_name,
 					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub >= 0) {
-				r = walk(rc, sub, child);
+				r = lw_walk(lw, sub, child);
 				close(sub);
 			} else {
-				keep_server_subtree(rc, child);
+				r = lw_add(lw, dirfd, de->d_name, child, NULL, 1);
 			}
 		}
 		free(child);
@@ -274,6 +317,49 @@ static int walk(struct rec *rc, int dirfd, const char *path)
 	}
 	closedir(d);
 	return r;
+}
+
+static void *lw_run(void *arg)
+{
+	struct lwalk *lw = arg;
+	struct stat st;
+	const char *path = lw->root;
+	int r = safe_lstat(lw->backing_fd, path, &st);
+	if (r == -ENOENT) {
+		lw->err = 0; /* nothing in BACKING: every server entry goes */
+		return NULL;
+	}
+	if (r == 0) {
+		const char *base = ".";
+		int pfd = path[0] ? safe_open_parent(lw->backing_fd, path, 0, &base)
+				  : dup(lw->backing_fd);
+		if (pfd < 0) {
+			r = pfd;
+		} else {
+			r = lw_add(lw, pfd, base, path, &st, 0);
+			close(pfd);
+		}
+		if (r == 0 && S_ISDIR(st.st_mode)) {
+			int dfd = safe_openat(lw->backing_fd, path, O_RDONLY | O_DIRECTORY, 0);
+			if (dfd >= 0) {
+				r = lw_walk(lw, dfd, path);
+				close(dfd);
+			}
+		}
+	}
+	lw->err = r;
+	return NULL;
+}
+
+static void lw_release(struct lwalk *lw)
+{
+	for (size_t i = 0; i < lw->n; i++) {
+		free(lw->v[i].path);
+		free(lw->v[i].target);
+	}
+	free(lw->v);
+	lw->v = NULL;
+	lw->n = lw->alloc = 0;
 }
 
 static void progress(struct mirror *m, int active, uint64_t done_e, uint64_t tot_e,
@@ -297,8 +383,16 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 	long status = 0;
 	int r;
 
+	struct lwalk lw = { .backing_fd = m->backing_fd, .root = path };
+	pthread_t walker;
+	int walking = 0;
+
 	rc.map.tail = &rc.map.head;
 	progress(m, 1, 0, 0, 0, 0);
+	if (pthread_create(&walker, NULL, lw_run, &lw) == 0)
+		walking = 1;
+	else
+		lw_run(&lw); /* no thread: one after the other */
 	esc = http_escape(&w->http, path);
 	if (!esc)
 		goto out;
@@ -329,29 +423,18 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 		}
 	}
 
-	struct stat st;
-	r = safe_lstat(m->backing_fd, path, &st);
-	if (r == 0) {
-		const char *name = path[0] ? path_base(path) : ".";
-		const char *base;
-		int pfd = path[0] ? safe_open_parent(m->backing_fd, path, 0, &base)
-				  : dup(m->backing_fd);
-		if (pfd < 0) {
-			r = pfd;
-		} else {
-			r = visit(&rc, pfd, name, path, &st);
-			close(pfd);
-		}
-		if (r == 0 && S_ISDIR(st.st_mode)) {
-			int dfd = safe_openat(m->backing_fd, path, O_RDONLY | O_DIRECTORY, 0);
-			if (dfd >= 0) {
-				r = walk(&rc, dfd, path);
-				close(dfd);
-			}
-		}
-	} else if (r == -ENOENT) {
-		r = 0; /* nothing in BACKING: every server entry goes */
+	if (walking) {
+		pthread_join(walker, NULL);
+		walking = 0;
 	}
+	r = lw.err;
+	for (size_t i = 0; r == 0 && i < lw.n; i++) {
+		if (lw.v[i].unreadable)
+			keep_server_subtree(&rc, lw.v[i].path);
+		else
+			r = visit(&rc, lw.v[i].path, &lw.v[i].st, lw.v[i].target);
+	}
+	lw_release(&lw);
 	if (r < 0) {
 		snprintf(w->why, sizeof(w->why), "cannot scan the backing folder: %s", strerror(-r));
 		goto out;
@@ -425,6 +508,9 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 	log_info("reconciled /%s: %llu entries sent or deleted", path,
 		 (unsigned long long)total);
 out:
+	if (walking)
+		pthread_join(walker, NULL);
+	lw_release(&lw);
 	pthread_mutex_lock(&m->stats_lock);
 	m->stats.reconciling = 0;
 	pthread_mutex_unlock(&m->stats_lock);
