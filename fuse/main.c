@@ -77,6 +77,21 @@ static void opts_release(struct opts *o)
 	o->n_lists = 0;
 }
 
+/* Options that mount(8) or mount.fuse3 pass on from an fstab line but
+ * that mean nothing to a passthrough (the kernel handles atime for FUSE
+ * itself): accepted and ignored, so that fstab lines work as written. */
+static int ignored_mount_option(const char *t)
+{
+	static const char *const names[] = { "defaults", "relatime", "norelatime", "strictatime",
+					      "nostrictatime", "lazytime", "nolazytime",
+					      "nodiratime", "diratime", "atime", "auto", "noauto",
+					      "nofail", "_netdev", "user", "nouser", "users" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(t, names[i]) == 0)
+			return 1;
+	return strncmp(t, "x-", 2) == 0 || strncmp(t, "comment=", 8) == 0;
+}
+
 /* Split a -o list: ours go to o, the rest to o->fuse_o. */
 static int parse_o(struct opts *o, char *list)
 {
@@ -99,6 +114,8 @@ static int parse_o(struct opts *o, char *list)
 				fprintf(stderr, "mirrorfs: invalid log level '%s'\n", t + 10);
 				return -EINVAL;
 			}
+		} else if (ignored_mount_option(t)) {
+			continue;
 		} else {
 			size_t n = strlen(o->fuse_o);
 			if (n + strlen(t) + 2 >= sizeof(o->fuse_o))
@@ -107,6 +124,24 @@ static int parse_o(struct opts *o, char *list)
 		}
 	}
 	return 0;
+}
+
+/* -o fsname=BACKING, so that findmnt and df name the mirrored folder
+ * (commas and backslashes escaped as libfuse's option parser expects). */
+static int add_fsname(struct fuse_args *args, const char *backing)
+{
+	char buf[PATH_MAX * 2 + 16];
+	size_t n = 0;
+	const char *pre = "fsname=";
+	while (*pre)
+		buf[n++] = *pre++;
+	for (const char *c = backing; *c && n + 3 < sizeof(buf); c++) {
+		if (*c == ',' || *c == '\\')
+			buf[n++] = '\\';
+		buf[n++] = *c;
+	}
+	buf[n] = '\0';
+	return fuse_opt_add_arg(args, buf);
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -245,7 +280,8 @@ static int mount_main(int argc, char **argv)
 	    (o.fuse_o[0] && (fuse_opt_add_arg(&args, "-o") < 0 ||
 			     fuse_opt_add_arg(&args, o.fuse_o) < 0)) ||
 	    fuse_opt_add_arg(&args, "-o") < 0 ||
-	    fuse_opt_add_arg(&args, "fsname=mirrorfs,subtype=mirrorfs,default_permissions") < 0 ||
+	    fuse_opt_add_arg(&args, "subtype=mirrorfs,default_permissions") < 0 ||
+	    fuse_opt_add_arg(&args, "-o") < 0 || add_fsname(&args, m.backing) < 0 ||
 	    (o.debug && fuse_opt_add_arg(&args, "-d") < 0))
 		goto out;
 	f = fuse_new(&args, &fs_ops, sizeof(fs_ops), &m);
