@@ -25,7 +25,9 @@
 # protocol's answer where it creates something). Last, TLS: a second
 # mirrord with a certificate from a private CA: curl and mirrorfs refuse it
 # with another CA (mirrorfs with a clear error at mount time), accept it
-# with the right one, and a mount over HTTPS with the token mirrors.
+# with the right one, and a mount over HTTPS with the token mirrors; when the
+# server's certificate changes to one the client cannot verify, status says
+# so and the changes wait (nothing is dropped) until it can again.
 #
 # Server-side, so it runs in the FUSE pass only.
 #
@@ -491,6 +493,37 @@ sync_mirror 60
 check "mirror over HTTPS" "$TREECMP" "$T/backing" "$T/dir-tls"
 mirror_status >"$T/status.out" 2>&1 || true
 grep -q "reachable" "$T/status.out" || check "status over HTTPS: $(cat "$T/status.out")" false
+
+# tls_mirrord CERT KEY: (re)start the HTTPS mirrord on its port.
+tls_mirrord() {
+	t_bg "$MIRRORD" "$T/dir-tls" --listen "127.0.0.1:${TLS_URL##*:}" --state-dir "$T/dstate-tls" \
+		--token-file "$TOK" --tls-cert "$1" --tls-key "$2" --log-level debug "${root[@]}" \
+		>>"$T/mirrord-tls.log" 2>&1
+	tls_pid=$T_BG_PID
+	wait_for -t 20 -m "the HTTPS mirrord on its port" \
+		curl -sk -o /dev/null "$TLS_URL/v1/ping"
+}
+step "the server's certificate changes to one the client cannot verify"
+kill -TERM "$tls_pid"
+t_reap "$tls_pid" 20 || fail "the HTTPS mirrord did not stop"
+ssl req -newkey rsa:2048 -nodes -keyout "$T/srv2.key" -out "$T/srv2.csr" -subj /CN=127.0.0.1
+ssl x509 -req -in "$T/srv2.csr" -CA "$T/ca2.pem" -CAkey "$T/ca2.key" -CAcreateserial \
+	-out "$T/srv2.pem" -days 2 -extfile "$T/san"
+tls_mirrord "$T/srv2.pem" "$T/srv2.key"
+echo "kept while the server cannot be trusted" >"$T/mnt/d/g"
+last_error_names_cert() {
+	mirror_status >"$T/status.out" 2>&1 || true
+	grep -qi "last error:.*certificate" "$T/status.out" && grep -q "unreachable" "$T/status.out"
+}
+wait_for -t 30 -m "status naming the certificate" last_error_names_cert
+step "status: $(grep -i 'last error' "$T/status.out")"
+[[ ! -e $T/dir-tls/d/g ]] || check "a change reached a server that cannot be trusted" false
+kill -TERM "$tls_pid"
+t_reap "$tls_pid" 20 || fail "the HTTPS mirrord did not stop"
+tls_mirrord "$T/srv.pem" "$T/srv.key"
+sync_mirror 60
+check "the change kept meanwhile arrives once the server is trusted again" \
+	"$TREECMP" "$T/backing" "$T/dir-tls"
 unmount_mirrorfs
 kill -TERM "$tls_pid"
 t_reap "$tls_pid" 20 || fail "the HTTPS mirrord did not stop"
