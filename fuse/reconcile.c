@@ -68,6 +68,7 @@ struct rec {
 	size_t ntodo, atodo;
 	uint64_t bytes_total;
 	int failed; /* -errno of a local failure */
+	struct record_snap *snap; /* owned, may be NULL */
 };
 
 static size_t hstr(const char *s)
@@ -165,7 +166,8 @@ static int matches(struct rec *rc, const char *path, const struct stat *st, cons
 	if (S_ISREG(st->st_mode))
 		return e->type == 'f' && e->mode == (st->st_mode & 07777) &&
 		       e->size == (uint64_t)st->st_size && same_time(&e->mtime, &st->st_mtim) &&
-		       record_unchanged(rc->w->rec, path, st);
+		       (rc->snap ? record_snap_unchanged(rc->snap, path, st)
+				 : record_unchanged(rc->w->rec, path, st));
 	if (S_ISLNK(st->st_mode))
 		return e->type == 'l' && e->target && target && same_time(&e->mtime, &st->st_mtim) &&
 		       strcmp(target, e->target) == 0;
@@ -423,6 +425,8 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 		}
 	}
 
+	/* the record, in one read, while the walker may still be busy */
+	rc.snap = record_snapshot(w->rec, path);
 	if (walking) {
 		pthread_join(walker, NULL);
 		walking = 0;
@@ -511,6 +515,7 @@ out:
 	if (walking)
 		pthread_join(walker, NULL);
 	lw_release(&lw);
+	record_snap_free(rc.snap);
 	pthread_mutex_lock(&m->stats_lock);
 	m->stats.reconciling = 0;
 	pthread_mutex_unlock(&m->stats_lock);

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 struct record {
@@ -203,4 +204,83 @@ int record_unchanged(struct record *r, const char *path, const struct stat *st)
 		       sqlite3_column_int64(r->get, 5) == (sqlite3_int64)st->st_ctim.tv_nsec;
 	sqlite3_reset(r->get);
 	return same;
+}
+
+struct snap_entry {
+	char *path;
+	int64_t v[6]; /* ino, size, mtime s/ns, ctime s/ns */
+	struct snap_entry *next;
+};
+
+struct record_snap {
+	struct snap_entry **tab;
+	size_t nb;
+};
+
+static size_t snap_hash(const char *p, size_t nb)
+{
+	size_t h = 5381;
+	while (*p)
+		h = h * 33 + (uint8_t)*p++;
+	return h % nb;
+}
+
+struct record_snap *record_snapshot(struct record *r, const char *path)
+{
+	sqlite3_stmt *st = NULL;
+	struct record_snap *s;
+	size_t n = strlen(path);
+	if (!r || !(s = calloc(1, sizeof(*s))))
+		return NULL;
+	s->nb = 65536;
+	if (!(s->tab = calloc(s->nb, sizeof(*s->tab))) ||
+	    sqlite3_prepare_v2(r->db, "SELECT path, ino, size, ms, mn, cs, cn FROM synced", -1, &st,
+			       NULL) != SQLITE_OK) {
+		record_snap_free(s);
+		return NULL;
+	}
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *p = sqlite3_column_blob(st, 0);
+		size_t len = (size_t)sqlite3_column_bytes(st, 0);
+		if (!p || (n && !(len >= n && memcmp(p, path, n) == 0 && (len == n || p[n] == '/'))))
+			continue;
+		struct snap_entry *e = calloc(1, sizeof(*e));
+		if (!e || !(e->path = strndup(p, len))) {
+			free(e);
+			break;
+		}
+		for (int i = 0; i < 6; i++)
+			e->v[i] = sqlite3_column_int64(st, i + 1);
+		size_t h = snap_hash(e->path, s->nb);
+		e->next = s->tab[h];
+		s->tab[h] = e;
+	}
+	sqlite3_finalize(st);
+	return s;
+}
+
+int record_snap_unchanged(const struct record_snap *s, const char *path, const struct stat *st)
+{
+	for (const struct snap_entry *e = s->tab[snap_hash(path, s->nb)]; e; e = e->next)
+		if (strcmp(e->path, path) == 0)
+			return e->v[0] == (int64_t)st->st_ino && e->v[1] == (int64_t)st->st_size &&
+			       e->v[2] == (int64_t)st->st_mtim.tv_sec &&
+			       e->v[3] == (int64_t)st->st_mtim.tv_nsec &&
+			       e->v[4] == (int64_t)st->st_ctim.tv_sec &&
+			       e->v[5] == (int64_t)st->st_ctim.tv_nsec;
+	return 0;
+}
+
+void record_snap_free(struct record_snap *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; s->tab && i < s->nb; i++)
+		for (struct snap_entry *e = s->tab[i], *n; e; e = n) {
+			n = e->next;
+			free(e->path);
+			free(e);
+		}
+	free(s->tab);
+	free(s);
 }

@@ -39,6 +39,15 @@ void record_close(struct record *r);
 void record_put(struct record *r, const char *path, const struct stat *st,
 		const struct proto_chunk *c, size_t n);
 
+/* All records at or beneath path, read in one pass into memory (what
+ * reconciliation checks for every file: one sequential read instead of a
+ * lookup per file). Returns a snapshot (free with record_snap_free) or
+ * NULL (then callers fall back to record_unchanged). */
+struct record_snap;
+struct record_snap *record_snapshot(struct record *r, const char *path);
+int record_snap_unchanged(const struct record_snap *s, const char *path, const struct stat *st);
+void record_snap_free(struct record_snap *s);
+
 /* The chunk list last sent for path: a new array (caller frees) and *n, or
  * NULL if unknown. */
 struct proto_chunk *record_list(struct record *r, const char *path, size_t *n);
