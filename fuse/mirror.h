@@ -30,6 +30,7 @@ struct mirror_stats {
 	uint64_t chunks_skipped;  /* the server had them already */
 	uint64_t skipped_special; /* fifos, sockets, devices: not mirrored */
 	uint64_t rejected;        /* refused for good by the server */
+	double rate;              /* bytes read for upload per second, smoothed */
 	time_t offline_since;     /* 0 when the last request got through */
 	time_t last_ok;           /* wall time of the last applied op */
 	time_t last_error_at;

@@ -46,6 +46,7 @@ char *status_json(struct mirror *m, size_t *len)
 	cJSON_AddNumberToObject(o, "ops_applied", (double)s.ops_applied);
 	cJSON_AddNumberToObject(o, "bytes_read", (double)s.bytes_read);
 	cJSON_AddNumberToObject(o, "bytes_sent", (double)s.bytes_sent);
+	cJSON_AddNumberToObject(o, "rate", s.rate);
 	cJSON_AddNumberToObject(o, "chunks_sent", (double)s.chunks_sent);
 	cJSON_AddNumberToObject(o, "chunks_skipped", (double)s.chunks_skipped);
 	cJSON_AddNumberToObject(o, "skipped_special", (double)s.skipped_special);
@@ -166,11 +167,28 @@ static void print_human(const cJSON *s)
 		printf("last sync:     never\n");
 	printf("skipped:       %.0f special files (not mirrored), %.0f refused by the server\n",
 	       num(s, "skipped_special"), num(s, "rejected"));
+	if (num(s, "rate") > 0) {
+		human_bytes(num(s, "rate"), b1, sizeof(b1));
+		printf("rate:          %s/s\n", b1);
+	}
 	if (cJSON_IsObject(rec) && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "active"))) {
-		human_bytes(num(rec, "bytes_done"), b1, sizeof(b1));
-		human_bytes(num(rec, "bytes_total"), b2, sizeof(b2));
-		printf("reconciling:   %.0f / %.0f entries, %s / %s\n", num(rec, "entries_done"),
-		       num(rec, "entries_total"), b1, b2);
+		double done = num(rec, "bytes_done"), total = num(rec, "bytes_total");
+		double edone = num(rec, "entries_done"), etotal = num(rec, "entries_total");
+		human_bytes(done, b1, sizeof(b1));
+		human_bytes(total, b2, sizeof(b2));
+		printf("reconciling:   %.0f / %.0f entries, %s / %s", edone, etotal, b1, b2);
+		if (num(s, "rate") > 0 && total > done)
+			printf(", about %.0f s left", (total - done) / num(s, "rate"));
+		printf("\n");
+		if (isatty(STDOUT_FILENO)) {
+			/* a bar, by bytes if there are any to send, else by entries */
+			double f = total > 0 ? done / total : etotal > 0 ? edone / etotal : 0;
+			int w = 40, fill = (int)(f * w + 0.5);
+			printf("               [");
+			for (int i = 0; i < w; i++)
+				putchar(i < fill ? '#' : '.');
+			printf("] %3.0f%%\n", f * 100);
+		}
 	}
 	if (cJSON_IsString(err) && err->valuestring[0])
 		printf("last error:    %s (%.0f s ago)\n", err->valuestring,

@@ -24,6 +24,7 @@
 #include "compress.h"
 #include "frame.h"
 #include "log.h"
+#include "queue.h"
 #include "record.h"
 #include "worker.h"
 
@@ -454,6 +455,7 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	int eof = 0, aligned = 0;
 	cJSON *reply = NULL;
 
+	int64_t started = queue_now();
 	buf_init(&x.body, PROTO_CHUNKS_BODY_MAX);
 	buf_init(&x.zbuf, 2 * CHUNK_PROTO_MAX);
 	chunker_init(&ck);
@@ -537,8 +539,14 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 		off += pos;
 		fill -= pos;
 	}
+	int64_t took = queue_now() - started;
 	pthread_mutex_lock(&w->m->stats_lock);
 	w->m->stats.bytes_read += nread;
+	/* A smoothed rate for the estimate of the time left (status). */
+	if (nread >= 65536 && took > 0) {
+		double r = (double)nread * 1e9 / (double)took;
+		w->m->stats.rate = w->m->stats.rate > 0 ? 0.7 * w->m->stats.rate + 0.3 * r : r;
+	}
 	pthread_mutex_unlock(&w->m->stats_lock);
 
 	struct stat after;
