@@ -85,9 +85,8 @@ static void drop_entry(struct store *s, struct store_entry *e)
 	 * and on a full disk the space of placed chunks is what lets the next
 	 * file be built. */
 #ifdef FALLOC_FL_PUNCH_HOLE
-	if (p->live)
-		(void)fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)e->off,
-				(off_t)e->len);
+	(void)fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)e->off,
+			(off_t)e->len);
 #endif
 	free(e);
 	pack_maybe_drop(s, p);
