@@ -59,6 +59,10 @@ struct mirror {
 	char client_id[33];
 	int server_delta;   /* mirrord accepts delta commits ("delta" in ping) */
 	atomic_int busy_workers; /* uploader workers processing an entry */
+	int keep_missing;   /* frozen: the front end reports deletions itself
+			     * (polling): a sync without QF_GONE that finds
+			     * nothing notes a miss (queue.h) instead of
+			     * deleting on the server */
 
 	struct queue *q;      /* owned */
 	struct ofiles ofiles; /* open files */

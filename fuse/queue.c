@@ -23,6 +23,8 @@ struct queue {
 	int stopping;
 	int journal_on;
 	struct qjournal *jhead, **jtail; /* journal not yet taken */
+	char **misses;        /* queue_note_miss, oldest first */
+	size_t nmisses, amisses;
 };
 
 int64_t queue_now(void)
@@ -140,6 +142,9 @@ void queue_free(struct queue *q)
 		e = n;
 	}
 	queue_journal_free(q->jhead);
+	for (size_t i = 0; i < q->nmisses; i++)
+		free(q->misses[i]);
+	free(q->misses);
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
 	free(q);
@@ -498,6 +503,46 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 	}
 	st->done_below = min - 1;
 	pthread_mutex_unlock(&q->lock);
+}
+
+int queue_note_miss(struct queue *q, const char *path)
+{
+	char *p = strdup(path);
+	int r = 0;
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_lock(&q->lock);
+	if (q->nmisses >= QUEUE_MISSES_MAX) {
+		r = -ENOSPC;
+	} else if (q->nmisses == q->amisses) {
+		size_t na = q->amisses ? q->amisses * 2 : 16;
+		char **v = realloc(q->misses, na * sizeof(*v));
+		if (!v) {
+			r = -ENOMEM;
+		} else {
+			q->misses = v;
+			q->amisses = na;
+		}
+	}
+	if (r == 0)
+		q->misses[q->nmisses++] = p;
+	pthread_mutex_unlock(&q->lock);
+	if (r < 0)
+		free(p);
+	return r;
+}
+
+char **queue_take_misses(struct queue *q)
+{
+	char **out = NULL;
+	pthread_mutex_lock(&q->lock);
+	if (q->nmisses && (out = malloc((q->nmisses + 1) * sizeof(*out)))) {
+		memcpy(out, q->misses, q->nmisses * sizeof(*out));
+		out[q->nmisses] = NULL;
+		q->nmisses = 0;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return out;
 }
 
 void queue_seq_floor(struct queue *q, uint64_t next)

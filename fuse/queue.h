@@ -40,6 +40,10 @@ enum qkind { Q_SYNC = 1, Q_RENAME };
 #define QF_META 2u
 #define QF_TREE 4u
 #define QF_NOLINK 8u /* internal: do not re-sync the other names of a hard link */
+#define QF_GONE 16u  /* the front end saw path vanish: delete it on the server.
+		      * Only needed with mirror.keep_missing (the polling front
+		      * end), where a sync that finds nothing deletes nothing and
+		      * notes a miss instead (queue_note_miss). */
 
 struct qentry {
 	uint64_t seq;
@@ -141,6 +145,26 @@ void queue_journal_free(struct qjournal *j);
  * Entries must come in increasing seq order. Returns 0 or -ENOMEM. */
 int queue_restore(struct queue *q, uint64_t seq, enum qkind kind, unsigned flags,
 		  unsigned rflags, const char *path, const char *path2);
+
+/*
+ * Misses, for a front end that finds changes late (the polling scanner):
+ * with mirror.keep_missing, a sync without QF_GONE that finds nothing at its
+ * path does not delete it on the server (the path may be inside a folder
+ * renamed since, a rename the scanner has not seen yet: deleting would
+ * empty the folder the rename then carries) but notes the path here. The
+ * front end takes the notes and syncs again what it finds under the new
+ * names. Thread-safe; at most QUEUE_MISSES_MAX notes are kept.
+ */
+#define QUEUE_MISSES_MAX 100000
+
+/* Note that a sync found nothing at path (copied). Returns 0, or -ENOMEM
+ * (or -ENOSPC when full: the note is dropped). */
+int queue_note_miss(struct queue *q, const char *path);
+
+/* The paths noted so far, oldest first: a NULL-terminated array of new
+ * strings (caller frees each and the array), or NULL when there are none
+ * (or on ENOMEM, when the notes are kept for the next call). */
+char **queue_take_misses(struct queue *q);
 
 /* Hand out sequence numbers from next on, at least (call before anything
  * is queued). They must keep growing across sessions of one client:

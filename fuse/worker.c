@@ -184,14 +184,28 @@ static enum send_result send_delete(struct worker *w, const char *path, uint64_t
 	return worker_send_op(w, &op, seq, NULL);
 }
 
-static enum send_result sync_symlink(struct worker *w, const char *path, const struct stat *st,
+/* Nothing at path in BACKING: delete it on the server, unless the front end
+ * reports deletions itself (keep_missing) and this is not one: then only
+ * note the miss for it (queue.h). */
+static enum send_result sync_missing(struct worker *w, const char *path, unsigned flags,
 				     uint64_t seq)
+{
+	if (!w->m->keep_missing || (flags & QF_GONE))
+		return send_delete(w, path, seq);
+	if (queue_note_miss(w->m->q, path) < 0)
+		mirror_error(w->m, path, "cannot note a missing path: out of memory");
+	log_debug("%s: not in the backing folder (moved?): left to the scanner", path);
+	return SEND_OK;
+}
+
+static enum send_result sync_symlink(struct worker *w, const char *path, const struct stat *st,
+				     unsigned flags, uint64_t seq)
 {
 	char target[PATH_MAX_LEN + 1];
 	const char *base;
 	int pfd = safe_open_parent(w->m->backing_fd, path, 0, &base);
 	if (pfd < 0)
-		return send_delete(w, path, seq); /* gone since */
+		return sync_missing(w, path, flags, seq); /* gone since */
 	ssize_t n = readlinkat(pfd, base, target, sizeof(target) - 1);
 	close(pfd);
 	if (n < 0)
@@ -271,7 +285,7 @@ enum send_result worker_sync_path(struct worker *w, const char *path, unsigned f
 	} else {
 		int r = safe_lstat(w->m->backing_fd, path, &st);
 		if (r == -ENOENT)
-			return send_delete(w, path, seq);
+			return sync_missing(w, path, flags, seq);
 		if (r < 0) {
 			snprintf(w->why, sizeof(w->why), "cannot stat in backing folder: %s",
 				 strerror(-r));
@@ -285,7 +299,7 @@ enum send_result worker_sync_path(struct worker *w, const char *path, unsigned f
 		return worker_send_op(w, &op, seq, NULL);
 	}
 	if (S_ISLNK(st.st_mode))
-		return sync_symlink(w, path, &st, seq);
+		return sync_symlink(w, path, &st, flags, seq);
 	if (S_ISREG(st.st_mode))
 		return sync_file(w, path, flags, &st, seq);
 	/* fifo, socket, device: works in the mount, never mirrored; make sure
