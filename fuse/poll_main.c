@@ -361,6 +361,7 @@ static int poll_main(int argc, char **argv)
 	if (setup_set_access(&m, o.token_file, o.cacert) < 0 ||
 	    setup_mirror(&m, o.state_dir, NULL, o.server) < 0)
 		goto out;
+	m.keep_missing = 1; /* deletions are the scanner's to report (poll_scan.h) */
 	poll_scan_cfg_default(&cfg, o.interval);
 	if (!(scan = poll_scan_new(&m, &cfg))) {
 		fprintf(stderr, PROG ": out of memory\n");

@@ -101,6 +101,12 @@ struct psync {
 	unsigned flags;
 };
 
+/* A rename queued by this scan, in queue order. */
+struct renamed {
+	char *from;     /* owned */
+	const char *to; /* the move's path */
+};
+
 /* Growable arrays of the scan in progress. */
 #define VEC(T)                  \
 	struct {                \
@@ -121,6 +127,7 @@ struct scan {
 	VEC(struct pnode *) cands;
 	VEC(struct pnode *) trash;
 	VEC(struct psync) syncs;
+	VEC(struct renamed) renamed;
 	size_t entries, toolong, changes, deletions, renames, dirty;
 	int64_t min_dirty; /* earliest dirty episode among visited files, or INT64_MAX */
 };
@@ -762,7 +769,7 @@ static int try_rename(struct scan *sc, struct move *mv)
 			return 0;
 	}
 	char *src = path_of(x);
-	if (!src || VEC_GROW(sc->trash) < 0) {
+	if (!src || VEC_GROW(sc->trash) < 0 || VEC_GROW(sc->renamed) < 0) {
 		free(src);
 		return -ENOMEM;
 	}
@@ -776,7 +783,7 @@ static int try_rename(struct scan *sc, struct move *mv)
 	}
 	log_debug("scan: rename %s -> %s (same inode)", src, mv->path);
 	links_renamed(s->m->links, src, mv->path, 0);
-	free(src);
+	sc->renamed.v[sc->renamed.n++] = (struct renamed){ src, mv->path };
 	sc->renames++;
 	if (occ) {
 		detach(s, occ);
@@ -836,11 +843,64 @@ static int forget_old_place(struct scan *sc, struct pnode *x)
 	char *p = path_of(x);
 	if (!p)
 		return -ENOMEM;
-	int r = enqueue_sync(sc, p, S_ISDIR(x->mode) ? QF_META : QF_CONTENT);
+	int r = enqueue_sync(sc, p, (S_ISDIR(x->mode) ? QF_META : QF_CONTENT) | QF_GONE);
 	if (S_ISREG(x->mode))
 		links_unlinked(sc->s->m->links, p);
 	free(p);
 	sc->deletions++;
+	return r;
+}
+
+/* The node at path in the tree as it stands, or NULL. */
+static struct pnode *node_at(struct poll_scan *s, const char *path)
+{
+	char name[PATH_COMPONENT_MAX + 1];
+	struct pnode *n = s->root;
+	for (const char *p = path; n && *p;) {
+		const char *e = strchr(p, '/');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l > PATH_COMPONENT_MAX)
+			return NULL;
+		memcpy(name, p, l);
+		name[l] = '\0';
+		n = find_name(s, n, name);
+		p += l + (e ? 1 : 0);
+	}
+	return n;
+}
+
+/* Syncs that found nothing (misses, queue.h): between a rename in BACKING
+ * and the scan that finds it, the uploader may look for something under the
+ * old name. The server still has the old version there (keep_missing), and
+ * the renames just queued carry it to the new name: sync the new name once
+ * more, after them. Paths follow this scan's renames; what is not in the
+ * snapshot any more was deleted (its deletion is queued) or is not known
+ * yet (it will be found). Returns 0 or -ENOMEM. */
+static int retry_misses(struct scan *sc)
+{
+	char **v = queue_take_misses(sc->s->m->q);
+	int r = 0;
+	for (char **p = v; p && *p; p++) {
+		char *cur = *p;
+		for (size_t i = 0; i < sc->renamed.n && cur; i++) {
+			char *nx = path_rebase(cur, sc->renamed.v[i].from, sc->renamed.v[i].to);
+			if (nx) {
+				if (cur != *p)
+					free(cur);
+				cur = nx;
+			}
+		}
+		struct pnode *n = cur && r == 0 ? node_at(sc->s, cur) : NULL;
+		if (n && n->gen == sc->gen && !(n->flags & (PN_MOVING | PN_FALLBACK)) &&
+		    !(S_ISREG(n->mode) && (n->flags & PN_DIRTY))) {
+			log_debug("scan: %s was looked for under its old name: synced again", cur);
+			r = enqueue_sync(sc, cur, S_ISDIR(n->mode) ? QF_META : QF_CONTENT);
+		}
+		if (cur != *p)
+			free(cur);
+		free(*p);
+	}
+	free(v);
 	return r;
 }
 
@@ -930,6 +990,9 @@ static void scan_release(struct scan *sc)
 	}
 	for (size_t i = 0; i < sc->syncs.n; i++)
 		free(sc->syncs.v[i].path);
+	for (size_t i = 0; i < sc->renamed.n; i++)
+		free(sc->renamed.v[i].from);
+	free(sc->renamed.v);
 	free(sc->moves.v);
 	free(sc->fresh.v);
 	free(sc->cands.v);
@@ -1016,7 +1079,8 @@ int poll_scan_once(struct poll_scan *s, int final)
 		goto fail;
 	}
 	if (!sc.first) {
-		if ((r = emit_renames(&sc)) < 0 || (r = emit_rest(&sc)) < 0)
+		if ((r = emit_renames(&sc)) < 0 || (r = retry_misses(&sc)) < 0 ||
+		    (r = emit_rest(&sc)) < 0)
 			goto fail;
 	}
 	if ((r = install(&sc)) < 0)

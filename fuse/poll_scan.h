@@ -11,7 +11,7 @@
  * level, never following a symlink, one lstat per entry and no file reads,
  * and finds:
  *  - new and changed entries: queue_sync(path, QF_CONTENT or QF_META);
- *  - vanished entries: queue_sync(path) (the uploader deletes);
+ *  - vanished entries: queue_sync(path, ... | QF_GONE) (the uploader deletes);
  *  - renames, by inode: a folder, or a file with one link, that vanished at
  *    one path and appears at another (same dev, ino and type) is
  *    queue_rename(old, new, 0); a folder's subtree moves with it.
@@ -32,6 +32,12 @@
  *    point of the queue where it lands.
  *  - A folder that cannot be read (permissions, a race) keeps its snapshot:
  *    nothing below it is reported deleted.
+ *  - Changes are found up to one interval late, so the uploader may look
+ *    for a path after it was renamed in BACKING, before the scan that finds
+ *    the rename. The front end sets m->keep_missing: such a sync deletes
+ *    nothing on the server (only QF_GONE syncs delete) and notes a miss
+ *    (queue.h); the next scan syncs the path again under its new name,
+ *    after queueing the rename that carries the server's copy there.
  *  - Any failure inside a scan (out of memory) drops the snapshot: the next
  *    scan builds a new one and queues a full reconciliation after it.
  *

@@ -12,6 +12,8 @@
  * Folder metadata syncs (a parent's mtime changed) are left out of the
  * comparisons except where a test asks for them: whether a change lands in
  * the same timestamp tick as the previous look is up to the kernel.
+ * Flags in the expectations: 1 QF_CONTENT, 2 QF_META, 4 QF_TREE, 16 QF_GONE
+ * (17, 18: deletions).
  */
 #define _GNU_SOURCE
 #include <CUnit/CUnit.h>
@@ -296,7 +298,7 @@ static void test_deletes(void)
 	rm(&f, "d");
 	scan(&f);
 	take(&f, 0);
-	EXPECT_SET(&f, "S a 1", "S d 2"); /* a folder goes with what it holds */
+	EXPECT_SET(&f, "S a 17", "S d 18"); /* a folder goes with what it holds */
 	scan(&f);
 	take(&f, 1);
 	EXPECT_NONE(&f);
@@ -433,7 +435,7 @@ static void test_move_out_of_deleted_folder(void)
 	rm(&f, "d");
 	scan(&f);
 	take(&f, 0);
-	EXPECT(&f, "R d/x x", "S d 2"); /* moved out first, then the folder goes */
+	EXPECT(&f, "R d/x x", "S d 18"); /* moved out first, then the folder goes */
 	fx_release(&f);
 }
 
@@ -516,7 +518,7 @@ static void test_unsent_file_moved(void)
 	take(&f, 0);
 	/* nothing to rename on the server; the old name is cleared in case
 	 * something older was there */
-	EXPECT(&f, "S a 1");
+	EXPECT(&f, "S a 17");
 	CU_ASSERT_EQUAL(poll_scan_once(f.s, 1), 0);
 	take(&f, 0);
 	EXPECT(&f, "S b 1");
@@ -561,6 +563,31 @@ static void test_hard_links_registered(void)
 	char **o = links_others(f.m.links, st.st_ino, "b");
 	CU_ASSERT(o && o[0] && strcmp(o[0], "a") == 0 && !o[1]);
 	links_strv_free(o);
+	fx_release(&f);
+}
+
+/* The uploader looked for a file after its folder was renamed, before the
+ * scan found the rename (a miss): the file is synced again under the new
+ * name, after the rename. */
+static void test_miss_follows_rename(void)
+{
+	struct fx f;
+	fx_init(&f);
+	mkd(&f, "d");
+	put(&f, "d/a", "A");
+	put(&f, "d/b", "B");
+	scan(&f);
+	CU_ASSERT_EQUAL(queue_note_miss(f.m.q, "d/a"), 0);
+	CU_ASSERT_EQUAL(queue_note_miss(f.m.q, "gone/x"), 0); /* not in the snapshot */
+	mv(&f, "d", "e");
+	scan(&f);
+	take(&f, 0);
+	EXPECT(&f, "R d e", "S e/a 1");
+	CU_ASSERT_EQUAL(queue_note_miss(f.m.q, "e/b"), 0); /* no rename: same name */
+	scan(&f);
+	take(&f, 0);
+	EXPECT(&f, "S e/b 1");
+	CU_ASSERT_PTR_NULL(queue_take_misses(f.m.q)); /* all taken */
 	fx_release(&f);
 }
 
@@ -616,6 +643,7 @@ int suite_poll_scan(void)
 	    !CU_add_test(s, "unsent_file_moved", test_unsent_file_moved) ||
 	    !CU_add_test(s, "symlinks_and_fifos", test_symlinks_and_fifos) ||
 	    !CU_add_test(s, "hard_links_registered", test_hard_links_registered) ||
+	    !CU_add_test(s, "miss_follows_rename", test_miss_follows_rename) ||
 	    !CU_add_test(s, "request_waits_for_settling", test_request_waits_for_settling))
 		return CU_get_error();
 	return 0;
