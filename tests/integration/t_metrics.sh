@@ -11,13 +11,13 @@
 # connections; a query for a chunk mirrord holds counts as reused with its
 # bytes saved; counters never go down between scrapes. Last, with
 # --metrics-public the scrape needs no token while everything else still
-# does.
+# does. Runs in both passes (the FUSE mount and mirrorfs-poll both send the
+# token).
 #
 # timeout: 180
 
 . "$(dirname "$0")/lib.sh"
 
-need_mount # the client's --token-file
 t_setup
 TOK=$T/token
 start_mirrord --token-file "$TOK"
