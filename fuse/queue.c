@@ -587,3 +587,21 @@ int queue_restore(struct queue *q, uint64_t seq, enum qkind kind, unsigned flags
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
+
+char **queue_pending_paths(struct queue *q, size_t max)
+{
+	char **v = NULL;
+	size_t n = 0;
+	pthread_mutex_lock(&q->lock);
+	size_t cnt = q->count < max ? q->count : max;
+	if (cnt && (v = calloc(cnt + 1, sizeof(*v))))
+		for (struct qentry *e = q->head; e && n < cnt; e = e->next)
+			if (e->kind == Q_SYNC && !(e->flags & QF_TREE) && (v[n] = strdup(e->path)))
+				n++;
+	pthread_mutex_unlock(&q->lock);
+	if (v && n == 0) {
+		free(v);
+		v = NULL;
+	}
+	return v;
+}

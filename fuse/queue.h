@@ -114,6 +114,11 @@ void queue_stop(struct queue *q);
 
 void queue_get_stats(struct queue *q, struct queue_stats *st);
 
+/* The paths of up to max pending syncs (for status: pending bytes). Returns
+ * a NULL-terminated array of new strings (caller frees each and the array)
+ * or NULL if there are none or on ENOMEM. */
+char **queue_pending_paths(struct queue *q, size_t max);
+
 /*
  * Journal, for durable storage (qstore.c): once enabled, every change to
  * the set of entries (J_PUT: an entry was added or its flags changed; J_DEL:

@@ -12,12 +12,32 @@
 #include <stdlib.h>
 #include <string.h>
 #ifdef __linux__
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #endif
 #include <time.h>
 #include <unistd.h>
 
 #include "queue.h"
+#include "safeopen.h"
+
+/* Sizes of the regular files waiting to be sent, as BACKING holds them now
+ * (at most STATUS_PENDING_MAX entries are looked at: an lstat each). */
+#define STATUS_PENDING_MAX 10000
+
+static uint64_t pending_bytes(struct mirror *m)
+{
+	uint64_t sum = 0;
+	char **v = queue_pending_paths(m->q, STATUS_PENDING_MAX);
+	for (char **p = v; p && *p; p++) {
+		struct stat st;
+		if (safe_lstat(m->backing_fd, *p, &st) == 0 && S_ISREG(st.st_mode))
+			sum += (uint64_t)st.st_size;
+		free(*p);
+	}
+	free(v);
+	return sum;
+}
 
 char *status_json(struct mirror *m, size_t *len)
 {
@@ -39,6 +59,7 @@ char *status_json(struct mirror *m, size_t *len)
 	else
 		cJSON_AddNullToObject(o, "offline_since");
 	cJSON_AddNumberToObject(o, "pending_ops", (double)qs.pending);
+	cJSON_AddNumberToObject(o, "pending_bytes", (double)pending_bytes(m));
 	cJSON_AddNumberToObject(o, "deferred_ops", (double)qs.deferred);
 	cJSON_AddNumberToObject(o, "last_seq", (double)qs.last_seq);
 	cJSON_AddNumberToObject(o, "done_seq", (double)qs.done_below);
@@ -155,8 +176,12 @@ static void print_human(const cJSON *s)
 	if (!cJSON_IsTrue(online))
 		printf(", offline since %.0f s ago", (double)now - num(s, "offline_since"));
 	printf(")\n");
-	printf("pending:       %.0f operations (%.0f waiting for files being written)\n",
-	       num(s, "pending_ops"), num(s, "deferred_ops"));
+	human_bytes(num(s, "pending_bytes"), b1, sizeof(b1));
+	printf("pending:       %.0f operations, %s of files (%.0f waiting for files being written)",
+	       num(s, "pending_ops"), b1, num(s, "deferred_ops"));
+	if (num(s, "rate") > 0 && num(s, "pending_bytes") > 0)
+		printf(", about %.0f s left", num(s, "pending_bytes") / num(s, "rate"));
+	printf("\n");
 	human_bytes(num(s, "bytes_sent"), b1, sizeof(b1));
 	human_bytes(num(s, "bytes_read"), b2, sizeof(b2));
 	printf("sent:          %.0f files, %s on the wire for %s read, %.0f chunks already there\n",
