@@ -38,7 +38,7 @@ mount_mirrorfs
 M=$T/mnt
 D=$T/dir
 sanitized=0
-if nm -a "$MIRRORFS_BIN" 2>/dev/null | grep -q __asan_init; then sanitized=1; fi
+if grep -q __asan_init < <(nm -a "$MIRRORFS_BIN" 2>/dev/null); then sanitized=1; fi
 
 step "2 GiB of random data"
 dd if=/dev/urandom of="$M/huge.bin" bs=4M count=512 status=none
