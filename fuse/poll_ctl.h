@@ -39,10 +39,12 @@ struct poll_ctl;
 /* Bind and listen on state_dir/ctl.sock (mode 0600). Returns 0 and *out
  * (free with poll_ctl_close), or a negative errno: -ENAMETOOLONG if the
  * path does not fit a Unix socket address. */
+__attribute__((warn_unused_result))
 int poll_ctl_open(const char *state_dir, struct poll_ctl **out);
 
 /* Start answering for m and s (borrowed; they must outlive the thread).
  * Returns 0 or a negative errno. */
+__attribute__((warn_unused_result))
 int poll_ctl_start(struct poll_ctl *c, struct mirror *m, struct poll_scan *s);
 
 /* Stop the thread, close and remove the socket, free c. Accepts NULL. */
@@ -54,6 +56,7 @@ void poll_ctl_close(struct poll_ctl *c);
  * timeout_ms for the answer (< 0: no limit).
  * Returns 0; -ENOENT or -ECONNREFUSED when no poller listens there;
  * -ETIMEDOUT; -ENAMETOOLONG; -EMSGSIZE; another negative errno. */
+__attribute__((warn_unused_result))
 int poll_ctl_ask(const char *state_dir, const char *req, int timeout_ms, struct buf *out);
 
 #endif

@@ -81,6 +81,10 @@ struct pnode {
 	uint32_t flags;
 };
 
+/* 100,000 entries must stay well under 64 MiB with their names and index
+ * slots: keep the node itself at two cache lines. */
+_Static_assert(sizeof(struct pnode) <= 128, "a snapshot node grew past 128 bytes");
+
 /* A hash table of nodes chained through an offset's next pointer. */
 struct ptab {
 	struct pnode **b;

@@ -97,6 +97,7 @@ int poll_scan_once(struct poll_scan *s, int final);
 
 /* Start the scanning thread (one scan every interval, and one at once for
  * each request). Returns 0 or -errno. */
+__attribute__((warn_unused_result))
 int poll_scan_start(struct poll_scan *s);
 
 /* Stop the thread (waits for a running scan to end). Pending requests are
