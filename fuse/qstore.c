@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "sqlerr.h"
 #include "queue.h"
 
 struct qstore {
@@ -24,35 +25,10 @@ struct qstore {
 	int stopping; /* under lock */
 };
 
-/* The one mapping from SQLite result codes to errno. */
-static int sqlite_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_READONLY:
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	default:
-		return -EIO;
-	}
-}
 
 static int exec(sqlite3 *db, const char *sql)
 {
-	return sqlite_errno(sqlite3_exec(db, sql, NULL, NULL, NULL));
+	return sqlerr_errno(sqlite3_exec(db, sql, NULL, NULL, NULL));
 }
 
 int qstore_open(const char *dir, struct qstore **out, char *why, unsigned whylen)
@@ -67,7 +43,7 @@ int qstore_open(const char *dir, struct qstore **out, char *why, unsigned whylen
 	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					       SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		r = sqlite_errno(rc);
+		r = sqlerr_errno(rc);
 		goto fail;
 	}
 	if ((r = exec(s->db, "PRAGMA journal_mode=WAL")) < 0 ||
@@ -88,7 +64,7 @@ int qstore_open(const char *dir, struct qstore **out, char *why, unsigned whylen
 				     "INSERT INTO meta VALUES ('seq', ?1) ON CONFLICT (k)"
 				     " DO UPDATE SET v = max(v, excluded.v)",
 				     -1, &s->mark, NULL)) != SQLITE_OK) {
-		r = sqlite_errno(rc);
+		r = sqlerr_errno(rc);
 		goto fail;
 	}
 	*out = s;
@@ -111,7 +87,7 @@ int qstore_load(struct qstore *s, struct queue *q)
 	rc = sqlite3_prepare_v2(s->db, "SELECT seq, kind, flags, rflags, path, path2 FROM queue"
 				       " ORDER BY seq", -1, &st, NULL);
 	if (rc != SQLITE_OK)
-		return sqlite_errno(rc);
+		return sqlerr_errno(rc);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *p = (const char *)sqlite3_column_text(st, 4);
 		const char *p2 = (const char *)sqlite3_column_text(st, 5);
@@ -127,7 +103,7 @@ int qstore_load(struct qstore *s, struct queue *q)
 	}
 	sqlite3_finalize(st);
 	if (r == 0 && rc != SQLITE_DONE)
-		r = sqlite_errno(rc);
+		r = sqlerr_errno(rc);
 	if (r < 0)
 		return r;
 	/* Sequence numbers go on growing across sessions (mirrord detects
@@ -141,7 +117,7 @@ int qstore_load(struct qstore *s, struct queue *q)
 		floor = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
 	rc = sqlite3_prepare_v2(s->db, "SELECT v FROM meta WHERE k = 'seq'", -1, &st, NULL);
 	if (rc != SQLITE_OK)
-		return sqlite_errno(rc);
+		return sqlerr_errno(rc);
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		uint64_t saved = (uint64_t)sqlite3_column_int64(st, 0);
 		if (saved + 1 > floor)
@@ -149,7 +125,7 @@ int qstore_load(struct qstore *s, struct queue *q)
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sqlite_errno(rc);
+		return sqlerr_errno(rc);
 	queue_seq_floor(q, floor);
 	queue_enable_journal(q);
 	return n;
@@ -177,13 +153,13 @@ static int write_batch(struct qstore *s, struct qjournal *j)
 			else
 				sqlite3_bind_null(st, 6);
 		}
-		r = sqlite_errno(sqlite3_step(st));
+		r = sqlerr_errno(sqlite3_step(st));
 		sqlite3_reset(st);
 		sqlite3_clear_bindings(st);
 	}
 	if (r == 0 && top) {
 		sqlite3_bind_int64(s->mark, 1, (sqlite3_int64)top);
-		r = sqlite_errno(sqlite3_step(s->mark));
+		r = sqlerr_errno(sqlite3_step(s->mark));
 		sqlite3_reset(s->mark);
 	}
 	if (r < 0) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sqlerr.h"
 
 enum {
 	Q_GET,
@@ -77,34 +78,6 @@ struct state {
 	sqlite3_stmt *q[Q_COUNT];
 };
 
-/* The one mapping from SQLite result codes to errno. */
-static int state_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	case SQLITE_TOOBIG:
-		return -E2BIG;
-	default:
-		return -EIO;
-	}
-}
 
 static void lock(struct state *st)
 {
@@ -132,7 +105,7 @@ static int run(struct state *st, sqlite3_stmt *s)
 	sqlite3_clear_bindings(s);
 	if (rc != SQLITE_DONE) {
 		log_error("state db: %s", sqlite3_errmsg(st->db));
-		return state_errno(rc) ? state_errno(rc) : -EIO;
+		return sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
 	}
 	return 0;
 }
@@ -156,7 +129,7 @@ int state_open(const char *path, struct state **out)
 	close(fd);
 	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		r = state_errno(rc);
+		r = sqlerr_errno(rc);
 		goto fail;
 	}
 	sqlite3_busy_timeout(st->db, 5000);
@@ -165,7 +138,7 @@ int state_open(const char *path, struct state **out)
 	if (rc != SQLITE_OK) {
 		log_error("state db %s: %s", path, err ? err : sqlite3_errstr(rc));
 		sqlite3_free(err);
-		r = state_errno(rc) ? state_errno(rc) : -EIO;
+		r = sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
 		goto fail;
 	}
 	for (int i = 0; i < Q_COUNT; i++) {
@@ -173,7 +146,7 @@ int state_open(const char *path, struct state **out)
 					&st->q[i], NULL);
 		if (rc != SQLITE_OK) {
 			log_error("state db: %s: %s", sql_text[i], sqlite3_errmsg(st->db));
-			r = state_errno(rc) ? state_errno(rc) : -EIO;
+			r = sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
 			goto fail;
 		}
 	}
@@ -225,7 +198,7 @@ int state_index_get(struct state *st, const struct hash_id *id, char **path, uin
 			r = 1;
 		}
 	} else if (rc != SQLITE_DONE) {
-		r = state_errno(rc) ? state_errno(rc) : -EIO;
+		r = sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
 	}
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -391,7 +364,7 @@ int state_list_get(struct state *st, const char *path, struct hash_id *digest,
 			r = 1;
 		}
 	} else if (rc != SQLITE_DONE) {
-		r = state_errno(rc);
+		r = sqlerr_errno(rc);
 	}
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -461,7 +434,7 @@ int state_seq_get(struct state *st, const char *client, uint64_t *seq)
 		*seq = (uint64_t)sqlite3_column_int64(s, 0);
 		r = 1;
 	} else if (rc != SQLITE_DONE) {
-		r = state_errno(rc) ? state_errno(rc) : -EIO;
+		r = sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
 	}
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -483,7 +456,7 @@ int state_seq_set(struct state *st, const char *client, uint64_t seq)
 	if (r == 0) {
 		int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			r = state_errno(rc);
+			r = sqlerr_errno(rc);
 	}
 	unlock(st);
 	return r;
