@@ -785,12 +785,6 @@ static int try_rename(struct scan *sc, struct move *mv)
 		free(src);
 		return queue_err("rename", mv->path);
 	}
-	/* A rename can change what it moves (a folder's mtime, when it
-	 * changes parents): send the moved entry's own state after it. */
-	if (queue_sync(s->m->q, mv->path, QF_META) < 0) {
-		free(src);
-		return queue_err("sync", mv->path);
-	}
 	log_debug("scan: rename %s -> %s (same inode)", src, mv->path);
 	links_renamed(s->m->links, src, mv->path, 0);
 	sc->renamed.v[sc->renamed.n++] = (struct renamed){ src, mv->path };
