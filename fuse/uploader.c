@@ -84,6 +84,12 @@ static enum send_result do_rename(struct worker *w, struct qentry *e)
 		/* renaming changes ctime: the next mount hashes these again */
 		record_forget(w->rec, e->path);
 		record_forget(w->rec, e->path2);
+		/* A rename can change what it moves (a folder's mtime when it
+		 * changes parents): send the moved entry's own state after it. */
+		if (queue_sync_since(w->m->q, e->path2, QF_META, w->since) < 0 ||
+		    ((e->rflags & RENAME_EXCHANGE) &&
+		     queue_sync_since(w->m->q, e->path, QF_META, w->since) < 0))
+			log_error("%s: cannot queue change: out of memory", e->path2);
 	}
 	if (r != SEND_NOTFOUND && r != SEND_REJECTED)
 		return r;
