@@ -58,7 +58,7 @@ ifeq ($(HAVE_FUSE),)
 	@echo "note: libfuse3 not found (pkg-config fuse3): built the polling client only"
 endif
 ifneq ($(BUILD),build)
-	@mkdir -p build && for f in $(PROGS); do ln -sf ../$(BUILD)/$$f build/$$f; done
+	@mkdir -p build && for f in $(PROGS); do ln -sfn $(abspath $(BUILD))/$$f build/$$f; done
 endif
 
 poll: $(BUILD)/mirrorfs-poll $(BUILD)/mirrord
@@ -79,26 +79,26 @@ $(BUILD)/libcommon.a: $(COMMON_OBJ)
 
 $(BUILD)/mirrord: $(SERVER_OBJ) $(BUILD)/libcommon.a
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_SERVER)
+	@rm -f $@ && $(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_SERVER)
 
 $(BUILD)/mirrorfs: $(FUSE_ONLY_OBJ) $(CLIENT_OBJ) $(BUILD)/libcommon.a
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_FUSE)
+	@rm -f $@ && $(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_FUSE)
 
 $(BUILD)/mirrorfs-poll: $(POLL_ONLY_OBJ) $(CLIENT_OBJ) $(BUILD)/libcommon.a
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_CLIENT)
+	@rm -f $@ && $(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_CLIENT)
 
 $(BUILD)/treecmp: $(BUILD)/obj/tests/tools/treecmp.o $(BUILD)/libcommon.a
-	@$(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_COMMON)
+	@rm -f $@ && $(CC) $(LDFLAGS_BASE) -o $@ $^ $(LIBS_COMMON)
 
 $(BUILD)/fsop: $(BUILD)/obj/tests/tools/fsop.o
-	@$(CC) $(LDFLAGS_BASE) -o $@ $^
+	@rm -f $@ && $(CC) $(LDFLAGS_BASE) -o $@ $^
 
 # Unit tests link every module but the front ends' main programs.
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(filter-out %/main.o,$(SERVER_OBJ)) $(CLIENT_OBJ) $(BUILD)/libcommon.a
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS_BASE) -o $@ $^ -lcunit $(LIBS_CLIENT) $(LIBS_SERVER)
+	@rm -f $@ && $(CC) $(LDFLAGS_BASE) -o $@ $^ -lcunit $(LIBS_CLIENT) $(LIBS_SERVER)
 
 DEPS_APT := build-essential pkg-config perl libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev \
 	libsodium-dev libcunit1-dev libmicrohttpd-dev libsqlite3-dev libzstd-dev sqlite3 curl \

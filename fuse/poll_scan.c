@@ -882,7 +882,7 @@ static struct pnode *node_at(struct poll_scan *s, const char *path)
  * yet (it will be found). Returns 0 or -ENOMEM. */
 static int retry_misses(struct scan *sc)
 {
-	char **v = queue_take_misses(sc->s->m->q);
+	char **v = queue_take_notes(sc->s->m->q, QN_MISS);
 	int r = 0;
 	for (char **p = v; p && *p; p++) {
 		char *cur = *p;
@@ -902,6 +902,39 @@ static int retry_misses(struct scan *sc)
 		}
 		if (cur != *p)
 			free(cur);
+		free(*p);
+	}
+	free(v);
+	return r;
+}
+
+/* Uploads noted by comparisons of subtrees (queue.h): the server got what
+ * BACKING held at the time, maybe something this scanner never saw (a
+ * temporary file renamed away in between). Called after install(), when
+ * the snapshot is what this walk saw and the notes' paths follow every
+ * rename queued: a noted path the snapshot does not hold is deleted on the
+ * server (if it is there in BACKING after all, the next scan finds it as new
+ * and sends it after that). Below a path the snapshot lacks as well, the
+ * deletion of that one takes it along. Returns 0 or -ENOMEM. */
+static int forget_unknown_uploads(struct scan *sc)
+{
+	struct poll_scan *s = sc->s;
+	char **v = queue_take_notes(s->m->q, QN_UPLOAD);
+	int r = 0;
+	for (char **p = v; p && *p; p++) {
+		if (r == 0 && **p && !node_at(s, *p)) {
+			char *slash = strrchr(*p, '/');
+			struct pnode *parent = s->root;
+			if (slash) {
+				*slash = '\0';
+				parent = node_at(s, *p);
+				*slash = '/';
+			}
+			if (parent && S_ISDIR(parent->mode)) {
+				log_debug("scan: %s was sent, but is not here: deleted again", *p);
+				r = enqueue_sync(sc, *p, QF_CONTENT | QF_GONE);
+			}
+		}
 		free(*p);
 	}
 	free(v);
@@ -1087,7 +1120,7 @@ int poll_scan_once(struct poll_scan *s, int final)
 		    (r = emit_rest(&sc)) < 0)
 			goto fail;
 	}
-	if ((r = install(&sc)) < 0)
+	if ((r = install(&sc)) < 0 || (!sc.first && (r = forget_unknown_uploads(&sc)) < 0))
 		goto fail;
 	if (s->rebuild) {
 		/* The snapshot is new: whatever happened before it is found by

@@ -23,8 +23,10 @@ struct queue {
 	int stopping;
 	int journal_on;
 	struct qjournal *jhead, **jtail; /* journal not yet taken */
-	char **misses;        /* queue_note_miss, oldest first */
-	size_t nmisses, amisses;
+	struct notes {
+		char **v; /* oldest first */
+		size_t n, a;
+	} notes[2]; /* by enum qnote */
 };
 
 int64_t queue_now(void)
@@ -142,9 +144,11 @@ void queue_free(struct queue *q)
 		e = n;
 	}
 	queue_journal_free(q->jhead);
-	for (size_t i = 0; i < q->nmisses; i++)
-		free(q->misses[i]);
-	free(q->misses);
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < q->notes[k].n; i++)
+			free(q->notes[k].v[i]);
+		free(q->notes[k].v);
+	}
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
 	free(q);
@@ -196,6 +200,16 @@ static void list_unlink(struct queue *q, struct qentry *e)
 	q->count--;
 }
 
+/* The flags of two syncs of one path folded into one: older, then newer.
+ * QF_NOLINK survives only if both carry it (a write through this name must
+ * still reach its other names); QF_GONE is the newer one's (a vanished path
+ * reported again is known to the front end once more). */
+static unsigned merge_flags(unsigned older, unsigned newer)
+{
+	unsigned f = (older | newer) & ~(QF_NOLINK & ~(older & newer));
+	return (f & ~QF_GONE) | (newer & QF_GONE);
+}
+
 /* Append a new sync entry; takes ownership of path. Caller holds lock. */
 static void append_sync(struct queue *q, char *path, unsigned flags)
 {
@@ -229,9 +243,7 @@ int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t
 	/* Coalesce only with a sync queued after the newest rename: moving a
 	 * change in front of a rename could let the rename overwrite it. */
 	if (e && e->seq > q->barrier_seq) {
-		/* QF_NOLINK survives only if both changes carry it: a write
-		 * through this name must still reach its other names. */
-		unsigned nf = (e->flags | flags) & ~(QF_NOLINK & ~(e->flags & flags));
+		unsigned nf = merge_flags(e->flags, flags);
 		if (nf != e->flags) {
 			e->flags = nf;
 			journal(q, J_PUT, e);
@@ -262,6 +274,16 @@ static char *renamed(const char *p, const char *from, const char *to, int exchan
 	if (!r && exchange)
 		r = path_rebase(p, to, from);
 	return r;
+}
+
+/* Rebase *p (owned) through renaming from -> to. Caller holds lock. */
+static void note_rebase(char **p, const char *from, const char *to, int exchange)
+{
+	char *np = renamed(*p, from, to, exchange);
+	if (np) {
+		free(*p);
+		*p = np;
+	}
 }
 
 int queue_rename(struct queue *q, const char *from, const char *to, unsigned rflags)
@@ -315,6 +337,8 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
 		*mtail = e;
 		mtail = &e->next;
 	}
+	for (size_t i = 0; i < q->notes[QN_UPLOAD].n; i++)
+		note_rebase(&q->notes[QN_UPLOAD].v[i], from, to, exchange);
 	r->seq = q->next_seq++;
 	r->since = r->seq;
 	q->barrier_seq = r->seq;
@@ -441,8 +465,7 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms)
 		 * let done_below pass it before its change is sent. */
 		struct qentry *dup = hash_find(q, e->path);
 		if (dup && dup->seq > q->barrier_seq && e->seq > q->barrier_seq) {
-			e->flags = (e->flags | dup->flags) &
-				   ~(QF_NOLINK & ~(e->flags & dup->flags));
+			e->flags = merge_flags(e->flags, dup->flags);
 			if (dup->since < e->since)
 				e->since = dup->since;
 			hash_remove(q, dup);
@@ -502,44 +525,54 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 			min = e->since;
 	}
 	st->done_below = min - 1;
+	st->notes = q->notes[0].n + q->notes[1].n;
 	pthread_mutex_unlock(&q->lock);
 }
 
-int queue_note_miss(struct queue *q, const char *path)
+int queue_note(struct queue *q, enum qnote kind, const char *path)
 {
+	struct notes *ns = &q->notes[kind == QN_UPLOAD];
 	char *p = strdup(path);
 	int r = 0;
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_lock(&q->lock);
-	if (q->nmisses >= QUEUE_MISSES_MAX) {
+	if (ns->n >= QUEUE_NOTES_MAX) {
 		r = -ENOSPC;
-	} else if (q->nmisses == q->amisses) {
-		size_t na = q->amisses ? q->amisses * 2 : 16;
-		char **v = realloc(q->misses, na * sizeof(*v));
+	} else if (ns->n == ns->a) {
+		size_t na = ns->a ? ns->a * 2 : 16;
+		char **v = realloc(ns->v, na * sizeof(*v));
 		if (!v) {
 			r = -ENOMEM;
 		} else {
-			q->misses = v;
-			q->amisses = na;
+			ns->v = v;
+			ns->a = na;
 		}
 	}
+	if (r == 0 && kind == QN_UPLOAD) {
+		/* The server's path once the renames still queued are applied
+		 * (queue_rename rebases it for those queued later). */
+		for (struct qentry *e = q->head; e && p; e = e->next)
+			if (e->kind == Q_RENAME)
+				note_rebase(&p, e->path, e->path2, (e->rflags & RENAME_EXCHANGE) != 0);
+	}
 	if (r == 0)
-		q->misses[q->nmisses++] = p;
+		ns->v[ns->n++] = p;
 	pthread_mutex_unlock(&q->lock);
 	if (r < 0)
 		free(p);
 	return r;
 }
 
-char **queue_take_misses(struct queue *q)
+char **queue_take_notes(struct queue *q, enum qnote kind)
 {
+	struct notes *ns = &q->notes[kind == QN_UPLOAD];
 	char **out = NULL;
 	pthread_mutex_lock(&q->lock);
-	if (q->nmisses && (out = malloc((q->nmisses + 1) * sizeof(*out)))) {
-		memcpy(out, q->misses, q->nmisses * sizeof(*out));
-		out[q->nmisses] = NULL;
-		q->nmisses = 0;
+	if (ns->n && (out = malloc((ns->n + 1) * sizeof(*out)))) {
+		memcpy(out, ns->v, ns->n * sizeof(*out));
+		out[ns->n] = NULL;
+		ns->n = 0;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return out;

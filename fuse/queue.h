@@ -40,10 +40,13 @@ enum qkind { Q_SYNC = 1, Q_RENAME };
 #define QF_META 2u
 #define QF_TREE 4u
 #define QF_NOLINK 8u /* internal: do not re-sync the other names of a hard link */
-#define QF_GONE 16u  /* the front end saw path vanish: delete it on the server.
-		      * Only needed with mirror.keep_missing (the polling front
-		      * end), where a sync that finds nothing deletes nothing and
-		      * notes a miss instead (queue_note_miss). */
+#define QF_GONE 16u  /* the front end saw path vanish: delete it on the server,
+		      * whatever BACKING holds there by then (something put
+		      * there since is new to the front end, which reports it
+		      * later). Only used with mirror.keep_missing (the polling
+		      * front end), where a sync that finds nothing deletes
+		      * nothing and notes a miss instead (queue_note).
+		      * When syncs coalesce, the newer one decides this flag. */
 
 struct qentry {
 	uint64_t seq;
@@ -69,6 +72,7 @@ struct queue_stats {
 	uint64_t done_below;  /* every seq <= this is finished */
 	size_t pending;       /* entries waiting or in flight */
 	size_t deferred;      /* of which deferred */
+	size_t notes;         /* misses and uploads noted, not yet taken */
 };
 
 struct queue;
@@ -152,24 +156,35 @@ int queue_restore(struct queue *q, uint64_t seq, enum qkind kind, unsigned flags
 		  unsigned rflags, const char *path, const char *path2);
 
 /*
- * Misses, for a front end that finds changes late (the polling scanner):
- * with mirror.keep_missing, a sync without QF_GONE that finds nothing at its
- * path does not delete it on the server (the path may be inside a folder
- * renamed since, a rename the scanner has not seen yet: deleting would
- * empty the folder the rename then carries) but notes the path here. The
- * front end takes the notes and syncs again what it finds under the new
- * names. Thread-safe; at most QUEUE_MISSES_MAX notes are kept.
+ * Notes, for a front end that finds changes late (the polling scanner,
+ * mirror.keep_missing). Thread-safe; at most QUEUE_NOTES_MAX of each kind
+ * are kept.
+ *
+ * Misses: a sync without QF_GONE that finds nothing at its path does not
+ * delete it on the server (the path may be inside a folder renamed since, a
+ * rename the scanner has not seen yet: deleting would empty the folder the
+ * rename then carries) but notes the path. The front end takes the notes
+ * and syncs again what it finds under the new names.
+ *
+ * Uploads: a comparison of a subtree (QF_TREE, a rename's fallback) sends
+ * what BACKING holds at the time, which may be something the front end
+ * never sees (a temporary file renamed away between two scans). Each path
+ * it sends is noted; the front end deletes on the server what it does not
+ * know. A noted path follows the renames queued before or after the note
+ * (it is the server's path once they are applied).
  */
-#define QUEUE_MISSES_MAX 100000
+#define QUEUE_NOTES_MAX 100000
 
-/* Note that a sync found nothing at path (copied). Returns 0, or -ENOMEM
- * (or -ENOSPC when full: the note is dropped). */
-int queue_note_miss(struct queue *q, const char *path);
+enum qnote { QN_MISS, QN_UPLOAD };
 
-/* The paths noted so far, oldest first: a NULL-terminated array of new
- * strings (caller frees each and the array), or NULL when there are none
- * (or on ENOMEM, when the notes are kept for the next call). */
-char **queue_take_misses(struct queue *q);
+/* Note path (copied) under kind. Returns 0, or -ENOMEM (or -ENOSPC when
+ * full: the note is dropped). */
+int queue_note(struct queue *q, enum qnote kind, const char *path);
+
+/* The paths noted so far under kind, oldest first: a NULL-terminated array
+ * of new strings (caller frees each and the array), or NULL when there are
+ * none (or on ENOMEM, when the notes are kept for the next call). */
+char **queue_take_notes(struct queue *q, enum qnote kind);
 
 /* Hand out sequence numbers from next on, at least (call before anything
  * is queued). They must keep growing across sessions of one client:

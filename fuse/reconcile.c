@@ -487,6 +487,11 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 		res = worker_sync_path(w, t->path, QF_CONTENT, lr == 0 ? &now : NULL, 0);
 		if (res == SEND_RETRY)
 			goto out;
+		/* Sent without the front end's knowledge: let it check that
+		 * it knows the path (queue.h, uploads). */
+		if (res == SEND_OK && m->keep_missing &&
+		    queue_note(m->q, QN_UPLOAD, t->path) == -ENOMEM)
+			mirror_error(m, t->path, "cannot note an upload: out of memory");
 		if (res == SEND_CHANGED) {
 			/* Changing right now: the queue will come back to it. */
 			if (queue_sync_since(m->q, t->path, QF_CONTENT, w->since) < 0)

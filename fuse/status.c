@@ -63,6 +63,7 @@ char *status_json(struct mirror *m, size_t *len)
 	cJSON_AddNumberToObject(o, "deferred_ops", (double)qs.deferred);
 	cJSON_AddNumberToObject(o, "last_seq", (double)qs.last_seq);
 	cJSON_AddNumberToObject(o, "done_seq", (double)qs.done_below);
+	cJSON_AddNumberToObject(o, "notes", (double)qs.notes);
 	cJSON_AddNumberToObject(o, "files_sent", (double)s.files_sent);
 	cJSON_AddNumberToObject(o, "ops_applied", (double)s.ops_applied);
 	cJSON_AddNumberToObject(o, "bytes_read", (double)s.bytes_read);
@@ -311,10 +312,25 @@ int sync_cmd_with(const struct status_source *src, int argc, char **argv)
 	if (!s)
 		return 1;
 	double target = num(s, "last_seq");
+	/* A front end that scans (flush) may have notes left by what was sent
+	 * (queue.h): it acts on them at its next scan, so look once more. A
+	 * few rounds at most: notes from changes made after the call are not
+	 * this call's to wait for. */
+	int rounds = 3;
 	for (;;) {
-		if (is_done(s, target)) {
+		if (is_done(s, target) && (!src->flush || num(s, "notes") <= 0 || rounds-- <= 0)) {
 			cJSON_Delete(s);
 			return 0;
+		}
+		if (is_done(s, target)) {
+			cJSON_Delete(s);
+			double left = timeout > 0 ? timeout - elapsed_since(&start) : 0;
+			if (timeout > 0 && left <= 0)
+				left = 0.001;
+			if (src->flush(src, mnt, left) < 0 || !(s = src->read(src, mnt)))
+				return 1;
+			target = num(s, "last_seq");
+			continue;
 		}
 		if (timeout > 0 && elapsed_since(&start) >= timeout) {
 			const cJSON *err = cJSON_GetObjectItemCaseSensitive(s, "last_error");

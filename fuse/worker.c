@@ -192,7 +192,7 @@ static enum send_result sync_missing(struct worker *w, const char *path, unsigne
 {
 	if (!w->m->keep_missing || (flags & QF_GONE))
 		return send_delete(w, path, seq);
-	if (queue_note_miss(w->m->q, path) < 0)
+	if (queue_note(w->m->q, QN_MISS, path) < 0)
 		mirror_error(w->m, path, "cannot note a missing path: out of memory");
 	log_debug("%s: not in the backing folder (moved?): left to the scanner", path);
 	return SEND_OK;
@@ -280,6 +280,13 @@ enum send_result worker_sync_path(struct worker *w, const char *path, unsigned f
 				  const struct stat *st_in, uint64_t seq)
 {
 	struct stat st;
+	/* A vanished path reported by a front end that finds changes late:
+	 * what BACKING holds there now is new to that front end, which reports
+	 * it after this entry (queue.h, QF_GONE). Uploading it here could put
+	 * on the server something that front end never sees, such as a
+	 * temporary file renamed away before its next look. */
+	if (w->m->keep_missing && (flags & QF_GONE))
+		return send_delete(w, path, seq);
 	if (st_in) {
 		st = *st_in;
 	} else {

@@ -175,6 +175,66 @@ static void test_coalesce(void)
 	queue_free(q);
 }
 
+/* QF_GONE is decided by the newer of two coalesced syncs: a path reported
+ * vanished and then found again is a plain sync; one changed and then
+ * reported vanished is a deletion. */
+static void test_coalesce_gone(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_sync(q, "a", QF_CONTENT | QF_GONE), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "a", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "b", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "b", QF_META | QF_GONE), 0);
+	struct qentry *a = take_sync(q, "a", QF_CONTENT);
+	struct qentry *b = take_sync(q, "b", QF_CONTENT | QF_META | QF_GONE);
+	/* a retried entry folds a newer twin in with the same rule */
+	CU_ASSERT_EQUAL(queue_sync(q, "a", QF_CONTENT | QF_GONE), 0);
+	queue_retry(q, a, 0);
+	a = take_sync(q, "a", QF_CONTENT | QF_GONE);
+	queue_done(q, a);
+	queue_done(q, b);
+	expect_nothing(q);
+	queue_free(q);
+}
+
+/* Notes: misses and uploads are kept apart; an upload's path follows the
+ * renames still queued when it is noted and those queued after it. */
+static void test_notes(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_PTR_NULL(queue_take_notes(q, QN_UPLOAD));
+	CU_ASSERT_EQUAL(queue_rename(q, "d", "e", 0), 0);
+	CU_ASSERT_EQUAL(queue_note(q, QN_UPLOAD, "d/t"), 0); /* rename d -> e pending */
+	CU_ASSERT_EQUAL(queue_note(q, QN_MISS, "d/m"), 0);    /* misses stay as noted */
+	CU_ASSERT_EQUAL(queue_note(q, QN_UPLOAD, "x"), 0);
+	CU_ASSERT_EQUAL(stats(q).notes, 3);
+	CU_ASSERT_EQUAL(queue_rename(q, "e/t", "e/u", 0), 0); /* queued after the note */
+	struct qentry *r = take_rename(q, "d", "e", 0);
+	queue_done(q, r);
+	/* a rename already done does not move a later note */
+	r = take_rename(q, "e/t", "e/u", 0);
+	queue_done(q, r);
+	CU_ASSERT_EQUAL(queue_note(q, QN_UPLOAD, "e/t"), 0);
+	char **u = queue_take_notes(q, QN_UPLOAD);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(u);
+	CU_ASSERT_STRING_EQUAL(u[0], "e/u");
+	CU_ASSERT_STRING_EQUAL(u[1], "x");
+	CU_ASSERT_STRING_EQUAL(u[2], "e/t");
+	CU_ASSERT_PTR_NULL(u[3]);
+	for (char **p = u; *p; p++)
+		free(*p);
+	free(u);
+	char **m = queue_take_notes(q, QN_MISS);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_STRING_EQUAL(m[0], "d/m");
+	CU_ASSERT_PTR_NULL(m[1]);
+	free(m[0]);
+	free(m);
+	CU_ASSERT_EQUAL(stats(q).notes, 0);
+	expect_nothing(q);
+	queue_free(q);
+}
+
 /* A sync in flight may already have read the file: a later change must be
  * a new entry, not folded into it. */
 static void test_no_coalesce_into_inflight(void)
@@ -695,6 +755,8 @@ int suite_fuse_queue(void)
 	if (!s)
 		return CU_get_error();
 	if (!CU_add_test(s, "fifo", test_fifo) || !CU_add_test(s, "coalesce", test_coalesce) ||
+	    !CU_add_test(s, "coalesce_gone", test_coalesce_gone) ||
+	    !CU_add_test(s, "notes", test_notes) ||
 	    !CU_add_test(s, "folders and trees", test_ancestors_and_trees) ||
 	    !CU_add_test(s, "no_coalesce_into_inflight", test_no_coalesce_into_inflight) ||
 	    !CU_add_test(s, "rename_barrier", test_rename_barrier) ||

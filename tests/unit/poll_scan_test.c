@@ -577,17 +577,51 @@ static void test_miss_follows_rename(void)
 	put(&f, "d/a", "A");
 	put(&f, "d/b", "B");
 	scan(&f);
-	CU_ASSERT_EQUAL(queue_note_miss(f.m.q, "d/a"), 0);
-	CU_ASSERT_EQUAL(queue_note_miss(f.m.q, "gone/x"), 0); /* not in the snapshot */
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_MISS, "d/a"), 0);
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_MISS, "gone/x"), 0); /* not in the snapshot */
 	mv(&f, "d", "e");
 	scan(&f);
 	take(&f, 0);
 	EXPECT(&f, "R d e", "S e/a 1");
-	CU_ASSERT_EQUAL(queue_note_miss(f.m.q, "e/b"), 0); /* no rename: same name */
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_MISS, "e/b"), 0); /* no rename: same name */
 	scan(&f);
 	take(&f, 0);
 	EXPECT(&f, "S e/b 1");
-	CU_ASSERT_PTR_NULL(queue_take_misses(f.m.q)); /* all taken */
+	CU_ASSERT_PTR_NULL(queue_take_notes(f.m.q, QN_MISS)); /* all taken */
+	fx_release(&f);
+}
+
+/* An upload the scanner did not ask for (a subtree comparison sent what
+ * was there at the time): a path the snapshot does not hold is deleted
+ * again on the server, at the path where the queued renames carry it. */
+static void test_unknown_upload_deleted(void)
+{
+	struct fx f;
+	fx_init(&f);
+	mkd(&f, "d");
+	put(&f, "d/a", "A");
+	scan(&f);
+	take(&f, 0);
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_UPLOAD, "d/a"), 0);   /* known */
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_UPLOAD, "d/tmp"), 0); /* a temporary, gone */
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_UPLOAD, "x"), 0);     /* a folder, gone */
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_UPLOAD, "x/y"), 0);   /* goes with x */
+	scan(&f);
+	take(&f, 0);
+	EXPECT(&f, "S d/tmp 17", "S x 17");
+	/* noted before the scan that queues the rename of its folder */
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_UPLOAD, "d/t2"), 0);
+	mv(&f, "d", "e");
+	scan(&f);
+	take(&f, 0);
+	EXPECT(&f, "R d e", "S e/t2 17");
+	/* noted while a rename is still queued */
+	mv(&f, "e", "g");
+	scan(&f);
+	CU_ASSERT_EQUAL(queue_note(f.m.q, QN_UPLOAD, "e/t3"), 0);
+	scan(&f);
+	take(&f, 0);
+	EXPECT(&f, "R e g", "S g/t3 17");
 	fx_release(&f);
 }
 
@@ -644,6 +678,7 @@ int suite_poll_scan(void)
 	    !CU_add_test(s, "symlinks_and_fifos", test_symlinks_and_fifos) ||
 	    !CU_add_test(s, "hard_links_registered", test_hard_links_registered) ||
 	    !CU_add_test(s, "miss_follows_rename", test_miss_follows_rename) ||
+	    !CU_add_test(s, "unknown_upload_deleted", test_unknown_upload_deleted) ||
 	    !CU_add_test(s, "request_waits_for_settling", test_request_waits_for_settling))
 		return CU_get_error();
 	return 0;
