@@ -2,8 +2,40 @@
 #include "compress.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <zstd.h>
 #include <zstd_errors.h>
+
+/* One compression context per thread, made at its first use and freed at
+ * its exit: a context costs about a megabyte to set up, more than a small
+ * chunk takes to compress. */
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+static int cctx_key_ok;
+
+static void cctx_free(void *c)
+{
+	ZSTD_freeCCtx(c);
+}
+
+static void cctx_key_make(void)
+{
+	cctx_key_ok = pthread_key_create(&cctx_key, cctx_free) == 0;
+}
+
+/* This thread's context, or NULL (ENOMEM). */
+static ZSTD_CCtx *thread_cctx(void)
+{
+	pthread_once(&cctx_once, cctx_key_make);
+	if (!cctx_key_ok)
+		return NULL;
+	ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+	if (!c && (c = ZSTD_createCCtx()) && pthread_setspecific(cctx_key, c) != 0) {
+		ZSTD_freeCCtx(c);
+		c = NULL;
+	}
+	return c;
+}
 
 int compress_chunk(const uint8_t *in, size_t len, struct buf *out)
 {
@@ -17,7 +49,10 @@ int compress_chunk(const uint8_t *in, size_t len, struct buf *out)
 	 * of room, and a chunk is at most CHUNK_PROTO_MAX anyway. */
 	if ((r = buf_reserve(out, bound)) < 0)
 		return r;
-	size_t n = ZSTD_compress(out->data, bound, in, len, COMPRESS_LEVEL);
+	ZSTD_CCtx *c = thread_cctx();
+	if (!c)
+		return -ENOMEM;
+	size_t n = ZSTD_compressCCtx(c, out->data, bound, in, len, COMPRESS_LEVEL);
 	if (ZSTD_isError(n)) {
 		if (ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation)
 			return -ENOMEM;

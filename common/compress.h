@@ -6,8 +6,9 @@
  * is bounded by the raw length the frame header announced, so a hostile
  * payload can never make it write more than raw_len bytes.
  *
- * Thread-safe: every call uses its own zstd context (libzstd's simple API),
- * nothing is shared.
+ * Thread-safe: each thread compresses with a zstd context of its own, kept
+ * for its lifetime (freed when it exits); decompression uses libzstd's
+ * simple API.
  */
 #ifndef MIRROR_COMPRESS_H
 #define MIRROR_COMPRESS_H

@@ -111,12 +111,15 @@ int http_init(struct http *h, const char *base_url, const char *client_id)
 	struct curl_slist *l = curl_slist_append(NULL, hdr);
 	if (!l)
 		goto nomem;
-	struct curl_slist *l2 = curl_slist_append(l, "Expect:"); /* no 100-continue round trip */
-	if (!l2) {
+	/* No 100-continue round trip; no Accept header (bytes on every
+	 * request, and mirrord answers JSON or lines anyway). */
+	struct curl_slist *l2 = curl_slist_append(l, "Expect:");
+	struct curl_slist *l3 = l2 ? curl_slist_append(l2, "Accept:") : NULL;
+	if (!l3) {
 		curl_slist_free_all(l);
 		goto nomem;
 	}
-	h->headers = l2;
+	h->headers = l3;
 	return 0;
 nomem:
 	http_release(h);
