@@ -63,8 +63,9 @@ static void usage(FILE *f)
 }
 
 struct opts {
-	const char *backing, *mountpoint, *server, *state_dir, *token_file, *cacert;
-	int foreground, debug, single, level;
+	struct setup_opts c; /* --server and the other shared options */
+	const char *backing, *mountpoint;
+	int foreground, debug, single;
 	char fuse_o[4096]; /* FUSE -o options that are not ours */
 	char *o_lists[16]; /* owned copies of the -o lists: our options point into them */
 	int n_lists;
@@ -102,15 +103,15 @@ static int parse_o(struct opts *o, char *list)
 		if (*t == '\0')
 			continue;
 		if (strncmp(t, "server=", 7) == 0) {
-			o->server = t + 7;
+			o->c.server = t + 7;
 		} else if (strncmp(t, "state_dir=", 10) == 0) {
-			o->state_dir = t + 10;
+			o->c.state_dir = t + 10;
 		} else if (strncmp(t, "token_file=", 11) == 0) {
-			o->token_file = t + 11;
+			o->c.token_file = t + 11;
 		} else if (strncmp(t, "cacert=", 7) == 0) {
-			o->cacert = t + 7;
+			o->c.cacert = t + 7;
 		} else if (strncmp(t, "log_level=", 10) == 0) {
-			if ((o->level = log_level_parse(t + 10)) < 0) {
+			if ((o->c.level = log_level_parse(t + 10)) < 0) {
 				fprintf(stderr, "mirrorfs: invalid log level '%s'\n", t + 10);
 				return -EINVAL;
 			}
@@ -147,7 +148,8 @@ static int add_fsname(struct fuse_args *args, const char *backing)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->level = LOG_LVL_INFO;
+	o->c.level = LOG_LVL_INFO;
+	int r;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -175,24 +177,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (parse_o(o, copy) < 0)
 				return -EINVAL;
 			i++;
-		} else if (strcmp(a, "--server") == 0 && val) {
-			o->server = val;
-			i++;
-		} else if (strcmp(a, "--state-dir") == 0 && val) {
-			o->state_dir = val;
-			i++;
-		} else if (strcmp(a, "--token-file") == 0 && val) {
-			o->token_file = val;
-			i++;
-		} else if (strcmp(a, "--cacert") == 0 && val) {
-			o->cacert = val;
-			i++;
-		} else if (strcmp(a, "--log-level") == 0 && val) {
-			if ((o->level = log_level_parse(val)) < 0) {
-				fprintf(stderr, "mirrorfs: invalid log level '%s'\n", val);
-				return -EINVAL;
-			}
-			i++;
+		} else if ((r = setup_parse_opt("mirrorfs", &o->c, argc, argv, &i)) != 0) {
+			if (r < 0)
+				return r;
 		} else if (a[0] == '-' && a[1] != '\0') {
 			fprintf(stderr, "mirrorfs: unknown or incomplete option '%s'\n", a);
 			return -EINVAL;
@@ -209,7 +196,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "mirrorfs: BACKING and MOUNTPOINT are required\n");
 		return -EINVAL;
 	}
-	if (!o->server) {
+	if (!o->c.server) {
 		fprintf(stderr, "mirrorfs: --server URL is required\n");
 		return -EINVAL;
 	}
@@ -249,11 +236,11 @@ static int mount_main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	log_init("mirrorfs", 0, (enum log_level)o.level);
-	if (http_url_check(o.server) < 0) {
+	log_init("mirrorfs", 0, (enum log_level)o.c.level);
+	if (http_url_check(o.c.server) < 0) {
 		fprintf(stderr,
 			"mirrorfs: invalid server URL '%s' (expected http://HOST:PORT or https://HOST:PORT)\n",
-			o.server);
+			o.c.server);
 		opts_release(&o);
 		return 2;
 	}
@@ -272,8 +259,8 @@ static int mount_main(int argc, char **argv)
 			empty == 0 ? "is not empty" : strerror(-empty));
 		goto out;
 	}
-	if (setup_set_access(&m, o.token_file, o.cacert) < 0 ||
-	    setup_mirror(&m, o.state_dir, m.mountpoint, o.server) < 0)
+	if (setup_set_access(&m, o.c.token_file, o.c.cacert) < 0 ||
+	    setup_mirror(&m, o.c.state_dir, m.mountpoint, o.c.server) < 0)
 		goto out;
 
 	if (fuse_opt_add_arg(&args, "mirrorfs") < 0 ||
@@ -300,7 +287,7 @@ static int mount_main(int argc, char **argv)
 	if (fuse_daemonize(o.foreground) != 0)
 		goto unmount;
 	if (!o.foreground)
-		log_init("mirrorfs", 1, (enum log_level)o.level);
+		log_init("mirrorfs", 1, (enum log_level)o.c.level);
 	log_info("mirroring %s (mounted at %s) to %s", m.backing, m.mountpoint, m.server);
 	if (o.single) {
 		ret = fuse_loop(f) ? 1 : 0;

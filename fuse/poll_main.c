@@ -73,8 +73,9 @@ static void usage(FILE *f)
 }
 
 struct opts {
-	const char *dir, *server, *state_dir, *token_file, *cacert;
-	int foreground, level, interval;
+	struct setup_opts c; /* --server and the other shared options */
+	const char *dir;
+	int foreground, interval;
 };
 
 static int parse_int(const char *s, long lo, long hi, int *out)
@@ -91,8 +92,9 @@ static int parse_int(const char *s, long lo, long hi, int *out)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->level = LOG_LVL_INFO;
+	o->c.level = LOG_LVL_INFO;
 	o->interval = 1000;
+	int r;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -104,28 +106,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			exit(0);
 		} else if (strcmp(a, "-f") == 0) {
 			o->foreground = 1;
-		} else if (strcmp(a, "--server") == 0 && val) {
-			o->server = val;
-			i++;
-		} else if (strcmp(a, "--state-dir") == 0 && val) {
-			o->state_dir = val;
-			i++;
-		} else if (strcmp(a, "--token-file") == 0 && val) {
-			o->token_file = val;
-			i++;
-		} else if (strcmp(a, "--cacert") == 0 && val) {
-			o->cacert = val;
-			i++;
+		} else if ((r = setup_parse_opt(PROG, &o->c, argc, argv, &i)) != 0) {
+			if (r < 0)
+				return r;
 		} else if (strcmp(a, "--interval") == 0 && val) {
 			if (parse_int(val, INTERVAL_MIN_MS, INTERVAL_MAX_MS, &o->interval) < 0) {
 				fprintf(stderr, PROG ": invalid interval '%s' (milliseconds, %d to %d)\n",
 					val, INTERVAL_MIN_MS, INTERVAL_MAX_MS);
-				return -EINVAL;
-			}
-			i++;
-		} else if (strcmp(a, "--log-level") == 0 && val) {
-			if ((o->level = log_level_parse(val)) < 0) {
-				fprintf(stderr, PROG ": invalid log level '%s'\n", val);
 				return -EINVAL;
 			}
 			i++;
@@ -143,7 +130,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		fprintf(stderr, PROG ": DIR is required\n");
 		return -EINVAL;
 	}
-	if (!o->server) {
+	if (!o->c.server) {
 		fprintf(stderr, PROG ": --server URL is required\n");
 		return -EINVAL;
 	}
@@ -349,17 +336,17 @@ static int poll_main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	log_init(PROG, 0, (enum log_level)o.level);
-	if (http_url_check(o.server) < 0) {
+	log_init(PROG, 0, (enum log_level)o.c.level);
+	if (http_url_check(o.c.server) < 0) {
 		fprintf(stderr,
 			PROG ": invalid server URL '%s' (expected http://HOST:PORT or https://HOST:PORT)\n",
-			o.server);
+			o.c.server);
 		return 2;
 	}
 	if (!(m.backing = setup_existing_dir("DIR", o.dir)))
 		goto out;
-	if (setup_set_access(&m, o.token_file, o.cacert) < 0 ||
-	    setup_mirror(&m, o.state_dir, NULL, o.server) < 0)
+	if (setup_set_access(&m, o.c.token_file, o.c.cacert) < 0 ||
+	    setup_mirror(&m, o.c.state_dir, NULL, o.c.server) < 0)
 		goto out;
 	m.keep_missing = 1; /* deletions are the scanner's to report (poll_scan.h) */
 	poll_scan_cfg_default(&cfg, o.interval);
@@ -381,7 +368,7 @@ static int poll_main(int argc, char **argv)
 	if (!o.foreground) {
 		if ((ready = daemonize()) < 0)
 			goto out;
-		log_init(PROG, 1, (enum log_level)o.level);
+		log_init(PROG, 1, (enum log_level)o.c.level);
 	}
 	/* Before the first thread, so that every thread inherits the mask. */
 	sigemptyset(&sigs);

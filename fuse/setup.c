@@ -31,6 +31,27 @@
 /* Program name for messages; set once in main() (frozen configuration). */
 static const char *setup_prog = "mirrorfs";
 
+int setup_parse_opt(const char *prog, struct setup_opts *o, int argc, char **argv, int *i)
+{
+	static const char *const names[] = { "--server", "--state-dir", "--token-file",
+					      "--cacert", "--log-level" };
+	const char *a = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+	size_t k = 0, n = sizeof(names) / sizeof(names[0]);
+	while (k < n && strcmp(a, names[k]) != 0)
+		k++;
+	if (k == n || !val)
+		return 0;
+	const char **slot[] = { &o->server, &o->state_dir, &o->token_file, &o->cacert, NULL };
+	if (slot[k]) {
+		*slot[k] = val;
+	} else if ((o->level = log_level_parse(val)) < 0) {
+		fprintf(stderr, "%s: invalid log level '%s'\n", prog, val);
+		return -EINVAL;
+	}
+	(*i)++;
+	return 1;
+}
+
 void setup_init(struct mirror *m, const char *prog)
 {
 	memset(m, 0, sizeof(*m));

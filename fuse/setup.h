@@ -13,6 +13,20 @@
 
 #include "mirror.h"
 
+/* The command-line options both front ends share. Strings are borrowed
+ * from argv. */
+struct setup_opts {
+	const char *server, *state_dir, *token_file, *cacert;
+	int level; /* enum log_level; set it to the default before parsing */
+};
+
+/* If argv[*i] is one of the shared options (--server URL, --state-dir S,
+ * --token-file F, --cacert F, --log-level L) followed by its value, store
+ * it in o, move *i onto the value and return 1. Return 0 if it is not one
+ * (or its value is missing), -EINVAL after printing why (prefixed with
+ * prog) if the value is invalid. */
+int setup_parse_opt(const char *prog, struct setup_opts *o, int argc, char **argv, int *i);
+
 /* Zero m and remember the program name (borrowed) for messages. */
 void setup_init(struct mirror *m, const char *prog);
 
