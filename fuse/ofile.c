@@ -182,6 +182,15 @@ void ofiles_uploaded(struct ofiles *t, dev_t dev, ino_t ino, int64_t started)
 	pthread_mutex_unlock(&t->lock);
 }
 
+void ofiles_postpone(struct ofiles *t, dev_t dev, ino_t ino, int64_t now)
+{
+	pthread_mutex_lock(&t->lock);
+	struct ofile *of = find(t, dev, ino);
+	if (of && atomic_load(&of->dirty_since) != 0)
+		atomic_store(&of->dirty_since, now);
+	pthread_mutex_unlock(&t->lock);
+}
+
 /* Merge [a, b) into d's sorted disjoint ranges. When they are all used,
  * the new range joins its nearest neighbour: a superset is still right. */
 static void add_range(struct dirty *d, uint64_t a, uint64_t b)

@@ -106,4 +106,10 @@ int ofiles_begin_upload(struct ofiles *t, dev_t dev, ino_t ino, int64_t *last_wr
  * dirty_since unless it was written after that. */
 void ofiles_uploaded(struct ofiles *t, dev_t dev, ino_t ino, int64_t started);
 
+/* The uploader read (dev, ino) while it was being written and gave up (it
+ * changed under the read): its next attempt before the writes pause waits a
+ * full maxwait again, counted from now, instead of re-reading a file that
+ * keeps changing over and over. */
+void ofiles_postpone(struct ofiles *t, dev_t dev, ino_t ino, int64_t now);
+
 #endif

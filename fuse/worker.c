@@ -260,6 +260,8 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 	close(fd);
 	if (r != SEND_OK)
 		ofiles_return_dirty(&m->ofiles, fst.st_dev, fst.st_ino, dr, ndr);
+	if (r == SEND_CHANGED && writing)
+		ofiles_postpone(&m->ofiles, fst.st_dev, fst.st_ino, queue_now());
 	if (r == SEND_OK) {
 		ofiles_uploaded(&m->ofiles, fst.st_dev, fst.st_ino, now);
 		if (fst.st_nlink > 1 && !(flags & QF_NOLINK)) {

@@ -186,6 +186,16 @@ static void test_begin_upload_reports(void)
 	CU_ASSERT(lw2 >= t2 && lw2 >= lw);
 	CU_ASSERT_EQUAL(ds, first);
 
+	/* a read that gave up (the file changed under it) postpones the
+	 * next forced attempt: dirty_since restarts at that moment */
+	ofiles_postpone(&f.t, DEV, 10, first + 7);
+	CU_ASSERT_EQUAL(ofiles_begin_upload(&f.t, DEV, 10, &lw, &ds), 1);
+	CU_ASSERT_EQUAL(ds, first + 7);
+	ofiles_postpone(&f.t, DEV, 10, first);
+	ofiles_postpone(&f.t, DEV, 99, first + 9); /* unknown inode: nothing */
+	CU_ASSERT_EQUAL(ofiles_begin_upload(&f.t, DEV, 10, &lw, &ds), 1);
+	CU_ASSERT_EQUAL(ds, first);
+
 	/* published as read before the last write: still dirty */
 	ofiles_uploaded(&f.t, DEV, 10, t2 - 1);
 	CU_ASSERT_EQUAL(ofiles_begin_upload(&f.t, DEV, 10, &lw, &ds), 1);
@@ -195,6 +205,9 @@ static void test_begin_upload_reports(void)
 	CU_ASSERT_EQUAL(ofiles_begin_upload(&f.t, DEV, 10, &lw, &ds), 1);
 	CU_ASSERT_EQUAL(ds, 0);
 	CU_ASSERT_EQUAL(lw, lw2);
+	ofiles_postpone(&f.t, DEV, 10, queue_now()); /* clean stays clean */
+	CU_ASSERT_EQUAL(ofiles_begin_upload(&f.t, DEV, 10, &lw, &ds), 1);
+	CU_ASSERT_EQUAL(ds, 0);
 
 	/* the writer closes; a reader keeps the record */
 	struct ofile *r = ofiles_open(&f.t, DEV, 10, "f", 0);
