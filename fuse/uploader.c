@@ -127,6 +127,7 @@ static void *run(void *arg)
 
 	if (worker_init(&w, m) < 0) {
 		log_error("uploader: cannot set up the HTTP client");
+		worker_release(&w);
 		return NULL;
 	}
 	w.nap = worker_nap;

@@ -39,6 +39,19 @@ chmod 0600 "$B/docs/blob.bin"
 touch -d '2012-12-12 12:12:12.121212121' "$B/README"
 touch -h -d '2013-01-01 01:01:01.5' "$B/docs/readme-link"
 touch -d '2011-11-11 11:11:11.111111111' "$B/docs/deep"
+# A few hundred entries: folders with pinned mtimes (read-only ones
+# among them), symlinks, empty files.
+for i in $(seq 1 12); do
+	mkdir -p "$B/many/d$i/sub"
+	for j in 1 2 3 4; do
+		printf 'file %s of %s\n' "$j" "$i" >"$B/many/d$i/f$j"
+		: >"$B/many/d$i/sub/empty$j"
+	done
+	ln -s "f1" "$B/many/d$i/link"
+	head -c $((i * 3000)) /dev/urandom >"$B/many/d$i/sub/data"
+	touch -d "2010-01-$((i + 10)) 10:00:00.$i" "$B/many/d$i/sub" "$B/many/d$i"
+	((i % 3 == 0)) && chmod 0555 "$B/many/d$i/sub" "$B/many/d$i"
+done
 mount_mirrorfs
 sync_mirror
 check_trees "pre-filled BACKING"
