@@ -9,6 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "log.h"
 #include "queue.h"
@@ -119,12 +124,26 @@ static enum send_result process(struct worker *w, struct qentry *e)
 	return worker_sync_path(w, e->path, e->flags, NULL, e->seq);
 }
 
+/* Mirroring is background work: when the CPU is short, the applications
+ * using the folder (and the FUSE threads serving them) go first. Linux
+ * keeps a nice value per thread; elsewhere this does nothing. */
+#define UPLOADER_NICE 10
+
+static void lower_priority(void)
+{
+#ifdef __linux__
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), UPLOADER_NICE) < 0)
+		log_debug("uploader: cannot lower the thread's priority: %s", strerror(errno));
+#endif
+}
+
 static void *run(void *arg)
 {
 	struct uploader *u = arg;
 	struct mirror *m = u->m;
 	struct worker w;
 
+	lower_priority();
 	if (worker_init(&w, m) < 0) {
 		log_error("uploader: cannot set up the HTTP client");
 		worker_release(&w);
