@@ -77,26 +77,27 @@ expand() {
 }
 
 # allowed_calls UNIT: the calls UNIT's SystemCallFilter= lines allow, one a
-# line (the first allow-list, minus every ~deny-list, as systemd does).
+# line, as systemd reads them: the first line must be an allow-list; each
+# later ~deny-list removes its calls, each later allow-list adds its own.
 allowed_calls() {
-	local unit=$1 v allow=() deny=()
-	while IFS= read -r v; do
-		if [[ $v == ~* ]]; then
-			# shellcheck disable=SC2206 # a list of names
-			deny+=(${v#\~})
-		else
-			# shellcheck disable=SC2206
-			allow+=($v)
-		fi
-	done < <(sed -n 's/^SystemCallFilter=//p' "$unit")
-	((${#allow[@]})) || fail "$unit has no SystemCallFilter= allow-list"
-	EXP_SEEN=()
-	expand "${allow[@]}"
+	local unit=$1 v first=1
 	local -A ok=()
-	for v in "${!EXP_SEEN[@]}"; do ok[$v]=1; done
+	while IFS= read -r v; do
+		EXP_SEEN=()
+		if [[ $v == ~* ]]; then
+			((first == 0)) || fail "$unit: the first SystemCallFilter= is not an allow-list"
+			# shellcheck disable=SC2086 # a list of names
+			expand ${v#\~}
+			for v in "${!EXP_SEEN[@]}"; do unset "ok[$v]"; done
+		else
+			# shellcheck disable=SC2086
+			expand $v
+			for v in "${!EXP_SEEN[@]}"; do ok[$v]=1; done
+		fi
+		first=0
+	done < <(sed -n 's/^SystemCallFilter=//p' "$unit")
+	((first == 0)) || fail "$unit has no SystemCallFilter= allow-list"
 	EXP_SEEN=()
-	((${#deny[@]})) && expand "${deny[@]}"
-	for v in "${!EXP_SEEN[@]}"; do unset "ok[$v]"; done
 	printf '%s\n' "${!ok[@]}" | sort
 }
 
