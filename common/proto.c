@@ -188,18 +188,34 @@ static int add_chunk_list(cJSON *parent, const struct proto_chunk *c, size_t n)
 	return fill_chunk_list(arr, c, n);
 }
 
+void proto_list_pack(const struct proto_chunk *c, size_t n, uint8_t *out)
+{
+	for (size_t i = 0; i < n; i++, out += PROTO_LIST_ENTRY) {
+		memcpy(out, c[i].id.b, HASH_LEN);
+		out[HASH_LEN] = (uint8_t)(c[i].len >> 24);
+		out[HASH_LEN + 1] = (uint8_t)(c[i].len >> 16);
+		out[HASH_LEN + 2] = (uint8_t)(c[i].len >> 8);
+		out[HASH_LEN + 3] = (uint8_t)c[i].len;
+	}
+}
+
+void proto_list_unpack(const uint8_t *in, size_t n, struct proto_chunk *c)
+{
+	for (size_t i = 0; i < n; i++, in += PROTO_LIST_ENTRY) {
+		memcpy(c[i].id.b, in, HASH_LEN);
+		c[i].len = (uint32_t)in[HASH_LEN] << 24 | (uint32_t)in[HASH_LEN + 1] << 16 |
+			   (uint32_t)in[HASH_LEN + 2] << 8 | in[HASH_LEN + 3];
+	}
+}
+
 void proto_list_digest(const struct proto_chunk *c, size_t n, struct hash_id *out)
 {
 	struct hash_state st;
-	uint8_t len[4];
+	uint8_t e[PROTO_LIST_ENTRY];
 	hash_start(&st);
 	for (size_t i = 0; i < n; i++) {
-		hash_update(&st, c[i].id.b, HASH_LEN);
-		len[0] = (uint8_t)(c[i].len >> 24);
-		len[1] = (uint8_t)(c[i].len >> 16);
-		len[2] = (uint8_t)(c[i].len >> 8);
-		len[3] = (uint8_t)c[i].len;
-		hash_update(&st, len, sizeof(len));
+		proto_list_pack(&c[i], 1, e);
+		hash_update(&st, e, sizeof(e));
 	}
 	hash_final(&st, out);
 }

@@ -109,6 +109,18 @@ unsigned proto_status_for_errno(int err);
  * its length (u32 big-endian). Both sides compute it the same way. */
 void proto_list_digest(const struct proto_chunk *c, size_t n, struct hash_id *out);
 
+/* The stored form of a chunk list (the client's record.db, mirrord's
+ * state.db): per chunk its id and its length as u32 big-endian, the bytes
+ * the digest covers, PROTO_LIST_ENTRY bytes each. */
+#define PROTO_LIST_ENTRY (HASH_LEN + 4)
+
+/* Write c[0..n) to out (n * PROTO_LIST_ENTRY bytes). Cannot fail. */
+void proto_list_pack(const struct proto_chunk *c, size_t n, uint8_t *out);
+
+/* Read n entries of in (n * PROTO_LIST_ENTRY bytes) into c[0..n). Cannot
+ * fail. */
+void proto_list_unpack(const uint8_t *in, size_t n, struct proto_chunk *c);
+
 /* Apply op's edits to base (nbase entries). Returns a new list (caller
  * frees) with its length in *n, or NULL: -EINVAL in *err if the edits do
  * not fit the base (out of range, overlapping, unsorted), -ENOMEM. */

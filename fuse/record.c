@@ -14,8 +14,8 @@ struct record {
 	sqlite3_stmt *put, *get, *forget, *list, *digest, *known, *add_known;
 };
 
-/* Lists are stored as id[32] + len u32 BE per chunk. */
-#define REC_ENTRY 36
+/* Lists are stored as proto_list_pack() writes them. */
+#define REC_ENTRY PROTO_LIST_ENTRY
 
 int record_open(const char *dir, struct record **out)
 {
@@ -78,14 +78,7 @@ void record_put(struct record *r, const char *path, const struct stat *st,
 	uint8_t *blob;
 	if (!r || !(blob = malloc(n ? n * REC_ENTRY : 1)))
 		return;
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *e = blob + i * REC_ENTRY;
-		memcpy(e, c[i].id.b, HASH_LEN);
-		e[32] = (uint8_t)(c[i].len >> 24);
-		e[33] = (uint8_t)(c[i].len >> 16);
-		e[34] = (uint8_t)(c[i].len >> 8);
-		e[35] = (uint8_t)c[i].len;
-	}
+	proto_list_pack(c, n, blob);
 	proto_list_digest(c, n, &digest);
 	sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
 	for (size_t i = 0; i < n; i++) {
@@ -133,12 +126,7 @@ struct proto_chunk *record_list(struct record *r, const char *path, size_t *n)
 		size_t len = (size_t)sqlite3_column_bytes(r->list, 0);
 		size_t cnt = len / REC_ENTRY;
 		if (b && len % REC_ENTRY == 0 && (c = malloc(cnt ? cnt * sizeof(*c) : 1))) {
-			for (size_t i = 0; i < cnt; i++) {
-				const uint8_t *e = b + i * REC_ENTRY;
-				memcpy(c[i].id.b, e, HASH_LEN);
-				c[i].len = (uint32_t)e[32] << 24 | (uint32_t)e[33] << 16 |
-					   (uint32_t)e[34] << 8 | e[35];
-			}
+			proto_list_unpack(b, cnt, c);
 			*n = cnt;
 		}
 	}

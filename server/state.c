@@ -306,8 +306,8 @@ static int end(struct state *st, int r)
 	return r;
 }
 
-/* Lists are stored as id[32] + len u32 BE per chunk. */
-#define LIST_ENTRY 36
+/* Lists are stored as proto_list_pack() writes them. */
+#define LIST_ENTRY PROTO_LIST_ENTRY
 
 static int put_list_locked(struct state *st, const char *path, const struct proto_chunk *c,
 			   size_t n)
@@ -317,14 +317,7 @@ static int put_list_locked(struct state *st, const char *path, const struct prot
 	sqlite3_stmt *s = st->q[Q_LPUT];
 	if (!blob)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *e = blob + i * LIST_ENTRY;
-		memcpy(e, c[i].id.b, HASH_LEN);
-		e[32] = (uint8_t)(c[i].len >> 24);
-		e[33] = (uint8_t)(c[i].len >> 16);
-		e[34] = (uint8_t)(c[i].len >> 8);
-		e[35] = (uint8_t)c[i].len;
-	}
+	proto_list_pack(c, n, blob);
 	proto_list_digest(c, n, &digest);
 	sqlite3_bind_blob(s, 1, path, (int)strlen(path), SQLITE_STATIC);
 	sqlite3_bind_blob(s, 2, digest.b, HASH_LEN, SQLITE_STATIC);
@@ -354,12 +347,7 @@ int state_list_get(struct state *st, const char *path, struct hash_id *digest,
 			r = -ENOMEM;
 		} else {
 			memcpy(digest->b, d, HASH_LEN);
-			for (size_t i = 0; i < cnt; i++) {
-				const uint8_t *e = b + i * LIST_ENTRY;
-				memcpy((*list)[i].id.b, e, HASH_LEN);
-				(*list)[i].len = (uint32_t)e[32] << 24 | (uint32_t)e[33] << 16 |
-						 (uint32_t)e[34] << 8 | e[35];
-			}
+			proto_list_unpack(b, cnt, *list);
 			*n = cnt;
 			r = 1;
 		}

@@ -398,6 +398,37 @@ static void test_times(void)
 	}
 }
 
+/* The stored form of a chunk list: id then length big-endian, the bytes
+ * the list digest covers, and back. */
+static void test_list_pack(void)
+{
+	struct proto_chunk c[3], back[3];
+	uint8_t blob[3 * PROTO_LIST_ENTRY];
+	for (int i = 0; i < 3; i++) {
+		memset(c[i].id.b, 0x11 * (i + 1), HASH_LEN);
+		c[i].len = 0x01020304u * (uint32_t)(i + 1);
+	}
+	c[2].len = 0xffffffffu;
+	CU_ASSERT_EQUAL(PROTO_LIST_ENTRY, 36);
+	proto_list_pack(c, 3, blob);
+	CU_ASSERT_EQUAL(blob[0], 0x11);
+	CU_ASSERT_EQUAL(blob[32], 0x01);
+	CU_ASSERT_EQUAL(blob[35], 0x04);
+	CU_ASSERT_EQUAL(blob[36 + 32], 0x02);
+	CU_ASSERT_EQUAL(blob[36 + 35], 0x08);
+	CU_ASSERT_EQUAL(blob[72 + 32], 0xff);
+	proto_list_unpack(blob, 3, back);
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(memcmp(back[i].id.b, c[i].id.b, HASH_LEN), 0);
+		CU_ASSERT_EQUAL(back[i].len, c[i].len);
+	}
+	/* the digest is BLAKE2b of exactly these bytes */
+	struct hash_id d1, d2;
+	proto_list_digest(c, 3, &d1);
+	hash_buf(blob, sizeof(blob), &d2);
+	CU_ASSERT_EQUAL(memcmp(d1.b, d2.b, HASH_LEN), 0);
+}
+
 static void test_json_nul(void)
 {
 #define HAS(s) proto_json_has_nul((s), sizeof(s) - 1)
@@ -462,7 +493,8 @@ int suite_proto(void)
 	    !CU_add_test(s, "chunk sums", test_chunk_sums) ||
 	    !CU_add_test(s, "unknown op and depth", test_unknown_and_depth) ||
 	    !CU_add_test(s, "times", test_times) || !CU_add_test(s, "errno map", test_errno_map) ||
-	    !CU_add_test(s, "json nul", test_json_nul))
+	    !CU_add_test(s, "json nul", test_json_nul) ||
+	    !CU_add_test(s, "list pack", test_list_pack))
 		return CU_get_error();
 	return 0;
 }
