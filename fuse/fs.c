@@ -97,9 +97,14 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	 * behind in BACKING (seen with git clone). Correctness first. */
 	cfg->nullpath_ok = 0;
 	cfg->hard_remove = 0;
+	/* Names, attributes and absent names are cached by the kernel for 1 s:
+	 * every change made through the mount updates them at once; a change
+	 * made in BACKING behind the mount's back shows within a second.
+	 * Caching absent names spares a compiler's search of its include
+	 * path most lookups (bench build: 2.47x -> 1.94x native time). */
 	cfg->entry_timeout = 1;
 	cfg->attr_timeout = 1;
-	cfg->negative_timeout = 0;
+	cfg->negative_timeout = 1;
 	conn->want |= conn->capable & FUSE_CAP_SPLICE_READ;
 	conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
 	/* Threads start here, after fuse_daemonize() has forked. */
