@@ -72,6 +72,11 @@ struct mirror {
 
 	pthread_mutex_t stats_lock;
 	struct mirror_stats stats; /* under stats_lock */
+	/* status: the bytes of the files waiting to be sent, as last counted
+	 * (at most once a second: `sync` reads the status every 10 ms), and
+	 * when, in queue_now() time; under stats_lock */
+	uint64_t pending_bytes;
+	int64_t pending_bytes_at;
 };
 
 /* libfuse keeps a file that is unlinked while open under a hidden name

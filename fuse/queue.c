@@ -26,7 +26,7 @@ struct queue {
 	struct notes {
 		char **v; /* oldest first */
 		size_t n, a;
-	} notes[2]; /* by enum qnote */
+	} notes[QN_KINDS];
 };
 
 int64_t queue_now(void)
@@ -144,7 +144,7 @@ void queue_free(struct queue *q)
 		e = n;
 	}
 	queue_journal_free(q->jhead);
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < QN_KINDS; k++) {
 		for (size_t i = 0; i < q->notes[k].n; i++)
 			free(q->notes[k].v[i]);
 		free(q->notes[k].v);
@@ -525,13 +525,15 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 			min = e->since;
 	}
 	st->done_below = min - 1;
-	st->notes = q->notes[0].n + q->notes[1].n;
+	st->notes = 0;
+	for (int k = 0; k < QN_KINDS; k++)
+		st->notes += q->notes[k].n;
 	pthread_mutex_unlock(&q->lock);
 }
 
 int queue_note(struct queue *q, enum qnote kind, const char *path)
 {
-	struct notes *ns = &q->notes[kind == QN_UPLOAD];
+	struct notes *ns = &q->notes[kind];
 	char *p = strdup(path);
 	int r = 0;
 	if (!p)
@@ -566,7 +568,7 @@ int queue_note(struct queue *q, enum qnote kind, const char *path)
 
 char **queue_take_notes(struct queue *q, enum qnote kind)
 {
-	struct notes *ns = &q->notes[kind == QN_UPLOAD];
+	struct notes *ns = &q->notes[kind];
 	char **out = NULL;
 	pthread_mutex_lock(&q->lock);
 	if (ns->n && (out = malloc((ns->n + 1) * sizeof(*out)))) {

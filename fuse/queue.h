@@ -175,7 +175,7 @@ int queue_restore(struct queue *q, uint64_t seq, enum qkind kind, unsigned flags
  */
 #define QUEUE_NOTES_MAX 100000
 
-enum qnote { QN_MISS, QN_UPLOAD };
+enum qnote { QN_MISS, QN_UPLOAD, QN_KINDS };
 
 /* Note path (copied) under kind. Returns 0, or -ENOMEM (or -ENOSPC when
  * full: the note is dropped). */

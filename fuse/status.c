@@ -22,12 +22,20 @@
 #include "safeopen.h"
 
 /* Sizes of the regular files waiting to be sent, as BACKING holds them now
- * (at most STATUS_PENDING_MAX entries are looked at: an lstat each). */
+ * (at most STATUS_PENDING_MAX entries are looked at: an lstat each), counted
+ * at most once a second. */
 #define STATUS_PENDING_MAX 10000
 
 static uint64_t pending_bytes(struct mirror *m)
 {
-	uint64_t sum = 0;
+	int64_t now = queue_now();
+	pthread_mutex_lock(&m->stats_lock);
+	int fresh = m->pending_bytes_at && now - m->pending_bytes_at < 1000000000LL;
+	uint64_t sum = m->pending_bytes;
+	pthread_mutex_unlock(&m->stats_lock);
+	if (fresh)
+		return sum;
+	sum = 0;
 	char **v = queue_pending_paths(m->q, STATUS_PENDING_MAX);
 	for (char **p = v; p && *p; p++) {
 		struct stat st;
@@ -36,6 +44,10 @@ static uint64_t pending_bytes(struct mirror *m)
 		free(*p);
 	}
 	free(v);
+	pthread_mutex_lock(&m->stats_lock);
+	m->pending_bytes = sum;
+	m->pending_bytes_at = now;
+	pthread_mutex_unlock(&m->stats_lock);
 	return sum;
 }
 
@@ -318,15 +330,14 @@ int sync_cmd_with(const struct status_source *src, int argc, char **argv)
 	 * this call's to wait for. */
 	int rounds = 3;
 	for (;;) {
-		if (is_done(s, target) && (!src->flush || num(s, "notes") <= 0 || rounds-- <= 0)) {
-			cJSON_Delete(s);
-			return 0;
-		}
 		if (is_done(s, target)) {
+			int look_again = src->flush && num(s, "notes") > 0 && rounds-- > 0;
 			cJSON_Delete(s);
+			if (!look_again)
+				return 0;
 			double left = timeout > 0 ? timeout - elapsed_since(&start) : 0;
 			if (timeout > 0 && left <= 0)
-				left = 0.001;
+				left = 0.001; /* the flush's own wait stays bounded */
 			if (src->flush(src, mnt, left) < 0 || !(s = src->read(src, mnt)))
 				return 1;
 			target = num(s, "last_seq");

@@ -185,12 +185,12 @@ static enum send_result send_delete(struct worker *w, const char *path, uint64_t
 }
 
 /* Nothing at path in BACKING: delete it on the server, unless the front end
- * reports deletions itself (keep_missing) and this is not one: then only
- * note the miss for it (queue.h). */
-static enum send_result sync_missing(struct worker *w, const char *path, unsigned flags,
-				     uint64_t seq)
+ * reports deletions itself (keep_missing; its QF_GONE syncs never get here,
+ * worker_sync_path deletes them at once): then only note the miss for it
+ * (queue.h). */
+static enum send_result sync_missing(struct worker *w, const char *path, uint64_t seq)
 {
-	if (!w->m->keep_missing || (flags & QF_GONE))
+	if (!w->m->keep_missing)
 		return send_delete(w, path, seq);
 	if (queue_note(w->m->q, QN_MISS, path) < 0)
 		mirror_error(w->m, path, "cannot note a missing path: out of memory");
@@ -199,13 +199,13 @@ static enum send_result sync_missing(struct worker *w, const char *path, unsigne
 }
 
 static enum send_result sync_symlink(struct worker *w, const char *path, const struct stat *st,
-				     unsigned flags, uint64_t seq)
+				     uint64_t seq)
 {
 	char target[PATH_MAX_LEN + 1];
 	const char *base;
 	int pfd = safe_open_parent(w->m->backing_fd, path, 0, &base);
 	if (pfd < 0)
-		return sync_missing(w, path, flags, seq); /* gone since */
+		return sync_missing(w, path, seq); /* gone since */
 	ssize_t n = readlinkat(pfd, base, target, sizeof(target) - 1);
 	close(pfd);
 	if (n < 0)
@@ -294,7 +294,7 @@ enum send_result worker_sync_path(struct worker *w, const char *path, unsigned f
 	} else {
 		int r = safe_lstat(w->m->backing_fd, path, &st);
 		if (r == -ENOENT)
-			return sync_missing(w, path, flags, seq);
+			return sync_missing(w, path, seq);
 		if (r < 0) {
 			snprintf(w->why, sizeof(w->why), "cannot stat in backing folder: %s",
 				 strerror(-r));
@@ -308,7 +308,7 @@ enum send_result worker_sync_path(struct worker *w, const char *path, unsigned f
 		return worker_send_op(w, &op, seq, NULL);
 	}
 	if (S_ISLNK(st.st_mode))
-		return sync_symlink(w, path, &st, flags, seq);
+		return sync_symlink(w, path, &st, seq);
 	if (S_ISREG(st.st_mode))
 		return sync_file(w, path, flags, &st, seq);
 	/* fifo, socket, device: works in the mount, never mirrored; make sure
