@@ -23,6 +23,10 @@ struct queue {
 	int stopping;
 	int journal_on;
 	struct qjournal *jhead, **jtail; /* journal not yet taken */
+	pthread_cond_t jcond;             /* the journal's writer waits here, not
+					   * on cond: a change then wakes one
+					   * thread for the journal, not every
+					   * idle uploader as well */
 	struct notes {
 		char **v; /* oldest first */
 		size_t n, a;
@@ -54,6 +58,7 @@ struct queue *queue_new(void)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&q->cond, &ca);
+	pthread_cond_init(&q->jcond, &ca);
 	pthread_condattr_destroy(&ca);
 	q->next_seq = 1;
 	q->jtail = &q->jhead;
@@ -95,6 +100,7 @@ static void journal(struct queue *q, enum jop op, const struct qentry *e)
 	}
 	*q->jtail = j;
 	q->jtail = &j->next;
+	pthread_cond_signal(&q->jcond);
 }
 
 void queue_enable_journal(struct queue *q)
@@ -114,7 +120,7 @@ struct qjournal *queue_journal_take(struct queue *q, int wait_ms)
 	while (!q->jhead) {
 		struct timespec ts = { .tv_sec = deadline / 1000000000,
 				       .tv_nsec = deadline % 1000000000 };
-		if (pthread_cond_timedwait(&q->cond, &q->lock, &ts) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&q->jcond, &q->lock, &ts) == ETIMEDOUT)
 			break;
 	}
 	j = q->jhead;
@@ -151,6 +157,7 @@ void queue_free(struct queue *q)
 	}
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
+	pthread_cond_destroy(&q->jcond);
 	free(q);
 }
 
@@ -261,7 +268,9 @@ int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t
 	append_sync(q, copy, flags);
 	if (since && since < q->tail->since)
 		q->tail->since = since;
-	pthread_cond_broadcast(&q->cond);
+	/* One new entry: one worker is enough (waking all of them for it
+	 * costs a context switch each, per change). */
+	pthread_cond_signal(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
