@@ -220,22 +220,29 @@ static int pread_full(int fd, uint8_t *buf, size_t len, off_t off)
 }
 
 /*
- * Get the bytes of chunk c into buf, verified. Tries the store, then the
+ * Get the bytes of chunk c into buf, verified. Tries the chunks that came
+ * with the op (inl, may be NULL), the store, then the
  * chunk index (a published file in DIR). On success from the index,
  * *srcfd and *srcoff say where the verified bytes lie (for copy_file_range; the
  * fd belongs to sc). Returns 0, -ENOENT (unavailable: a stale index entry
  * is dropped), -EBADMSG (c's length contradicts the chunk) or another
  * negative errno.
  */
-static int fetch_chunk(struct apply_ctx *ctx, const struct proto_chunk *c, uint8_t *buf,
-		       struct src_cache *sc, int *srcfd, off_t *srcoff)
+static int fetch_chunk(struct apply_ctx *ctx, const struct apply_inline *inl,
+		       const struct proto_chunk *c, uint8_t *buf, struct src_cache *sc, int *srcfd,
+		       off_t *srcoff)
 {
 	char *path;
 	uint64_t off;
 	uint32_t len;
 	struct hash_id got;
+	const uint8_t *p;
 
 	*srcfd = -1;
+	if (inl && (p = inl->get(inl->arg, &c->id, c->len))) {
+		memcpy(buf, p, c->len);
+		return 0;
+	}
 	int r = store_get(ctx->store, &c->id, c->len, buf);
 	if (r != -ENOENT || !ctx->state)
 		return r;
@@ -269,9 +276,10 @@ static int fetch_chunk(struct apply_ctx *ctx, const struct proto_chunk *c, uint8
 	return -ENOENT;
 }
 
-static int chunk_available(struct apply_ctx *ctx, const struct proto_chunk *c)
+static int chunk_available(struct apply_ctx *ctx, const struct apply_inline *inl,
+			   const struct proto_chunk *c)
 {
-	return store_has(ctx->store, &c->id) ||
+	return (inl && inl->get(inl->arg, &c->id, c->len)) || store_has(ctx->store, &c->id) ||
 	       (ctx->state && state_index_has(ctx->state, &c->id));
 }
 
@@ -338,8 +346,10 @@ static int same_as_prev(const struct proto_op *op, size_t i)
 
 /* Build op's file in tmp/tname: content, mode, mtime, fsync. Returns 0,
  * APPLY_MISSING (res->missing filled) or a negative errno; on anything but
- * 0 the temporary is gone. */
-static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char *tname,
+ * 0 the temporary is gone. Without flush, the caller makes the file
+ * durable (apply_many: one syncfs for many files). */
+static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
+		    const struct apply_inline *inl, const char *tname, int flush,
 		    struct apply_result *res)
 {
 	struct src_cache sc = { .path = NULL, .fd = -1 };
@@ -354,7 +364,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char
 	int avail = 0;
 	for (size_t i = 0; i < op->nchunks; i++) {
 		if (!same_as_prev(op, i))
-			avail = chunk_available(ctx, &op->chunks[i]);
+			avail = chunk_available(ctx, inl, &op->chunks[i]);
 		if (!avail && (r = add_missing(res, i, &alloc)) < 0)
 			return r;
 	}
@@ -375,7 +385,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char
 		off_t srcoff;
 		if (res->nmissing) {
 			/* Already failing: only find the rest of the missing. */
-			if (!chunk_available(ctx, c) && (r = add_missing(res, i, &alloc)) < 0)
+			if (!chunk_available(ctx, inl, c) && (r = add_missing(res, i, &alloc)) < 0)
 				goto fail;
 			continue;
 		}
@@ -387,7 +397,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char
 			continue;
 		}
 		in_buf = 0;
-		r = fetch_chunk(ctx, c, buf, &sc, &srcfd, &srcoff);
+		r = fetch_chunk(ctx, inl, c, buf, &sc, &srcfd, &srcoff);
 		if (r == -ENOENT) {
 			if ((r = add_missing(res, i, &alloc)) < 0)
 				goto fail;
@@ -409,7 +419,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op, const char
 	}
 	struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT }, op->mtime };
 	if (ftruncate(fd, (off_t)op->size) < 0 || fchmod(fd, op->mode) < 0 ||
-	    futimens(fd, ts) < 0 || fsync(fd) < 0) {
+	    futimens(fd, ts) < 0 || (flush && fsync(fd) < 0)) {
 		r = -errno;
 		goto fail;
 	}
@@ -430,30 +440,62 @@ fail:
 	return r;
 }
 
-static int op_file(struct apply_ctx *ctx, const struct proto_op *op, struct apply_result *res)
+/* Put the assembled temporary tname at op->path and set its folder's
+ * mtime. *syncfd gets the folder, open for an fsync (or -1); aside: what
+ * the file replaced, for remove_aside(). On failure the temporary is
+ * gone. */
+static int file_place(struct apply_ctx *ctx, const struct proto_op *op, const char *tname,
+		      int *syncfd, char aside[TMPDIR_NAME_MAX])
 {
-	char tname[TMPDIR_NAME_MAX], aside[TMPDIR_NAME_MAX] = "";
 	struct resolve_lift pl = RESOLVE_LIFT_INIT;
 	const char *base;
-	int pfd = -1, syncfd = -1, placed = 0, r;
+	int pfd = -1, placed = 0, r;
 
-	tmpdir_name(ctx->tmp, 'f', tname);
-	if ((r = assemble(ctx, op, tname, res)) != 0)
-		return r;
-
+	*syncfd = -1;
+	aside[0] = '\0';
 	ns_lock(ctx);
 	if ((r = resolve_parent(ctx->rootfd, op->path, 1, ctx->lift, &pfd, &base)) < 0 ||
 	    (r = resolve_lift(pfd, ctx->lift, &pl)) < 0 ||
 	    (r = place(ctx, tname, pfd, base, 0, aside)) < 0)
 		goto unlock;
 	placed = 1;
-	r = resolve_open_rd(pfd, &syncfd);
+	r = resolve_open_rd(pfd, syncfd);
 	resolve_unlift(&pl);
 	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
 unlock:
 	resolve_unlift(&pl);
 	ns_unlock(ctx);
+	if (pfd >= 0)
+		close(pfd);
+	if (!placed)
+		unlinkat(ctx->tmp->fd, tname, 0);
+	return r;
+}
 
+/* The file op is durable: record where its chunks live, then drop the
+ * store copies (no second copy of the data). If recording fails, the
+ * copies simply stay in the store. */
+static void file_index(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	if (!ctx->state)
+		return;
+	int ir = state_index_file(ctx->state, op->path, op->chunks, op->nchunks);
+	if (ir < 0)
+		log_warn("cannot index the chunks of %s: %s", op->path, strerror(-ir));
+	for (size_t i = 0; ir == 0 && i < op->nchunks; i++)
+		store_remove(ctx->store, &op->chunks[i].id);
+}
+
+static int op_file(struct apply_ctx *ctx, const struct proto_op *op,
+		   const struct apply_inline *inl, struct apply_result *res)
+{
+	char tname[TMPDIR_NAME_MAX], aside[TMPDIR_NAME_MAX] = "";
+	int syncfd = -1, r;
+
+	tmpdir_name(ctx->tmp, 'f', tname);
+	if ((r = assemble(ctx, op, inl, tname, 1, res)) != 0)
+		return r;
+	r = file_place(ctx, op, tname, &syncfd, aside);
 	/* The folder fsync runs outside the lock so that parallel uploads
 	 * share journal commits instead of queueing for one each. The op is
 	 * acknowledged only after it. */
@@ -462,25 +504,10 @@ unlock:
 			r = -errno;
 		close(syncfd);
 	}
-	if (pfd >= 0)
-		close(pfd);
-	if (r < 0) {
-		if (!placed)
-			unlinkat(ctx->tmp->fd, tname, 0);
-		remove_aside(ctx, aside);
-		return r;
-	}
-	if (ctx->state) {
-		/* The file is durable: record where its chunks live, then drop
-		 * the store copies (no second copy of the data). If recording
-		 * fails, the copies simply stay in the store. */
-		int ir = state_index_file(ctx->state, op->path, op->chunks, op->nchunks);
-		if (ir < 0)
-			log_warn("cannot index the chunks of %s: %s", op->path, strerror(-ir));
-		for (size_t i = 0; ir == 0 && i < op->nchunks; i++)
-			store_remove(ctx->store, &op->chunks[i].id);
-	}
 	remove_aside(ctx, aside);
+	if (r < 0)
+		return r;
+	file_index(ctx, op);
 	return 0;
 }
 
@@ -940,18 +967,29 @@ static int resolve_delta(struct apply_ctx *ctx, const struct proto_op *op, struc
 	return 0;
 }
 
+static void log_result(const struct proto_op *op, int r, const struct apply_result *res)
+{
+	if (r == APPLY_MISSING)
+		log_debug("file %s: %zu chunks missing", op->path, res->nmissing);
+	else if (r < 0 && op->kind == OP_RENAME)
+		log_warn("rename %s -> %s: %s", op->path, op->path2, strerror(-r));
+	else if (r < 0)
+		log_warn("%s %s: %s", op_name(op->kind), op->path, strerror(-r));
+}
+
 int apply_op(struct apply_ctx *ctx, const struct proto_op *op, const struct apply_origin *origin,
 	     struct apply_result *res)
 {
 	int r = -EINVAL;
 	struct proto_op full;
+	const struct apply_inline *inl = origin ? origin->inl : NULL;
 	memset(res, 0, sizeof(*res));
 	switch (op->kind) {
 	case OP_FILE:
 		if (!op->base_path) {
-			r = op_file(ctx, op, res);
+			r = op_file(ctx, op, inl, res);
 		} else if ((r = resolve_delta(ctx, op, &full)) == 0) {
-			r = op_file(ctx, &full, res);
+			r = op_file(ctx, &full, inl, res);
 			free(full.chunks);
 		}
 		break;
@@ -961,11 +999,90 @@ int apply_op(struct apply_ctx *ctx, const struct proto_op *op, const struct appl
 	case OP_META: r = op_meta(ctx, op); break;
 	case OP_RENAME: r = op_rename(ctx, op, origin, res); break;
 	}
-	if (r == APPLY_MISSING)
-		log_debug("file %s: %zu chunks missing", op->path, res->nmissing);
-	else if (r < 0 && op->kind == OP_RENAME)
-		log_warn("rename %s -> %s: %s", op->path, op->path2, strerror(-r));
-	else if (r < 0)
-		log_warn("%s %s: %s", op_name(op->kind), op->path, strerror(-r));
+	log_result(op, r, res);
 	return r;
+}
+
+/*
+ * A run of file ops that share their disk flushes. Each op alone costs two
+ * flushes (its file, then its folder), each a journal commit to wait for;
+ * here every file of the run is written first, one syncfs() makes them all
+ * durable, they are renamed into place, and one more syncfs() makes the
+ * renames and folder mtimes durable. Only then does any of them count as
+ * applied (and get indexed). A failure at any step fails the ops it
+ * concerns, never the others.
+ */
+static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
+{
+	char (*tn)[TMPDIR_NAME_MAX] = calloc(n, sizeof(*tn));
+	char aside[TMPDIR_NAME_MAX];
+	int *stage = calloc(n, sizeof(*stage)); /* 1: assembled, 2: placed */
+	size_t ready = 0;
+
+	if (!tn || !stage) {
+		for (size_t k = 0; k < n; k++)
+			it[k].r = apply_op(ctx, it[k].op, &it[k].origin, &it[k].res);
+		goto out;
+	}
+	for (size_t k = 0; k < n; k++) {
+		memset(&it[k].res, 0, sizeof(it[k].res));
+		tmpdir_name(ctx->tmp, 'f', tn[k]);
+		it[k].r = assemble(ctx, it[k].op, it[k].origin.inl, tn[k], 0, &it[k].res);
+		if (it[k].r == 0 && ++ready)
+			stage[k] = 1;
+	}
+	if (ready && syncfs(ctx->tmp->fd) < 0) {
+		int e = -errno;
+		for (size_t k = 0; k < n; k++)
+			if (stage[k] == 1) {
+				unlinkat(ctx->tmp->fd, tn[k], 0);
+				it[k].r = e;
+				stage[k] = 0;
+			}
+		ready = 0;
+	}
+	for (size_t k = 0; k < n; k++) {
+		int syncfd;
+		if (stage[k] != 1)
+			continue;
+		it[k].r = file_place(ctx, it[k].op, tn[k], &syncfd, aside);
+		if (syncfd >= 0)
+			close(syncfd);
+		remove_aside(ctx, aside);
+		stage[k] = it[k].r == 0 ? 2 : 0;
+	}
+	if (ready && syncfs(ctx->rootfd) < 0) {
+		/* In place but perhaps not durable: not acknowledged (the
+		 * client sends them again; a file op is idempotent). */
+		int e = -errno;
+		for (size_t k = 0; k < n; k++)
+			if (stage[k] == 2) {
+				it[k].r = e;
+				stage[k] = 0;
+			}
+	}
+	for (size_t k = 0; k < n; k++) {
+		if (stage[k] == 2)
+			file_index(ctx, it[k].op);
+		log_result(it[k].op, it[k].r, &it[k].res);
+	}
+out:
+	free(tn);
+	free(stage);
+}
+
+void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j < n && items[j].op->kind == OP_FILE && !items[j].op->base_path)
+			j++;
+		if (j - i >= 2) {
+			file_group(ctx, items + i, j - i);
+			i = j;
+		} else {
+			items[i].r = apply_op(ctx, items[i].op, &items[i].origin, &items[i].res);
+			i++;
+		}
+	}
 }

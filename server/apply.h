@@ -54,11 +54,22 @@ int apply_init(struct apply_ctx *ctx, int rootfd, struct tmpdir *tmp, struct sto
 /* Release what apply_init() set up. Accepts NULL. */
 void apply_release(struct apply_ctx *ctx);
 
-/* Who sent an op, for replay detection (X-Mirror-Client, X-Mirror-Seq). */
+/* Chunks that came with an op and were verified by the caller (a
+ * bundle's, POST /v1/bundle): used before the store and the index, without
+ * a second hash, and never written to the store. */
+struct apply_inline {
+	/* The len bytes of chunk id, or NULL. Borrowed. */
+	const uint8_t *(*get)(void *arg, const struct hash_id *id, uint32_t len);
+	void *arg;
+};
+
+/* Who sent an op, for replay detection (X-Mirror-Client, X-Mirror-Seq),
+ * and what came with it. */
 struct apply_origin {
 	char client[33]; /* 32 hex chars + NUL, "" when unknown */
 	uint64_t seq;
 	int has_seq;
+	const struct apply_inline *inl; /* borrowed, may be NULL */
 };
 
 struct apply_result {
@@ -78,6 +89,21 @@ struct apply_result {
 __attribute__((warn_unused_result))
 int apply_op(struct apply_ctx *ctx, const struct proto_op *op, const struct apply_origin *origin,
 	     struct apply_result *res);
+
+/* One op of apply_many(). */
+struct apply_item {
+	const struct proto_op *op;  /* borrowed */
+	struct apply_origin origin;
+	struct apply_result res;    /* filled; the caller releases it */
+	int r;                      /* what apply_op() would return */
+};
+
+/* Apply items[0..n) in order, each with the outcome apply_op() would give
+ * it. Consecutive file ops (whole lists, not deltas) share their disk
+ * flushes: all their files are written, made durable together, placed,
+ * and the placements made durable together, before any counts as applied.
+ * Cannot fail as a whole. */
+void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n);
 
 /* Free what apply_op() put into res. Accepts NULL. */
 void apply_result_release(struct apply_result *res);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -17,6 +18,7 @@
 #include <microhttpd.h>
 
 #include "buf.h"
+#include "bundle.h"
 #include "chunker.h"
 #include "compress.h"
 #include "frame.h"
@@ -37,9 +39,29 @@
  * say) is discarded up to this much, then the connection is dropped. */
 #define DISCARD_MAX (1024 * 1024)
 
+/* A bundle's chunks are kept in memory up to this much (the rest go to the
+ * store, as uploads do): its ops then build their files from them without
+ * a pack write, a read back and a second hash. A client's bundle is a few
+ * MiB. */
+#define BUNDLE_INLINE_MAX (8u * 1024 * 1024)
+
+struct inl_chunk {
+	struct hash_id id;
+	uint32_t len;
+	size_t off; /* in req.inl */
+};
+
+/* One op of a bundle, with its queue sequence number. */
+struct bundle_op {
+	struct proto_op op;
+	uint64_t seq;
+	int has_seq;
+};
+
 /* Per-request state, from the first call of the handler to
  * on_completed(). Owned by MHD's con_cls slot. */
 struct req {
+	struct http_server *s;    /* borrowed */
 	enum route route;         /* R_NONE until routed */
 	size_t body_max;
 	struct guard_conn *gc;    /* the connection's deadlines, may be NULL */
@@ -50,7 +72,14 @@ struct req {
 	struct frame_parser fp;   /* R_CHUNKS */
 	int fp_ready;
 	uint8_t *raw;             /* R_CHUNKS: decompression buffer (owned) */
-	unsigned long stored;     /* R_CHUNKS: chunks stored so far */
+	unsigned long stored;     /* R_CHUNKS, R_BUNDLE: chunks stored so far */
+	struct bundle_parser bp;  /* R_BUNDLE */
+	int bp_ready;
+	struct bundle_op *bops;   /* R_BUNDLE: its ops, parsed (owned) */
+	size_t nbops;
+	struct buf inl;           /* R_BUNDLE: verified chunk bytes in memory */
+	struct inl_chunk *inlv;   /* R_BUNDLE: where each lies in inl (owned) */
+	size_t ninl, ainl;
 	/* A failure found while the body is still arriving: MHD 0.9.75 cannot
 	 * answer before the body is read, so it is answered at its end and
 	 * nothing more is processed. */
@@ -278,6 +307,35 @@ static void fail_later(struct req *q, unsigned status, int err, const char *msg)
 	buf_release(&q->body); /* not needed any more: give the memory back */
 }
 
+/* Keep a bundle's verified chunk in memory. 0, or -ENOSPC when over
+ * BUNDLE_INLINE_MAX (or out of memory): then it goes to the store. */
+static int keep_inline(struct req *q, const struct hash_id *id, const uint8_t *raw, uint32_t len)
+{
+	if (q->ninl == q->ainl) {
+		size_t na = q->ainl ? 2 * q->ainl : 64;
+		struct inl_chunk *v = realloc(q->inlv, na * sizeof(*v));
+		if (!v)
+			return -ENOSPC;
+		q->inlv = v;
+		q->ainl = na;
+	}
+	size_t off = q->inl.len;
+	if (buf_append(&q->inl, raw, len) < 0)
+		return -ENOSPC;
+	q->inlv[q->ninl++] = (struct inl_chunk){ *id, len, off };
+	return 0;
+}
+
+/* struct apply_inline's lookup over a bundle's chunks. */
+static const uint8_t *inline_get(void *arg, const struct hash_id *id, uint32_t len)
+{
+	struct req *q = arg;
+	for (size_t i = 0; i < q->ninl; i++)
+		if (q->inlv[i].len == len && memcmp(q->inlv[i].id.b, id->b, HASH_LEN) == 0)
+			return (const uint8_t *)q->inl.data + q->inlv[i].off;
+	return NULL;
+}
+
 /* One complete frame: decompress, verify, store. */
 static void take_frame(struct http_server *s, struct req *q, const struct frame *f)
 {
@@ -295,6 +353,11 @@ static void take_frame(struct http_server *s, struct req *q, const struct frame 
 		fail_later(q, MHD_HTTP_BAD_REQUEST, EBADMSG, "chunk does not match its id");
 		return;
 	}
+	if (q->route == R_BUNDLE && keep_inline(q, &f->id, raw, f->raw_len) == 0) {
+		q->stored++;
+		metrics_add(s->metrics, M_CHUNKS_RECEIVED, 1);
+		return;
+	}
 	int r = store_put(s->cfg.store, &f->id, raw, f->raw_len);
 	if (r < 0) {
 		log_error("cannot store a chunk: %s", strerror(-r));
@@ -305,6 +368,95 @@ static void take_frame(struct http_server *s, struct req *q, const struct frame 
 	metrics_add(s->metrics, M_CHUNKS_RECEIVED, 1);
 }
 
+/* ---- POST /v1/bundle ---------------------------------------------------- */
+
+static void bundle_ops_free(struct req *q)
+{
+	for (size_t i = 0; i < q->nbops; i++)
+		proto_op_release(&q->bops[i].op);
+	free(q->bops);
+	q->bops = NULL;
+	q->nbops = 0;
+}
+
+/* The bundle's JSON, complete: every op is parsed and checked before any
+ * chunk is taken, so a bad op costs nothing and nothing is applied. */
+static int bundle_json(void *arg, const char *json, size_t len)
+{
+	struct req *q = arg;
+	const char *why = "malformed json";
+	unsigned status = MHD_HTTP_BAD_REQUEST;
+	int err = EINVAL;
+	cJSON *j = NULL;
+
+	if (proto_json_has_nul(json, len)) {
+		why = "nul in json";
+		goto fail;
+	}
+	if (!(j = cJSON_ParseWithLength(json, len)))
+		goto fail;
+	/* {"ops":[op,...]}: two levels above an op */
+	if (proto_json_depth(j) > PROTO_JSON_DEPTH_MAX + 2) {
+		why = "json nested too deeply";
+		goto fail;
+	}
+	const cJSON *ops = cJSON_GetObjectItemCaseSensitive(j, "ops"), *e;
+	int n = cJSON_IsArray(ops) ? cJSON_GetArraySize(ops) : -1;
+	if (n <= 0) {
+		why = "missing op list";
+		goto fail;
+	}
+	if (n > PROTO_BUNDLE_MAX_OPS) {
+		why = "too many ops";
+		status = MHD_HTTP_CONTENT_TOO_LARGE;
+		err = E2BIG;
+		goto fail;
+	}
+	if (!(q->bops = calloc((size_t)n, sizeof(*q->bops)))) {
+		why = "out of memory";
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		err = ENOMEM;
+		goto fail;
+	}
+	cJSON_ArrayForEach(e, ops) {
+		struct bundle_op *b = &q->bops[q->nbops];
+		int r = proto_op_from_json(e, &b->op, &why);
+		if (r < 0) {
+			status = r == -E2BIG ? MHD_HTTP_CONTENT_TOO_LARGE :
+				 r == -ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST;
+			err = -r;
+			goto fail;
+		}
+		q->nbops++;
+		const cJSON *seq = cJSON_GetObjectItemCaseSensitive(e, "seq");
+		if (seq) {
+			if (!cJSON_IsNumber(seq) || seq->valuedouble < 0 ||
+			    seq->valuedouble > 9007199254740992.0 ||
+			    seq->valuedouble != (double)(uint64_t)seq->valuedouble) {
+				why = "malformed seq";
+				goto fail;
+			}
+			b->seq = (uint64_t)seq->valuedouble;
+			b->has_seq = 1;
+		}
+	}
+	cJSON_Delete(j);
+	return 0;
+fail:
+	log_warn("rejecting bundle: %s", why);
+	cJSON_Delete(j);
+	bundle_ops_free(q);
+	fail_later(q, status, err, why);
+	return -EINVAL;
+}
+
+static int bundle_frame(void *arg, const struct frame *f)
+{
+	struct req *q = arg;
+	take_frame(q->s, q, f);
+	return q->fail_status ? -EIO : 0;
+}
+
 /* len more body bytes (q->total already counts them). */
 static void take_body(struct http_server *s, struct req *q, const char *data, size_t len)
 {
@@ -312,6 +464,17 @@ static void take_body(struct http_server *s, struct req *q, const char *data, si
 		return; /* discarding the rest */
 	if (q->total > q->body_max) {
 		fail_later(q, MHD_HTTP_CONTENT_TOO_LARGE, EMSGSIZE, "body too large");
+		return;
+	}
+	if (q->route == R_BUNDLE) {
+		struct bundle_cb cb = { bundle_json, bundle_frame, q };
+		int r = bundle_parser_feed(&q->bp, (const uint8_t *)data, len, &cb);
+		if (r == -EMSGSIZE)
+			fail_later(q, MHD_HTTP_CONTENT_TOO_LARGE, EMSGSIZE, "body too large");
+		else if (r == -ENOMEM)
+			fail_later(q, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+		else if (r < 0)
+			fail_later(q, MHD_HTTP_BAD_REQUEST, EBADMSG, "invalid bundle body");
 		return;
 	}
 	if (q->route != R_CHUNKS) {
@@ -466,6 +629,47 @@ static uint64_t delta_kept(const struct proto_op *op)
 	return op->size > inserted ? op->size - inserted : 0;
 }
 
+/* The HTTP status that apply_op()'s result r means for op. */
+static unsigned op_status(const struct proto_op *op, int r)
+{
+	if (r == 0)
+		return MHD_HTTP_OK;
+	if (r == APPLY_MISSING)
+		return MHD_HTTP_CONFLICT;
+	/* A noreplace rename onto something: the client's view of the target
+	 * is stale; 404 sends it to a full sync of the paths. */
+	return op->kind == OP_RENAME && r == -EEXIST ? MHD_HTTP_NOT_FOUND :
+						       proto_status_for_errno(-r);
+}
+
+static void op_metrics(struct http_server *s, const struct proto_op *op, int r,
+		       const struct apply_result *res, uint64_t ns)
+{
+	metrics_apply_time(s->metrics, ns);
+	if (r == 0 && !res->replayed && op->kind == OP_FILE && op->base_path)
+		metrics_add(s->metrics, M_BYTES_SAVED, delta_kept(op));
+}
+
+static uint64_t elapsed_ns(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000000LL + (t1.tv_nsec - t0->tv_nsec));
+}
+
+/* Apply one op, timed for the metrics. Returns apply_op()'s result;
+ * *status: the HTTP status it means. */
+static int apply_one(struct http_server *s, const struct proto_op *op,
+		     const struct apply_origin *origin, struct apply_result *res, unsigned *status)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int r = apply_op(s->cfg.apply, op, origin, res);
+	op_metrics(s, op, r, res, elapsed_ns(&t0));
+	*status = op_status(op, r);
+	return r;
+}
+
 static enum MHD_Result do_op(struct http_server *s, struct req *q, struct MHD_Connection *c)
 {
 	enum MHD_Result ret = MHD_NO;
@@ -473,6 +677,7 @@ static enum MHD_Result do_op(struct http_server *s, struct req *q, struct MHD_Co
 	struct apply_origin origin;
 	struct apply_result res;
 	const char *why;
+	unsigned status;
 
 	if (get_origin(c, &origin) < 0) {
 		log_warn("op with malformed X-Mirror-Client or X-Mirror-Seq");
@@ -486,32 +691,91 @@ static enum MHD_Result do_op(struct http_server *s, struct req *q, struct MHD_Co
 	cJSON_Delete(j);
 	if (r < 0) {
 		log_warn("rejecting op: %s", why);
-		unsigned status = r == -E2BIG ? MHD_HTTP_CONTENT_TOO_LARGE :
-				  r == -ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST;
+		status = r == -E2BIG ? MHD_HTTP_CONTENT_TOO_LARGE :
+			 r == -ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST;
 		return reply_error(q, c, status, -r, why);
 	}
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = apply_op(s->cfg.apply, &op, &origin, &res);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	metrics_apply_time(s->metrics, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
-						  (t1.tv_nsec - t0.tv_nsec)));
-	if (r == 0 && !res.replayed && op.kind == OP_FILE && op.base_path)
-		metrics_add(s->metrics, M_BYTES_SAVED, delta_kept(&op));
-	if (r == APPLY_MISSING) {
+	r = apply_one(s, &op, &origin, &res, &status);
+	if (r == APPLY_MISSING)
 		ret = reply_missing(q, c, 0, res.missing, res.nmissing);
-	} else if (r < 0) {
-		/* A noreplace rename onto something: the client's view of the
-		 * target is stale; 404 sends it to a full sync of the paths. */
-		unsigned status = op.kind == OP_RENAME && r == -EEXIST ? MHD_HTTP_NOT_FOUND :
-				  proto_status_for_errno(-r);
+	else if (r < 0)
 		ret = reply_error(q, c, status, -r, strerror(-r));
-	} else {
+	else
 		ret = reply_text(q, c, res.replayed ? "{\"ok\":true,\"replayed\":true}" : "{\"ok\":true}");
-	}
 	apply_result_release(&res);
 	proto_op_release(&op);
 	return ret;
+}
+
+/* Apply a bundle's ops in order; each gets its own result, as POST /v1/op
+ * would have answered it, with the status as a member. */
+static enum MHD_Result do_bundle(struct http_server *s, struct req *q, struct MHD_Connection *c)
+{
+	struct apply_origin origin;
+	struct buf b;
+	int r;
+
+	if (bundle_parser_finish(&q->bp) < 0) {
+		log_warn("bundle body ends early");
+		return reply_error(q, c, MHD_HTTP_BAD_REQUEST, EBADMSG, "body ends inside the bundle");
+	}
+	if (get_origin(c, &origin) < 0) {
+		log_warn("bundle with malformed X-Mirror-Client or X-Mirror-Seq");
+		return reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL,
+				   "malformed x-mirror-client or x-mirror-seq");
+	}
+	struct apply_inline inl = { inline_get, q };
+	struct apply_item *items = calloc(q->nbops, sizeof(*items));
+	struct timespec t0;
+	if (!items)
+		return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+	origin.inl = &inl;
+	for (size_t i = 0; i < q->nbops; i++) {
+		items[i].op = &q->bops[i].op;
+		items[i].origin = origin;
+		items[i].origin.seq = q->bops[i].seq;
+		items[i].origin.has_seq = q->bops[i].has_seq;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	apply_many(s->cfg.apply, items, q->nbops);
+	uint64_t each = elapsed_ns(&t0) / q->nbops;
+	buf_init(&b, 0);
+	r = buf_appendf(&b, "{\"ok\":true,\"stored\":%lu,\"results\":[", q->stored);
+	for (size_t i = 0; r == 0 && i < q->nbops; i++) {
+		struct apply_item *it = &items[i];
+		int a = it->r;
+		unsigned status = op_status(it->op, a);
+		op_metrics(s, it->op, a, &it->res, each);
+		if (i)
+			r = buf_append(&b, ",", 1);
+		if (r == 0 && a == 0)
+			r = buf_appendf(&b, "{\"ok\":true%s}", it->res.replayed ? ",\"replayed\":true" : "");
+		else if (r == 0 && a == APPLY_MISSING)
+			r = error_head(&b, ENOENT, "chunks missing");
+		else if (r == 0)
+			r = error_head(&b, -a, strerror(-a));
+		if (r == 0 && a != 0)
+			r = buf_appendf(&b, ",\"status\":%u", status);
+		if (r == 0 && a == APPLY_MISSING) {
+			r = buf_append(&b, ",\"missing\":[", 12);
+			for (size_t k = 0; r == 0 && k < it->res.nmissing; k++)
+				r = buf_appendf(&b, k ? ",%zu" : "%zu", it->res.missing[k]);
+			if (r == 0)
+				r = buf_append(&b, "]", 1);
+		}
+		if (r == 0 && a != 0)
+			r = buf_append(&b, "}", 1);
+	}
+	for (size_t i = 0; i < q->nbops; i++)
+		apply_result_release(&items[i].res);
+	free(items);
+	if (r == 0)
+		r = buf_append(&b, "]}", 2);
+	if (r < 0) {
+		buf_release(&b);
+		return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+	}
+	return queue_buf(q, c, MHD_HTTP_OK, &b, NULL, NULL, NULL);
 }
 
 static enum MHD_Result finish(struct http_server *s, struct req *q, struct MHD_Connection *c)
@@ -526,6 +790,8 @@ static enum MHD_Result finish(struct http_server *s, struct req *q, struct MHD_C
 		return do_query(s, q, c);
 	case R_OP:
 		return do_op(s, q, c);
+	case R_BUNDLE:
+		return do_bundle(s, q, c);
 	case R_CHUNKS:
 		if (!frame_parser_idle(&q->fp)) {
 			log_warn("chunk upload ends inside a frame");
@@ -628,7 +894,7 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 	case R_PING:
 		q->answered = 1;
 		/* "delta": file ops may be deltas of a recorded list */
-		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true}");
+		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,\"bundle\":true}");
 	case R_MANIFEST:
 		q->answered = 1;
 		return do_manifest(s, q, c);
@@ -651,7 +917,25 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 			return reply_error(q, c, MHD_HTTP_CONTENT_TOO_LARGE, EMSGSIZE, "body too large");
 		}
 	}
-	if (q->route == R_CHUNKS) {
+	if (q->route == R_BUNDLE) {
+		const char *ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_ENCODING);
+		int z = ce && strcasecmp(ce, "zstd") == 0;
+		if (ce && !z && strcasecmp(ce, "identity") != 0) {
+			q->answered = 1;
+			log_warn("%s %s: unsupported content-encoding", method, url);
+			return reply_error(q, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, EINVAL,
+					   "unsupported content-encoding (zstd or identity)");
+		}
+		int r = bundle_parser_init(&q->bp, z);
+		if (r == 0)
+			q->bp_ready = 1;
+		buf_init(&q->inl, BUNDLE_INLINE_MAX);
+		if (r < 0 || !(q->raw = malloc(CHUNK_PROTO_MAX))) {
+			q->answered = 1;
+			return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+		}
+	} else if (q->route == R_CHUNKS) {
 		frame_parser_init(&q->fp);
 		q->fp_ready = 1;
 		if (!(q->raw = malloc(CHUNK_PROTO_MAX))) {
@@ -676,6 +960,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (!(q = calloc(1, sizeof(*q))))
 			return MHD_NO;
 		buf_init(&q->body, 1);
+		q->s = s;
 		q->route = R_NONE;
 		*con_cls = q; /* freed by on_completed() */
 		const union MHD_ConnectionInfo *ci =
@@ -735,6 +1020,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	buf_release(&q->body);
 	if (q->fp_ready)
 		frame_parser_release(&q->fp);
+	if (q->bp_ready)
+		bundle_parser_release(&q->bp);
+	bundle_ops_free(q);
+	buf_release(&q->inl);
+	free(q->inlv);
 	free(q->raw);
 	free(q);
 	*con_cls = NULL;

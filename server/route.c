@@ -8,6 +8,7 @@ static const struct route_info routes[] = {
 	{ "/v1/chunks/query", "POST", R_QUERY, ROUTE_QUERY_BODY_MAX, "query" },
 	{ "/v1/chunks", "POST", R_CHUNKS, PROTO_CHUNKS_BODY_MAX, "chunks" },
 	{ "/v1/op", "POST", R_OP, PROTO_OP_BODY_MAX, "op" },
+	{ "/v1/bundle", "POST", R_BUNDLE, PROTO_BUNDLE_BODY_MAX, "bundle" },
 	{ "/metrics", "GET", R_METRICS, 0, "metrics" },
 };
 

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "bundle.h"
 #include "proto.h"
 
 /* {"ids":[...]}: 64 hex chars, quotes and a comma per id, and some slack. */
@@ -20,7 +21,8 @@
 /* After a failure the rest of a body is discarded up to the largest cap of
  * any route, then the connection is dropped (see http.c). */
 _Static_assert(ROUTE_QUERY_BODY_MAX <= PROTO_CHUNKS_BODY_MAX &&
-		       PROTO_OP_BODY_MAX <= PROTO_CHUNKS_BODY_MAX,
+		       PROTO_OP_BODY_MAX <= PROTO_CHUNKS_BODY_MAX &&
+		       PROTO_BUNDLE_BODY_MAX <= PROTO_CHUNKS_BODY_MAX,
 	       "the chunk body cap must be the largest");
 
 enum route {
@@ -29,6 +31,7 @@ enum route {
 	R_QUERY,
 	R_CHUNKS,
 	R_OP,
+	R_BUNDLE,
 	R_METRICS,
 	R_COUNT,  /* number of routes */
 	R_NONE = R_COUNT, /* no route (404/405), for counting */

@@ -180,6 +180,56 @@ expect_err 405 "" "ping with POST is 405"
 req GET /v1/nothing
 expect_err 404 "" "unknown route is 404"
 
+# ------------------------------------------------------------ bundles
+# bundle JSON FRAMEFILE: a POST /v1/bundle body (u32 JSON length, JSON,
+# frames) in $T/bundle.
+bundle() {
+	printf '%s' "$1" >"$T/bjson"
+	{ u32 "$(stat -c %s "$T/bjson")"; cat "$T/bjson" "$2"; } >"$T/bundle"
+}
+req GET /v1/ping
+expect 200 '"bundle":true' "ping announces bundles"
+printf 'bundled one\n' >"$T/b1"
+printf 'bundled two, longer\n' >"$T/b2"
+{ frame "$T/b1"; frame "$T/b2"; } >"$T/bframes"
+B1=$(id_of "$T/b1")
+B2=$(id_of "$T/b2")
+bundle "{\"ops\":[{\"op\":\"file\",\"path\":\"bun/a\",\"mode\":420,\"mtime\":[1700000000,5],\"size\":12,\"chunks\":[[\"$B1\",12]],\"seq\":7},{\"op\":\"file\",\"path\":\"bun/b\",\"mode\":384,\"mtime\":[1700000001,6],\"size\":20,\"chunks\":[[\"$B2\",20]]},{\"op\":\"file\",\"path\":\"bun/c\",\"mode\":420,\"mtime\":[1700000000,0],\"size\":5,\"chunks\":[[\"$(id_of "$T/b1" | tr 0-9a-f 1-9a-f0)\",5]]}]}" "$T/bframes"
+zstd -q -c "$T/bundle" >"$T/bundle.zst"
+req POST /v1/bundle -H 'Content-Type: application/octet-stream' -H 'Content-Encoding: zstd' \
+	--data-binary "@$T/bundle.zst"
+expect 200 '"results":[{"ok":true},{"ok":true},{"ok":false' "bundle (zstd): two files applied, one refused"
+expect 200 '"status":409' "bundle: the op lacking a chunk gets its own 409"
+ok "bundled file a exact" cmp -s "$T/b1" "$D/bun/a"
+ok "bundled file b exact, mode 0600" test "$(cat "$D/bun/b")" = "bundled two, longer" -a \
+	"$(stat -c %a "$D/bun/b")" = 600
+ok "bundled file b mtime" test "$(stat -c %Y.%y "$D/bun/b" | cut -c1-10)" = 1700000001
+ok "refused bundled op left nothing" test ! -e "$D/bun/c"
+find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.before.bundle"
+bundle '{"ops":[{"op":"delete","path":"bun"}' "$T/bframes"
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect_err 400 EINVAL "bundle with malformed json is 400"
+bundle '{"ops":[{"op":"delete","path":"bun"},{"op":"delete","path":"../x"}]}' /dev/null
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect_err 400 "" "bundle with one bad op is 400"
+bundle '{"ops":[{"op":"delete","path":"bun"}]}' "$T/bframes"
+head -c -3 "$T/bundle" >"$T/bundle.cut"
+req POST /v1/bundle --data-binary "@$T/bundle.cut"
+expect_err 400 EBADMSG "bundle cut inside a frame is 400"
+{ cat "$T/bundle"; id_of "$T/b2" | xxd -r -p; u32 12; u32 12; cat "$T/b1"; } >"$T/bundle.bad"
+req POST /v1/bundle --data-binary "@$T/bundle.bad"
+expect_err 400 EBADMSG "bundle with a chunk not matching its id is 400"
+req POST /v1/bundle -H 'Content-Encoding: gzip' --data-binary "@$T/bundle"
+expect_err 415 "" "bundle in an unknown content-encoding is 415"
+req POST /v1/bundle -H 'Content-Encoding: zstd' --data-binary "@$T/bundle"
+expect_err 400 EBADMSG "bundle announced as zstd but plain is 400"
+find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.after.bundle"
+ok "refused bundles applied nothing" cmp -s "$T/dir.before.bundle" "$T/dir.after.bundle"
+bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect 200 '"results":[{"ok":true}]' "bundle without chunks"
+ok "bundled delete applied" test ! -e "$D/bun"
+
 # ------------------------------------------------------------ file upload
 printf 'hello, mirror\n' >"$T/c1"
 head -c 100000 /dev/urandom >"$T/c2"

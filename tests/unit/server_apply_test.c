@@ -155,6 +155,84 @@ static void test_file_missing_chunks(void)
 	sfx_teardown(&f);
 }
 
+/* apply_many's lookup over "inline" chunks: the test's own table. */
+struct inl_tab {
+	const struct proto_chunk *c;
+	const uint8_t *const *bytes;
+	size_t n;
+	int calls;
+};
+
+static const uint8_t *inl_get(void *arg, const struct hash_id *id, uint32_t len)
+{
+	struct inl_tab *t = arg;
+	t->calls++;
+	for (size_t i = 0; i < t->n; i++)
+		if (t->c[i].len == len && hash_equal(&t->c[i].id, id))
+			return t->bytes[i];
+	return NULL;
+}
+
+static void test_many(void)
+{
+	SETUP(f, 1);
+	/* Chunks given inline (never in the store), and one from the store. */
+	static const uint8_t *bytes[2] = { (const uint8_t *)"alpha", (const uint8_t *)"beta!" };
+	struct proto_chunk in[2], st, gone;
+	for (int i = 0; i < 2; i++) {
+		hash_buf(bytes[i], 5, &in[i].id);
+		in[i].len = 5;
+	}
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "store", 5, &st), 0);
+	hash_buf("never", 5, &gone.id);
+	gone.len = 5;
+	struct inl_tab tab = { in, bytes, 2, 0 };
+	struct apply_inline inl = { inl_get, &tab };
+	struct proto_op ops[5] = { mk(OP_FILE, "d/a"), mk(OP_FILE, "d/b"), mk(OP_FILE, "d/c"),
+				   mk(OP_MKDIR, "e"), mk(OP_FILE, "e/f") };
+	const struct proto_chunk *lists[5] = { &in[0], &gone, &st, NULL, &in[1] };
+	struct apply_item it[5];
+	memset(it, 0, sizeof(it));
+	for (int i = 0; i < 5; i++) {
+		if (lists[i]) {
+			ops[i].chunks = (struct proto_chunk *)lists[i];
+			ops[i].nchunks = 1;
+			ops[i].size = 5;
+			ops[i].mode = 0600;
+		}
+		it[i].op = &ops[i];
+		it[i].origin.inl = &inl;
+	}
+	apply_many(&f.ax, it, 5);
+	CU_ASSERT_EQUAL(it[0].r, 0);
+	CU_ASSERT_EQUAL(it[1].r, APPLY_MISSING); /* its chunk is nowhere */
+	CU_ASSERT_EQUAL(it[1].res.nmissing, 1);
+	CU_ASSERT_EQUAL(it[2].r, 0);
+	CU_ASSERT_EQUAL(it[3].r, 0);
+	CU_ASSERT_EQUAL(it[4].r, 0);
+	CU_ASSERT(tab.calls > 0);
+	char p[512], got[16];
+	CU_ASSERT_EQUAL(sfx_read(sfx_path(&f, "d/a", p, sizeof(p)), (uint8_t *)got, sizeof(got)), 5);
+	CU_ASSERT(memcmp(got, "alpha", 5) == 0);
+	CU_ASSERT_EQUAL(sfx_read(sfx_path(&f, "d/c", p, sizeof(p)), (uint8_t *)got, sizeof(got)), 5);
+	CU_ASSERT(memcmp(got, "store", 5) == 0);
+	CU_ASSERT_EQUAL(sfx_read(sfx_path(&f, "e/f", p, sizeof(p)), (uint8_t *)got, sizeof(got)), 5);
+	CU_ASSERT(memcmp(got, "beta!", 5) == 0);
+	struct stat sb;
+	CU_ASSERT_EQUAL(lstat_rel(&f, "d/b", &sb), -1);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "d/a", &sb), 0);
+	CU_ASSERT_EQUAL(sb.st_mode & 07777, 0600);
+	CU_ASSERT(sfx_same_time(&sb.st_mtim, 1700000000, 123456789));
+	/* Inline chunks are indexed where they now live, never stored. */
+	CU_ASSERT_TRUE(state_index_has(f.st, &in[0].id));
+	CU_ASSERT_FALSE(store_has(&f.store, &in[0].id));
+	CU_ASSERT_FALSE(store_has(&f.store, &st.id));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	for (int i = 0; i < 5; i++)
+		apply_result_release(&it[i].res);
+	sfx_teardown(&f);
+}
+
 static void test_file_replaces(void)
 {
 	SETUP(f, 1);
@@ -718,6 +796,7 @@ int suite_server_apply(void)
 		return CU_get_error();
 	if (!CU_add_test(s, "file from the store", test_file_from_store) ||
 	    !CU_add_test(s, "file: missing chunks", test_file_missing_chunks) ||
+	    !CU_add_test(s, "many ops, inline chunks", test_many) ||
 	    !CU_add_test(s, "file: replaces read-only file, folder, symlink", test_file_replaces) ||
 	    !CU_add_test(s, "file: sparse", test_file_sparse) ||
 	    !CU_add_test(s, "file: chunks from the index", test_file_from_index) ||

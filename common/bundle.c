@@ -1,0 +1,198 @@
+#define _GNU_SOURCE
+#include "bundle.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "compress.h"
+
+/* Parser states (struct bundle_parser.state). */
+enum {
+	BUNDLE__LEN = 0, /* collecting the JSON's length */
+	BUNDLE__JSON,    /* collecting json_len bytes of JSON */
+	BUNDLE__FRAMES,  /* frames until the end */
+};
+
+/* Decoding window: what one call of ZSTD_decompressStream may produce. */
+#define BUNDLE__ZOUT (128u * 1024)
+
+int bundle_parser_init(struct bundle_parser *p, int zstd)
+{
+	memset(p, 0, sizeof(*p));
+	buf_init(&p->json, PROTO_BUNDLE_JSON_MAX);
+	frame_parser_init(&p->fp);
+	p->state = BUNDLE__LEN;
+	if (!zstd)
+		return 0;
+	p->zd = ZSTD_createDStream();
+	p->zout = malloc(BUNDLE__ZOUT);
+	if (!p->zd || !p->zout) {
+		bundle_parser_release(p);
+		return -ENOMEM;
+	}
+	/* A window no larger than the level the client uses needs: a
+	 * hostile stream cannot make mirrord allocate more. */
+	if (ZSTD_isError(ZSTD_DCtx_setParameter(p->zd, ZSTD_d_windowLogMax, 23))) {
+		bundle_parser_release(p);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void bundle_parser_release(struct bundle_parser *p)
+{
+	if (!p)
+		return;
+	ZSTD_freeDStream(p->zd);
+	p->zd = NULL;
+	free(p->zout);
+	p->zout = NULL;
+	buf_release(&p->json);
+	frame_parser_release(&p->fp);
+}
+
+/* Decoded bytes data[0..len). */
+static int bundle__take(struct bundle_parser *p, const uint8_t *data, size_t len,
+			const struct bundle_cb *cb)
+{
+	if (len > PROTO_BUNDLE_BODY_MAX - p->decoded)
+		return -EMSGSIZE;
+	p->decoded += len;
+	while (len) {
+		if (p->state == BUNDLE__LEN) {
+			size_t n = 4 - p->lenhave < len ? 4 - p->lenhave : len;
+			memcpy(p->lenb + p->lenhave, data, n);
+			p->lenhave += n;
+			data += n;
+			len -= n;
+			if (p->lenhave < 4)
+				return 0;
+			p->json_len = (uint32_t)p->lenb[0] << 24 | (uint32_t)p->lenb[1] << 16 |
+				      (uint32_t)p->lenb[2] << 8 | p->lenb[3];
+			if (p->json_len == 0)
+				return -EBADMSG;
+			if (p->json_len > PROTO_BUNDLE_JSON_MAX)
+				return -EMSGSIZE;
+			p->state = BUNDLE__JSON;
+		} else if (p->state == BUNDLE__JSON) {
+			size_t want = p->json_len - p->json.len;
+			size_t n = want < len ? want : len;
+			int r = buf_append(&p->json, data, n);
+			if (r < 0)
+				return r;
+			data += n;
+			len -= n;
+			if (p->json.len < p->json_len)
+				return 0;
+			r = cb->json(cb->arg, p->json.data, p->json.len);
+			buf_release(&p->json); /* not needed any more */
+			if (r < 0)
+				return r;
+			p->state = BUNDLE__FRAMES;
+		} else {
+			struct frame f;
+			int r = frame_parser_feed(&p->fp, &data, &len, &f);
+			if (r < 0)
+				return r;
+			if (r == 0)
+				return 0;
+			if ((r = cb->frame(cb->arg, &f)) < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int bundle_parser_feed(struct bundle_parser *p, const uint8_t *data, size_t len,
+		       const struct bundle_cb *cb)
+{
+	int r;
+	if (p->state < 0)
+		return p->state;
+	if (!p->zd) {
+		r = bundle__take(p, data, len, cb);
+		goto out;
+	}
+	ZSTD_inBuffer in = { data, len, 0 };
+	r = 0;
+	while (r == 0 && in.pos < in.size) {
+		if (p->zdone) {
+			r = -EBADMSG; /* one frame only: nothing may follow it */
+			break;
+		}
+		ZSTD_outBuffer o = { p->zout, BUNDLE__ZOUT, 0 };
+		size_t z = ZSTD_decompressStream(p->zd, &o, &in);
+		if (ZSTD_isError(z)) {
+			r = ZSTD_getErrorCode(z) == ZSTD_error_memory_allocation ? -ENOMEM : -EBADMSG;
+			break;
+		}
+		if (z == 0)
+			p->zdone = 1;
+		r = bundle__take(p, p->zout, o.pos, cb);
+		/* The window was full: more may be buffered inside zstd. */
+		while (r == 0 && o.pos == o.size && !p->zdone) {
+			ZSTD_inBuffer none = { NULL, 0, 0 };
+			o.pos = 0;
+			z = ZSTD_decompressStream(p->zd, &o, &none);
+			if (ZSTD_isError(z)) {
+				r = -EBADMSG;
+				break;
+			}
+			if (z == 0)
+				p->zdone = 1;
+			r = bundle__take(p, p->zout, o.pos, cb);
+		}
+	}
+out:
+	if (r < 0)
+		p->state = r;
+	return r;
+}
+
+int bundle_parser_finish(const struct bundle_parser *p)
+{
+	if (p->state < 0)
+		return p->state;
+	if (p->state != BUNDLE__FRAMES || !frame_parser_idle(&p->fp) || (p->zd && !p->zdone))
+		return -EBADMSG;
+	return 0;
+}
+
+int bundle_encode(const char *json, size_t jlen, const uint8_t *frames, size_t flen, int zstd,
+		  struct buf *out, int *compressed)
+{
+	struct buf plain;
+	uint8_t lenb[4] = { (uint8_t)(jlen >> 24), (uint8_t)(jlen >> 16), (uint8_t)(jlen >> 8),
+			    (uint8_t)jlen };
+	int r;
+
+	*compressed = 0;
+	buf_reset(out);
+	if (jlen == 0 || jlen > PROTO_BUNDLE_JSON_MAX)
+		return -EMSGSIZE;
+	if (!zstd) {
+		if ((r = buf_append(out, lenb, 4)) < 0 || (r = buf_append(out, json, jlen)) < 0 ||
+		    (flen && (r = buf_append(out, frames, flen)) < 0))
+			return r;
+		return 0;
+	}
+	buf_init(&plain, out->cap);
+	if ((r = buf_append(&plain, lenb, 4)) < 0 || (r = buf_append(&plain, json, jlen)) < 0 ||
+	    (flen && (r = buf_append(&plain, frames, flen)) < 0))
+		goto out;
+	r = compress_chunk((const uint8_t *)plain.data, plain.len, out);
+	if (r == 1) {
+		*compressed = 1;
+		r = 0;
+	} else if (r == 0 || r == -EMSGSIZE) {
+		/* Does not pay (or the bound does not fit): send it plain. */
+		buf_reset(out);
+		r = buf_append(out, plain.data, plain.len);
+	}
+out:
+	buf_release(&plain);
+	return r;
+}
