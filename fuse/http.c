@@ -245,6 +245,8 @@ int http_request(struct http *h, const char *method, const char *target,
 {
 	struct curl_slist *extra = NULL, *hdrs = NULL;
 	char ct[128];
+	const char *encoding = h->encoding;
+	h->encoding = NULL; /* for this request only */
 	int r = setup(h, method, target, &extra, seq);
 	if (r < 0)
 		goto out;
@@ -257,6 +259,10 @@ int http_request(struct http *h, const char *method, const char *target,
 		for (struct curl_slist *i = extra ? extra : h->headers; i; i = i->next)
 			hdrs = curl_slist_append(hdrs, i->data);
 		hdrs = curl_slist_append(hdrs, ct);
+		if (hdrs && encoding) {
+			snprintf(ct, sizeof(ct), "Content-Encoding: %s", encoding);
+			hdrs = curl_slist_append(hdrs, ct);
+		}
 		if (!hdrs) {
 			r = -ENOMEM;
 			goto out;

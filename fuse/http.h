@@ -32,6 +32,8 @@ struct http {
 	char *cacert;          /* owned: PEM CA bundle file, NULL: the system's */
 	char err[256];         /* last transport error text */
 	long timeout_s;
+	const char *encoding;  /* borrowed: Content-Encoding of the next
+				* request's body, cleared by it; NULL: none */
 };
 
 /* Global libcurl setup; call once from main before threads. 0 or -EIO. */

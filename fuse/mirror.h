@@ -58,6 +58,7 @@ struct mirror {
 	int lock_fd;        /* owned; flock'ed lock file in state_dir */
 	char client_id[33];
 	int server_delta;   /* mirrord accepts delta commits ("delta" in ping) */
+	int server_bundle;  /* mirrord accepts POST /v1/bundle ("bundle" in ping) */
 	atomic_int busy_workers; /* uploader workers processing an entry */
 	int keep_missing;   /* frozen: the front end reports deletions itself
 			     * (polling): a sync without QF_GONE that finds

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "links.h"
 #include "log.h"
 #include "mline.h"
@@ -376,6 +377,188 @@ static void progress(struct mirror *m, int active, uint64_t done_e, uint64_t tot
 	pthread_mutex_unlock(&m->stats_lock);
 }
 
+/* What the sync of one differing path (res) means. Returns res, or
+ * SEND_OK for outcomes that are only reported. */
+static enum send_result sync_outcome(struct worker *w, const char *path, enum send_result res)
+{
+	struct mirror *m = w->m;
+	/* Sent without the front end's knowledge: let it check that it
+	 * knows the path (queue.h, uploads). */
+	if (res == SEND_OK && m->keep_missing && queue_note(m->q, QN_UPLOAD, path) == -ENOMEM)
+		mirror_error(m, path, "cannot note an upload: out of memory");
+	if (res == SEND_CHANGED) {
+		/* Changing right now: the queue will come back to it. */
+		if (queue_sync_since(m->q, path, QF_CONTENT, w->since) < 0)
+			mirror_error(m, path, "cannot queue change: out of memory");
+	} else if (res != SEND_OK && res != SEND_RETRY) {
+		mirror_error(m, path, "cannot sync: %s", w->why);
+		if (res == SEND_REJECTED) {
+			pthread_mutex_lock(&m->stats_lock);
+			m->stats.rejected++;
+			pthread_mutex_unlock(&m->stats_lock);
+		}
+	}
+	return res == SEND_RETRY ? SEND_RETRY : SEND_OK;
+}
+
+struct synced_ctx {
+	struct worker *w;
+	enum send_result res; /* SEND_RETRY once stopping */
+	int gone;             /* a path vanished before it could be sent alone */
+};
+
+/* A batched path's answer: done, or sent again on its own. */
+static void synced(void *arg, void *user, enum send_result r)
+{
+	struct synced_ctx *sc = arg;
+	struct todo *t = user;
+	struct worker *w = sc->w;
+	if (r == SEND_RETRY || sc->res == SEND_RETRY) {
+		sc->res = SEND_RETRY;
+		return;
+	}
+	if (r != SEND_OK) {
+		struct stat now;
+		if (safe_lstat(w->m->backing_fd, t->path, &now) == -ENOENT) {
+			/* Gone since it was read (see pool_run): not deleted,
+			 * the comparison runs again instead. */
+			sc->gone = 1;
+			return;
+		}
+		w->batching = 0;
+		r = worker_sync_path(w, t->path, QF_CONTENT, &now, 0);
+		w->batching = 1;
+	}
+	sc->res = sync_outcome(w, t->path, r);
+}
+
+/* The differing entries, synced by the comparison's worker and, for
+ * regular files, by helpers: each has its own connection, so uploads and
+ * mirrord's fsyncs overlap. */
+#define RECONCILE_HELPERS 2
+#define RECONCILE_HELPER_MIN 16 /* regular files that make helpers worth it */
+
+struct sync_pool {
+	struct mirror *m;       /* borrowed */
+	struct todo *todo;      /* borrowed */
+	size_t ntodo;
+	int files;              /* 0: everything but regular files; 1: regular files */
+	pthread_mutex_t lock;
+	/* under lock: */
+	size_t next;
+	uint64_t done, total, bytes, bytes_total;
+	int again;              /* an entry vanished since the walk */
+	int stop;               /* the client is stopping */
+};
+
+/* The next entry of the pool's phase, or NULL. */
+static struct todo *pool_take(struct sync_pool *p)
+{
+	struct todo *t = NULL;
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop && p->next < p->ntodo && !t) {
+		struct todo *c = &p->todo[p->next++];
+		if ((S_ISREG(c->st.st_mode) ? 1 : 0) == p->files)
+			t = c;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return t;
+}
+
+/* One entry is finished (gone: vanished since the walk). */
+static void pool_count(struct sync_pool *p, const struct todo *t, int gone, int stop)
+{
+	pthread_mutex_lock(&p->lock);
+	p->again |= gone;
+	p->stop |= stop;
+	p->done++;
+	if (!gone && S_ISREG(t->st.st_mode))
+		p->bytes += (uint64_t)t->st.st_size;
+	progress(p->m, 1, p->done, p->total, p->bytes, p->bytes_total);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Sync the entries of the pool's phase with w until none is left. Small
+ * files go in batches (batch.h); the batch reports them back through
+ * synced(), which sends again alone what it could not. */
+static void pool_run(struct sync_pool *p, struct worker *w)
+{
+	struct mirror *m = p->m;
+	struct synced_ctx sc = { w, SEND_OK, 0 };
+	int was_batching = w->batching;
+	struct todo *t;
+	/* (A caller's batch is always sent before a comparison starts: the
+	 * queue runs nothing beside one. Never mix the two anyway.) */
+	w->batching = !batch_pending(w);
+	while ((t = pool_take(p))) {
+		struct stat now;
+		int lr = safe_lstat(m->backing_fd, t->path, &now);
+		if (lr == -ENOENT) {
+			/* Gone since the walk: removed or renamed meanwhile, and
+			 * queued by the front end behind this entry. Not deleted
+			 * here: a queued rename of a folder above it must carry
+			 * the server's copy, which the comparison after that
+			 * rename then brings up to date. */
+			pool_count(p, t, 1, 0);
+			continue;
+		}
+		w->batch_user = t;
+		enum send_result res = worker_sync_path(w, t->path, QF_CONTENT,
+							lr == 0 ? &now : NULL, 0);
+		if (res == SEND_BATCHED && batch_full(w))
+			res = batch_flush(w, synced, &sc) == SEND_RETRY ? SEND_RETRY : sc.res;
+		else if (res != SEND_BATCHED)
+			res = sync_outcome(w, t->path, res);
+		pool_count(p, t, 0, res == SEND_RETRY);
+	}
+	/* What is still batched goes now, even when stopping: the batch
+	 * then reports every file back as not sent. */
+	int stop = w->batching && (batch_flush(w, synced, &sc) == SEND_RETRY || sc.res == SEND_RETRY);
+	pthread_mutex_lock(&p->lock);
+	p->stop |= stop;
+	p->again |= sc.gone;
+	pthread_mutex_unlock(&p->lock);
+	w->batching = was_batching;
+}
+
+struct helper {
+	struct worker w;
+	struct sync_pool *p; /* borrowed */
+};
+
+/* A helper worker like w (its own connection and record), or NULL. */
+static struct worker *helper_new(struct sync_pool *p, struct worker *w)
+{
+	struct helper *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	if (worker_init(&h->w, w->m) < 0) {
+		worker_release(&h->w);
+		free(h);
+		return NULL;
+	}
+	h->p = p;
+	h->w.nap = w->nap;
+	h->w.nap_arg = w->nap_arg;
+	h->w.since = w->since;
+	return &h->w;
+}
+
+static void helper_free(struct worker *hw)
+{
+	if (!hw)
+		return;
+	worker_release(hw);
+	free((struct helper *)hw); /* w is the first member */
+}
+
+static void *helper_run(void *arg)
+{
+	struct helper *h = arg;
+	pool_run(h->p, &h->w);
+	return NULL;
+}
+
 enum send_result reconcile_tree(struct worker *w, const char *path)
 {
 	struct mirror *m = w->m;
@@ -469,45 +652,39 @@ enum send_result reconcile_tree(struct worker *w, const char *path)
 		deleted = e->path;
 		progress(m, 1, ++done, total, bytes, rc.bytes_total);
 	}
-	int again = 0;
-	for (size_t i = 0; i < rc.ntodo; i++) {
-		struct todo *t = &rc.todo[i];
-		struct stat now;
-		int lr = safe_lstat(m->backing_fd, t->path, &now);
-		if (lr == -ENOENT) {
-			/* Gone since the walk: removed or renamed meanwhile, and
-			 * queued by the front end behind this entry. Not deleted
-			 * here: a queued rename of a folder above it must carry
-			 * the server's copy, which the comparison after that
-			 * rename then brings up to date. */
-			again = 1;
-			progress(m, 1, ++done, total, bytes, rc.bytes_total);
-			continue;
+	/* Folders, symlinks and the like first, in walk order (parents
+	 * before children), by this worker; then the regular files, by this
+	 * worker and helpers with connections of their own. */
+	struct sync_pool pool = { .m = m, .todo = rc.todo, .ntodo = rc.ntodo, .done = done,
+				  .total = total, .bytes_total = rc.bytes_total };
+	pthread_mutex_init(&pool.lock, NULL);
+	pool_run(&pool, w);
+	pool.files = 1;
+	pool.next = 0;
+	pthread_t helpers[RECONCILE_HELPERS];
+	struct worker *hw[RECONCILE_HELPERS];
+	int nh = 0;
+	for (size_t i = 0, nf = 0; i < rc.ntodo && !nh && !pool.stop; i++)
+		if (S_ISREG(rc.todo[i].st.st_mode) && ++nf >= RECONCILE_HELPER_MIN) {
+			for (; nh < RECONCILE_HELPERS; nh++)
+				if (!(hw[nh] = helper_new(&pool, w)) ||
+				    pthread_create(&helpers[nh], NULL, helper_run, hw[nh]) != 0) {
+					helper_free(hw[nh]);
+					break;
+				}
 		}
-		res = worker_sync_path(w, t->path, QF_CONTENT, lr == 0 ? &now : NULL, 0);
-		if (res == SEND_RETRY)
-			goto out;
-		/* Sent without the front end's knowledge: let it check that
-		 * it knows the path (queue.h, uploads). */
-		if (res == SEND_OK && m->keep_missing &&
-		    queue_note(m->q, QN_UPLOAD, t->path) == -ENOMEM)
-			mirror_error(m, t->path, "cannot note an upload: out of memory");
-		if (res == SEND_CHANGED) {
-			/* Changing right now: the queue will come back to it. */
-			if (queue_sync_since(m->q, t->path, QF_CONTENT, w->since) < 0)
-				mirror_error(m, t->path, "cannot queue change: out of memory");
-		} else if (res != SEND_OK) {
-			mirror_error(m, t->path, "cannot sync: %s", w->why);
-			if (res == SEND_REJECTED) {
-				pthread_mutex_lock(&m->stats_lock);
-				m->stats.rejected++;
-				pthread_mutex_unlock(&m->stats_lock);
-			}
-		}
-		if (S_ISREG(t->st.st_mode))
-			bytes += (uint64_t)t->st.st_size;
-		progress(m, 1, ++done, total, bytes, rc.bytes_total);
+	if (!pool.stop)
+		pool_run(&pool, w);
+	for (int i = 0; i < nh; i++) {
+		pthread_join(helpers[i], NULL);
+		helper_free(hw[i]);
 	}
+	pthread_mutex_destroy(&pool.lock);
+	if (pool.stop) {
+		res = SEND_RETRY;
+		goto out;
+	}
+	int again = pool.again;
 	res = SEND_OK;
 	if (again && queue_sync_since(m->q, path, QF_TREE, w->since) < 0)
 		mirror_error(m, path, "cannot queue change: out of memory");

@@ -120,52 +120,17 @@ static enum send_result post_body(struct xfer *x)
 static enum send_result query_missing(struct xfer *x, const size_t *ask, size_t nask,
 				      uint8_t **missing)
 {
-	struct worker *w = x->w;
-	char hex[HASH_HEX_LEN + 1];
-	long status = 0;
-	enum send_result res = SEND_LOCAL;
-	cJSON *reply = NULL;
-	char *body = NULL;
-
-	*missing = calloc(nask ? nask : 1, 1);
-	cJSON *q = cJSON_CreateObject();
-	cJSON *ids = q ? cJSON_AddArrayToObject(q, "ids") : NULL;
-	if (!*missing || !ids)
-		goto out;
-	for (size_t i = 0; i < nask; i++) {
-		hash_to_hex(&x->chunks[ask[i]].id, hex);
-		if (!cJSON_AddItemToArray(ids, cJSON_CreateString(hex)))
-			goto out;
+	const struct hash_id **ids = malloc((nask ? nask : 1) * sizeof(*ids));
+	*missing = NULL;
+	if (!ids) {
+		snprintf(x->w->why, sizeof(x->w->why), "out of memory");
+		return SEND_LOCAL;
 	}
-	body = cJSON_PrintUnformatted(q);
-	if (!body)
-		goto out;
-	res = worker_request(w, "POST", "/v1/chunks/query", body, strlen(body), NULL, 0, &status);
-	if (res != SEND_OK)
-		goto out;
-	res = send_classify(status);
-	if (res != SEND_OK) {
-		snprintf(w->why, sizeof(w->why), "chunk query refused with %ld", status);
-		goto out;
-	}
-	reply = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
-	const cJSON *miss = cJSON_GetObjectItemCaseSensitive(reply, "missing");
-	const cJSON *it;
-	if (!cJSON_IsArray(miss)) {
-		snprintf(w->why, sizeof(w->why), "malformed answer to chunk query");
-		res = SEND_RETRY;
-		goto out;
-	}
-	cJSON_ArrayForEach(it, miss) {
-		if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble < (double)nask)
-			(*missing)[(size_t)it->valuedouble] = 1;
-	}
-	res = SEND_OK;
-out:
-	cJSON_Delete(q);
-	cJSON_Delete(reply);
-	free(body);
-	return res;
+	for (size_t i = 0; i < nask; i++)
+		ids[i] = &x->chunks[ask[i]].id;
+	enum send_result r = worker_query(x->w, ids, nask, missing);
+	free(ids);
+	return r;
 }
 
 /* The chunks[first..n) were just cut from buf (chunk i at buf + off - base):
@@ -323,7 +288,7 @@ static void plan_delta(struct worker *w, const char *path, struct proto_chunk *p
 	free(old);
 }
 
-static int same_version(const struct stat *a, const struct stat *b)
+int transfer_same_version(const struct stat *a, const struct stat *b)
 {
 	return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
 	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
@@ -550,7 +515,7 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	pthread_mutex_unlock(&w->m->stats_lock);
 
 	struct stat after;
-	if (fstat(fd, &after) < 0 || !same_version(st, &after) ||
+	if (fstat(fd, &after) < 0 || !transfer_same_version(st, &after) ||
 	    (!aligned && off != (uint64_t)st->st_size)) {
 		snprintf(w->why, sizeof(w->why), "changed while being read");
 		res = SEND_CHANGED;

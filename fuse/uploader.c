@@ -15,6 +15,7 @@
 #include <unistd.h>
 #endif
 
+#include "batch.h"
 #include "log.h"
 #include "queue.h"
 #include "record.h"
@@ -137,6 +138,96 @@ static void lower_priority(void)
 #endif
 }
 
+/* Process e until it gives an answer other than "try again" (or the
+ * client stops). */
+static enum send_result run_one(struct uploader *u, struct worker *w, struct qentry *e)
+{
+	enum send_result r;
+	atomic_fetch_add(&w->m->busy_workers, 1);
+	for (;;) {
+		r = process(w, e);
+		if (r != SEND_RETRY)
+			break;
+		/* Head-of-line retry keeps the order of dependent changes
+		 * simple: nothing overtakes a failing entry. */
+		worker_offline(w);
+		e->attempts++;
+		if (nap(u, uploader_backoff_ms(e->attempts)))
+			break;
+	}
+	atomic_fetch_sub(&w->m->busy_workers, 1);
+	return r;
+}
+
+/* What r means for entry e. Returns -1 if the client is stopping. */
+static int settle(struct worker *w, struct qentry *e, enum send_result r)
+{
+	struct mirror *m = w->m;
+	switch (r) {
+	case SEND_OK:
+		queue_done(m->q, e);
+		break;
+	case SEND_RETRY: /* stopping */
+	case SEND_BATCHED: /* not here: the batch settles it */
+		queue_retry(m->q, e, 0);
+		return -1;
+	case SEND_CHANGED:
+		/* Being written, or changed while read: later. */
+		log_debug("%s: %s; again shortly", e->path, w->why);
+		queue_retry(m->q, e, e->attempts > 20 ? 500 : 50 + 10 * (int)e->attempts);
+		break;
+	case SEND_NOTFOUND:
+	case SEND_MISSING:
+	case SEND_REJECTED:
+	case SEND_LOCAL:
+		mirror_error(m, e->path, "not mirrored: %s", w->why);
+		pthread_mutex_lock(&m->stats_lock);
+		m->stats.rejected++;
+		pthread_mutex_unlock(&m->stats_lock);
+		queue_done(m->q, e);
+		break;
+	}
+	return 0;
+}
+
+struct flush_ctx {
+	struct uploader *u;
+	struct worker *w;
+	int stop; /* the client is stopping: keep what is left */
+};
+
+/* A batched entry's answer: done, or sent again on its own. */
+static void flushed(void *arg, void *user, enum send_result r)
+{
+	struct flush_ctx *f = arg;
+	struct qentry *e = user;
+	if (r == SEND_OK) {
+		queue_done(f->w->m->q, e);
+		return;
+	}
+	if (r == SEND_RETRY || f->stop) {
+		queue_retry(f->w->m->q, e, 0);
+		f->stop = 1;
+		return;
+	}
+	f->w->batching = 0;
+	r = run_one(f->u, f->w, e);
+	f->w->batching = 1;
+	if (settle(f->w, e, r) < 0)
+		f->stop = 1;
+}
+
+/* Send the worker's batch. Returns -1 if the client is stopping. */
+static int flush(struct uploader *u, struct worker *w, int stopping)
+{
+	struct flush_ctx f = { u, w, stopping };
+	atomic_fetch_add(&w->m->busy_workers, 1);
+	if (batch_flush(w, flushed, &f) == SEND_RETRY)
+		f.stop = 1;
+	atomic_fetch_sub(&w->m->busy_workers, 1);
+	return f.stop ? -1 : 0;
+}
+
 static void *run(void *arg)
 {
 	struct uploader *u = arg;
@@ -153,49 +244,33 @@ static void *run(void *arg)
 	w.nap_arg = u;
 	if (worker_probe(&w) != SEND_OK)
 		goto out;
+	/* Small files wait in the batch while more entries are ready at
+	 * once; the batch goes as soon as none is (no added latency). */
+	w.batching = 1;
 	for (;;) {
-		struct qentry *e = queue_take(m->q, -1);
-		if (!e)
-			break;
-		enum send_result r;
-		atomic_fetch_add(&m->busy_workers, 1);
-		for (;;) {
-			r = process(&w, e);
-			if (r != SEND_RETRY)
-				break;
-			/* Head-of-line retry keeps the order of dependent
-			 * changes simple: nothing overtakes a failing entry. */
-			worker_offline(&w);
-			e->attempts++;
-			if (nap(u, uploader_backoff_ms(e->attempts)))
-				break;
+		struct qentry *e = queue_take(m->q, batch_pending(&w) ? 0 : -1);
+		if (!e) {
+			if (!batch_pending(&w))
+				break; /* stopping */
+			if (flush(u, &w, 0) < 0)
+				goto out;
+			continue;
 		}
-		atomic_fetch_sub(&m->busy_workers, 1);
-		switch (r) {
-		case SEND_OK:
-			queue_done(m->q, e);
-			break;
-		case SEND_RETRY: /* stopping */
-			queue_retry(m->q, e, 0);
+		w.batch_user = e;
+		enum send_result r = run_one(u, &w, e);
+		if (r == SEND_BATCHED) {
+			if (batch_full(&w) && flush(u, &w, 0) < 0)
+				goto out;
+			continue;
+		}
+		if (settle(&w, e, r) < 0)
 			goto out;
-		case SEND_CHANGED:
-			/* Being written, or changed while read: later. */
-			log_debug("%s: %s; again shortly", e->path, w.why);
-			queue_retry(m->q, e, e->attempts > 20 ? 500 : 50 + 10 * (int)e->attempts);
-			break;
-		case SEND_NOTFOUND:
-		case SEND_MISSING:
-		case SEND_REJECTED:
-		case SEND_LOCAL:
-			mirror_error(m, e->path, "not mirrored: %s", w.why);
-			pthread_mutex_lock(&m->stats_lock);
-			m->stats.rejected++;
-			pthread_mutex_unlock(&m->stats_lock);
-			queue_done(m->q, e);
-			break;
-		}
 	}
 out:
+	/* Stopping: what is still batched goes back to the queue (sent
+	 * first if the server answers at once). */
+	if (batch_pending(&w))
+		flush(u, &w, 1);
 	worker_release(&w);
 	return NULL;
 }

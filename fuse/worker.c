@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "links.h"
 #include "log.h"
 #include "ofile.h"
@@ -35,6 +36,7 @@ void worker_release(struct worker *w)
 {
 	if (!w)
 		return;
+	batch_free(w);
 	http_release(&w->http);
 	buf_release(&w->resp);
 	record_close(w->rec);
@@ -77,12 +79,13 @@ void worker_offline(struct worker *w)
 	pthread_mutex_unlock(&m->stats_lock);
 }
 
-enum send_result worker_request(struct worker *w, const char *method, const char *target,
-				const void *body, size_t len, const char *ctype, uint64_t seq,
-				long *status)
+static enum send_result request_loop(struct worker *w, const char *method, const char *target,
+				     const void *body, size_t len, const char *ctype, uint64_t seq,
+				     const char *encoding, long *status)
 {
 	for (unsigned attempt = 1;; attempt++) {
 		*status = 0;
+		w->http.encoding = encoding;
 		int r = http_request(&w->http, method, target, body, len, ctype, seq, &w->resp,
 				     status);
 		if (r == 0 && send_classify(*status) != SEND_RETRY)
@@ -98,6 +101,20 @@ enum send_result worker_request(struct worker *w, const char *method, const char
 	}
 }
 
+enum send_result worker_request(struct worker *w, const char *method, const char *target,
+				const void *body, size_t len, const char *ctype, uint64_t seq,
+				long *status)
+{
+	return request_loop(w, method, target, body, len, ctype, seq, NULL, status);
+}
+
+enum send_result worker_request_enc(struct worker *w, const char *method, const char *target,
+				    const void *body, size_t len, const char *ctype,
+				    const char *encoding, long *status)
+{
+	return request_loop(w, method, target, body, len, ctype, 0, encoding, status);
+}
+
 enum send_result worker_probe(struct worker *w)
 {
 	long status = 0;
@@ -106,6 +123,7 @@ enum send_result worker_probe(struct worker *w)
 		return r;
 	cJSON *j = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
 	w->m->server_delta = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "delta"));
+	w->m->server_bundle = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bundle"));
 	cJSON_Delete(j);
 	return SEND_OK;
 }
@@ -117,6 +135,24 @@ static void recheck_parent(struct worker *w, const char *path)
 	if (parent && queue_sync_since(w->m->q, parent, QF_META, w->since) < 0)
 		log_error("cannot queue change: out of memory");
 	free(parent);
+}
+
+void worker_applied(struct worker *w, const struct proto_op *op)
+{
+	/* Another worker may have applied an op in the same folder with a
+	 * newer folder mtime before this one: check the folder's mtime again
+	 * once this is done, so the last word is the newest. */
+	if (atomic_load(&w->m->busy_workers) > 1) {
+		if (op->has_pmtime)
+			recheck_parent(w, op->path);
+		if (op->has_pmtime2)
+			recheck_parent(w, op->path2);
+	}
+	pthread_mutex_lock(&w->m->stats_lock);
+	w->m->stats.ops_applied++;
+	w->m->stats.last_ok = time(NULL);
+	w->m->stats.offline_since = 0;
+	pthread_mutex_unlock(&w->m->stats_lock);
 }
 
 enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uint64_t seq,
@@ -137,25 +173,65 @@ enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uin
 		return res;
 	res = send_classify(status);
 	if (res == SEND_OK) {
-		/* Another worker may have applied an op in the same folder with
-		 * a newer folder mtime before this one: check the folder's mtime
-		 * again once this is done, so the last word is the newest. */
-		if (atomic_load(&w->m->busy_workers) > 1) {
-			if (op->has_pmtime)
-				recheck_parent(w, op->path);
-			if (op->has_pmtime2)
-				recheck_parent(w, op->path2);
-		}
-		pthread_mutex_lock(&w->m->stats_lock);
-		w->m->stats.ops_applied++;
-		w->m->stats.last_ok = time(NULL);
-		w->m->stats.offline_since = 0;
-		pthread_mutex_unlock(&w->m->stats_lock);
+		worker_applied(w, op);
 		return SEND_OK;
 	}
 	describe(w, status);
 	if (res == SEND_MISSING && reply)
 		*reply = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
+	return res;
+}
+
+enum send_result worker_query(struct worker *w, const struct hash_id *const *ids, size_t n,
+			      uint8_t **missing)
+{
+	char hex[HASH_HEX_LEN + 1];
+	long status = 0;
+	enum send_result res = SEND_LOCAL;
+	cJSON *reply = NULL;
+	char *body = NULL;
+
+	*missing = calloc(n ? n : 1, 1);
+	cJSON *q = cJSON_CreateObject();
+	cJSON *arr = q ? cJSON_AddArrayToObject(q, "ids") : NULL;
+	if (!*missing || !arr)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		hash_to_hex(ids[i], hex);
+		if (!cJSON_AddItemToArray(arr, cJSON_CreateString(hex)))
+			goto out;
+	}
+	if (!(body = cJSON_PrintUnformatted(q)))
+		goto out;
+	res = worker_request(w, "POST", "/v1/chunks/query", body, strlen(body), NULL, 0, &status);
+	if (res != SEND_OK)
+		goto out;
+	res = send_classify(status);
+	if (res != SEND_OK) {
+		snprintf(w->why, sizeof(w->why), "chunk query refused with %ld", status);
+		goto out;
+	}
+	reply = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
+	const cJSON *miss = cJSON_GetObjectItemCaseSensitive(reply, "missing");
+	const cJSON *it;
+	if (!cJSON_IsArray(miss)) {
+		snprintf(w->why, sizeof(w->why), "malformed answer to chunk query");
+		res = SEND_RETRY;
+		goto out;
+	}
+	cJSON_ArrayForEach(it, miss) {
+		if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble < (double)n)
+			(*missing)[(size_t)it->valuedouble] = 1;
+	}
+	res = SEND_OK;
+out:
+	if (res != SEND_OK) {
+		free(*missing);
+		*missing = NULL;
+	}
+	cJSON_Delete(q);
+	cJSON_Delete(reply);
+	free(body);
 	return res;
 }
 
@@ -256,7 +332,13 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 	}
 	struct drange dr[OFILE_RANGES];
 	int ndr = ofiles_take_dirty(&m->ofiles, fst.st_dev, fst.st_ino, dr);
-	enum send_result r = transfer_file(w, path, fd, &fst, seq, dr, ndr);
+	enum send_result r = batch_wants(w, &fst) ?
+				     batch_add(w, path, fd, &fst, flags, seq, dr, ndr, now) :
+				     transfer_file(w, path, fd, &fst, seq, dr, ndr);
+	if (r == SEND_BATCHED) {
+		close(fd); /* the batch finishes the rest when it is sent */
+		return r;
+	}
 	close(fd);
 	if (r != SEND_OK)
 		ofiles_return_dirty(&m->ofiles, fst.st_dev, fst.st_ino, dr, ndr);
@@ -264,18 +346,24 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 		ofiles_postpone(&m->ofiles, fst.st_dev, fst.st_ino, queue_now());
 	if (r == SEND_OK) {
 		ofiles_uploaded(&m->ofiles, fst.st_dev, fst.st_ino, now);
-		if (fst.st_nlink > 1 && !(flags & QF_NOLINK)) {
-			/* Every other name of this inode now has new content too. */
-			char **others = links_others(m->links, fst.st_ino, path);
-			for (char **o = others; o && *o; o++)
-				log_debug("%s: hard link, syncing %s too", path, *o);
-			for (char **o = others; o && *o; o++)
-				if (queue_sync_since(m->q, *o, QF_CONTENT | QF_NOLINK, w->since) < 0)
-					mirror_error(m, *o, "cannot queue change: out of memory");
-			links_strv_free(others);
-		}
+		worker_sync_links(w, path, &fst, flags);
 	}
 	return r;
+}
+
+void worker_sync_links(struct worker *w, const char *path, const struct stat *st, unsigned flags)
+{
+	struct mirror *m = w->m;
+	if (st->st_nlink <= 1 || (flags & QF_NOLINK))
+		return;
+	/* Every other name of this inode now has new content too. */
+	char **others = links_others(m->links, st->st_ino, path);
+	for (char **o = others; o && *o; o++)
+		log_debug("%s: hard link, syncing %s too", path, *o);
+	for (char **o = others; o && *o; o++)
+		if (queue_sync_since(m->q, *o, QF_CONTENT | QF_NOLINK, w->since) < 0)
+			mirror_error(m, *o, "cannot queue change: out of memory");
+	links_strv_free(others);
 }
 
 enum send_result worker_sync_path(struct worker *w, const char *path, unsigned flags,

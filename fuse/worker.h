@@ -28,8 +28,10 @@ enum send_result {
 	SEND_REJECTED, /* other 4xx: the server refuses for good */
 	SEND_CHANGED,  /* the file changed while being read: sync it again */
 	SEND_LOCAL,    /* a local error (out of memory, I/O on BACKING) */
+	SEND_BATCHED,  /* only with w->batching: held in the batch (batch.h) */
 };
 
+struct batch;
 struct record;
 
 struct worker {
@@ -46,6 +48,9 @@ struct worker {
 	uint64_t since;   /* seq of the queue entry being processed: changes
 			   * found while processing it are queued with it
 			   * (queue_sync_since) so that sync waits for them */
+	int batching;     /* set by the caller: small files may be batched */
+	void *batch_user; /* set by the caller: stored with a batched file */
+	struct batch *batch; /* owned, made at first use (batch.h) */
 };
 
 int worker_init(struct worker *w, struct mirror *m);
@@ -61,6 +66,11 @@ enum send_result send_classify(long status);
 enum send_result worker_request(struct worker *w, const char *method, const char *target,
 				const void *body, size_t len, const char *ctype, uint64_t seq,
 				long *status);
+
+/* The same with a Content-Encoding (NULL: none) for the body. */
+enum send_result worker_request_enc(struct worker *w, const char *method, const char *target,
+				    const void *body, size_t len, const char *ctype,
+				    const char *encoding, long *status);
 
 /* Ask the server what it supports (waiting for it if it is down). Sets
  * m->server_delta. SEND_OK, or SEND_RETRY if stopping meanwhile. */
@@ -88,9 +98,26 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 			       const struct stat *st, uint64_t seq, const struct drange *dr,
 			       int ndr);
 
+/* 1 if a and b (fstat before and after reading) are the same version of
+ * a file: size, mtime, ctime and inode. Defined in transfer.c. */
+int transfer_same_version(const struct stat *a, const struct stat *b);
+
 /* Make the server's subtree at path equal to BACKING's (both sides listed,
  * only differences sent). Defined in reconcile.c. */
 enum send_result reconcile_tree(struct worker *w, const char *path);
+
+/* op was applied by the server: statistics, and a look at its folders'
+ * mtimes again when other workers are busy in them. */
+void worker_applied(struct worker *w, const struct proto_op *op);
+
+/* The regular file path (lstat st) was sent: queue its other names when
+ * it has several (unless flags has QF_NOLINK). */
+void worker_sync_links(struct worker *w, const char *path, const struct stat *st, unsigned flags);
+
+/* Ask which of ids[0..n) the server lacks; *missing gets a new array of n
+ * flags (caller frees) on SEND_OK. */
+enum send_result worker_query(struct worker *w, const struct hash_id *const *ids, size_t n,
+			      uint8_t **missing);
 
 /* Fill op->pmtime (and has_pmtime) from BACKING's parent of path. */
 void worker_fill_pmtime(struct worker *w, const char *path, struct timespec *ts, int *has);

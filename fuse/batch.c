@@ -1,0 +1,388 @@
+#define _GNU_SOURCE
+#include "batch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "chunker.h"
+#include "frame.h"
+#include "log.h"
+#include "queue.h"
+#include "record.h"
+
+/* New chunk bytes up to this much are sent without asking the server
+ * first (a round trip costs more), as transfer.c does for one file. */
+#define BATCH_QUERY_MIN (32u * 1024)
+
+struct bitem {
+	struct proto_op op;       /* op.path is path; op.chunks is pc */
+	char *path;               /* owned */
+	struct stat st;           /* the version read */
+	unsigned flags;
+	uint64_t seq, since;      /* of the queue entry */
+	struct proto_chunk *pc;   /* owned: the file's chunk list */
+	size_t n;
+	char *base_path;          /* owned: a copy's original, or NULL */
+	struct drange dr[OFILE_RANGES];
+	int ndr;
+	int64_t started;
+	void *user;               /* the caller's */
+};
+
+/* A chunk the server may lack: its bytes are data[off, off + len). */
+struct bcand {
+	struct hash_id id;
+	uint32_t len;
+	size_t off;
+};
+
+struct batch {
+	struct bitem items[BATCH_FILES];
+	size_t n;
+	struct bcand *cand;       /* owned */
+	size_t ncand, acand;
+	struct buf data;          /* the candidates' bytes */
+	uint64_t skipped;         /* chunks the record says the server has */
+	uint8_t *fbuf;            /* owned: one file's bytes */
+};
+
+int batch_wants(const struct worker *w, const struct stat *st)
+{
+	return w->batching && w->m->server_bundle && S_ISREG(st->st_mode) &&
+	       (uint64_t)st->st_size <= BATCH_FILE_MAX;
+}
+
+int batch_full(const struct worker *w)
+{
+	const struct batch *b = w->batch;
+	return b && (b->n == BATCH_FILES || b->data.len >= BATCH_BYTES);
+}
+
+int batch_pending(const struct worker *w)
+{
+	return w->batch && w->batch->n > 0;
+}
+
+static void item_release(struct bitem *it)
+{
+	free(it->path);
+	free(it->pc);
+	free(it->base_path);
+	memset(it, 0, sizeof(*it));
+}
+
+/* Empty b, keeping its buffers. */
+static void batch_reset(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		item_release(&b->items[i]);
+	b->n = 0;
+	b->ncand = 0;
+	b->skipped = 0;
+	buf_reset(&b->data);
+}
+
+void batch_free(struct worker *w)
+{
+	struct batch *b = w->batch;
+	if (!b)
+		return;
+	batch_reset(b);
+	free(b->cand);
+	free(b->fbuf);
+	buf_release(&b->data);
+	free(b);
+	w->batch = NULL;
+}
+
+static struct batch *batch_get(struct worker *w)
+{
+	if (w->batch)
+		return w->batch;
+	struct batch *b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	buf_init(&b->data, BATCH_BYTES + BATCH_FILE_MAX);
+	if (!(b->fbuf = malloc(BATCH_FILE_MAX))) {
+		free(b);
+		return NULL;
+	}
+	return w->batch = b;
+}
+
+/* Keep the bytes of chunk c (at p) unless the batch has them already. */
+static int add_candidate(struct batch *b, const struct proto_chunk *c, const uint8_t *p)
+{
+	for (size_t i = 0; i < b->ncand; i++)
+		if (b->cand[i].len == c->len && memcmp(b->cand[i].id.b, c->id.b, HASH_LEN) == 0)
+			return 0;
+	if (b->ncand == b->acand) {
+		size_t na = b->acand ? 2 * b->acand : 256;
+		struct bcand *v = realloc(b->cand, na * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		b->cand = v;
+		b->acand = na;
+	}
+	struct bcand *k = &b->cand[b->ncand];
+	k->id = c->id;
+	k->len = c->len;
+	k->off = b->data.len;
+	int r = buf_append(&b->data, p, c->len);
+	if (r == 0)
+		b->ncand++;
+	return r;
+}
+
+/* Read fd (st_size bytes) into b->fbuf; *got: bytes read. */
+static int read_all(struct batch *b, int fd, size_t size, size_t *got)
+{
+	*got = 0;
+	while (*got < size) {
+		ssize_t n = pread(fd, b->fbuf + *got, size - *got, (off_t)*got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		*got += (size_t)n;
+	}
+	return 0;
+}
+
+enum send_result batch_add(struct worker *w, const char *path, int fd, const struct stat *st,
+			   unsigned flags, uint64_t seq, const struct drange *dr, int ndr,
+			   int64_t started)
+{
+	struct batch *b = batch_get(w);
+	struct chunker ck;
+	struct stat after;
+	size_t got = 0, mark_cand, mark_data;
+	int r;
+
+	if (!b || b->n == BATCH_FILES) {
+		snprintf(w->why, sizeof(w->why), b ? "batch full" : "out of memory");
+		return SEND_LOCAL;
+	}
+	if ((r = read_all(b, fd, (size_t)st->st_size, &got)) < 0) {
+		snprintf(w->why, sizeof(w->why), "read error in backing folder: %s", strerror(-r));
+		return SEND_LOCAL;
+	}
+	if (fstat(fd, &after) < 0 || !transfer_same_version(st, &after) ||
+	    got != (size_t)st->st_size) {
+		snprintf(w->why, sizeof(w->why), "changed while being read");
+		return SEND_CHANGED;
+	}
+	struct bitem *it = &b->items[b->n];
+	memset(it, 0, sizeof(*it));
+	mark_cand = b->ncand;
+	mark_data = b->data.len;
+	if (!(it->path = strdup(path)))
+		goto nomem;
+	/* At most one chunk per CHUNK_MIN bytes, plus the last. */
+	if (got && !(it->pc = calloc(got / CHUNK_MIN + 2, sizeof(*it->pc))))
+		goto nomem;
+	chunker_init(&ck);
+	for (size_t pos = 0; pos < got;) {
+		size_t len = chunker_next(&ck, b->fbuf + pos, got - pos, 1);
+		struct proto_chunk *c = &it->pc[it->n++];
+		hash_buf(b->fbuf + pos, len, &c->id);
+		c->len = (uint32_t)len;
+		pos += len;
+	}
+	it->op = (struct proto_op){ .kind = OP_FILE, .path = it->path, .mode = st->st_mode & 07777,
+				    .mtime = st->st_mtim, .size = (uint64_t)st->st_size,
+				    .chunks = it->pc, .nchunks = it->n };
+	struct hash_id digest;
+	proto_list_digest(it->pc, it->n, &digest);
+	if (it->n && w->m->server_delta && (it->base_path = record_find_digest(w->rec, &digest))) {
+		/* The same content is on the server under another name: a
+		 * copy sends no chunk at all. */
+		it->op.base_path = it->base_path;
+		it->op.base_digest = digest;
+		it->op.chunks = NULL;
+		it->op.nchunks = 0;
+	} else {
+		size_t pos = 0;
+		for (size_t i = 0; i < it->n; pos += it->pc[i++].len) {
+			if (record_known(w->rec, &it->pc[i].id))
+				b->skipped++;
+			else if (add_candidate(b, &it->pc[i], b->fbuf + pos) < 0)
+				goto nomem;
+		}
+	}
+	worker_fill_pmtime(w, path, &it->op.pmtime, &it->op.has_pmtime);
+	it->st = *st;
+	it->flags = flags;
+	it->seq = seq;
+	it->since = w->since;
+	it->started = started;
+	it->user = w->batch_user;
+	it->ndr = ndr > 0 ? ndr : 0;
+	if (it->ndr)
+		memcpy(it->dr, dr, (size_t)it->ndr * sizeof(*dr));
+	else
+		it->ndr = ndr; /* -1: unknown ranges, given back as such */
+	b->n++;
+	pthread_mutex_lock(&w->m->stats_lock);
+	w->m->stats.bytes_read += got;
+	pthread_mutex_unlock(&w->m->stats_lock);
+	return SEND_BATCHED;
+nomem:
+	b->ncand = mark_cand;
+	b->data.len = mark_data;
+	item_release(it);
+	snprintf(w->why, sizeof(w->why), "out of memory");
+	return SEND_LOCAL;
+}
+
+/* Which candidates the server lacks: *send gets one flag per candidate
+ * (caller frees). Few new bytes are sent without asking. */
+static enum send_result choose(struct worker *w, struct batch *b, uint8_t **send)
+{
+	const struct hash_id **ids = NULL;
+	enum send_result r;
+
+	if (b->data.len <= BATCH_QUERY_MIN || b->ncand == 0) {
+		if (!(*send = malloc(b->ncand ? b->ncand : 1)))
+			return SEND_LOCAL;
+		memset(*send, 1, b->ncand);
+		return SEND_OK;
+	}
+	if (!(ids = malloc(b->ncand * sizeof(*ids))))
+		return SEND_LOCAL;
+	for (size_t i = 0; i < b->ncand; i++)
+		ids[i] = &b->cand[i].id;
+	r = worker_query(w, ids, b->ncand, send);
+	free(ids);
+	return r;
+}
+
+/* The body: the ops as JSON, then a frame for every chunk in send. */
+static int encode(struct batch *b, const uint8_t *send, struct buf *body, int *z,
+		  uint64_t *nsent)
+{
+	struct buf frames;
+	char *json = NULL;
+	int r = -ENOMEM;
+
+	buf_init(&frames, PROTO_BUNDLE_BODY_MAX);
+	*nsent = 0;
+	cJSON *root = cJSON_CreateObject();
+	cJSON *ops = root ? cJSON_AddArrayToObject(root, "ops") : NULL;
+	if (!ops)
+		goto out;
+	for (size_t i = 0; i < b->n; i++) {
+		cJSON *j = proto_op_to_json(&b->items[i].op);
+		if (!j || !cJSON_AddItemToArray(ops, j)) {
+			cJSON_Delete(j);
+			goto out;
+		}
+		if (b->items[i].seq && !cJSON_AddNumberToObject(j, "seq", (double)b->items[i].seq))
+			goto out;
+	}
+	if (!(json = cJSON_PrintUnformatted(root)))
+		goto out;
+	for (size_t i = 0; i < b->ncand; i++) {
+		uint8_t hdr[FRAME_HEADER_LEN];
+		const struct bcand *k = &b->cand[i];
+		if (!send[i])
+			continue;
+		frame_encode_header(hdr, &k->id, k->len, k->len, 0);
+		if ((r = buf_append(&frames, hdr, sizeof(hdr))) < 0 ||
+		    (r = buf_append(&frames, b->data.data + k->off, k->len)) < 0)
+			goto out;
+		(*nsent)++;
+	}
+	r = bundle_encode(json, strlen(json), (const uint8_t *)frames.data, frames.len, 1, body, z);
+out:
+	cJSON_Delete(root);
+	free(json);
+	buf_release(&frames);
+	return r;
+}
+
+/* Item it was applied by the server. */
+static void applied(struct worker *w, struct bitem *it)
+{
+	struct mirror *m = w->m;
+	record_put(w->rec, it->path, &it->st, it->pc, it->n);
+	ofiles_uploaded(&m->ofiles, it->st.st_dev, it->st.st_ino, it->started);
+	w->since = it->since;
+	worker_sync_links(w, it->path, &it->st, it->flags);
+	worker_applied(w, &it->op);
+	pthread_mutex_lock(&m->stats_lock);
+	m->stats.files_sent++;
+	pthread_mutex_unlock(&m->stats_lock);
+}
+
+enum send_result batch_flush(struct worker *w,
+			     void (*done)(void *arg, void *user, enum send_result r), void *arg)
+{
+	struct batch *b = w->batch;
+	struct buf body;
+	uint8_t *send = NULL;
+	cJSON *reply = NULL;
+	const cJSON *results = NULL;
+	enum send_result res;
+	uint64_t nsent = 0;
+	long status = 0;
+	int z = 0;
+
+	if (!b || b->n == 0)
+		return SEND_OK;
+	buf_init(&body, PROTO_BUNDLE_BODY_MAX);
+	res = choose(w, b, &send);
+	if (res == SEND_OK && encode(b, send, &body, &z, &nsent) < 0) {
+		snprintf(w->why, sizeof(w->why), "out of memory");
+		res = SEND_LOCAL;
+	}
+	if (res == SEND_OK)
+		res = worker_request_enc(w, "POST", "/v1/bundle", body.data, body.len,
+					 "application/octet-stream", z ? "zstd" : NULL, &status);
+	if (res == SEND_OK && (res = send_classify(status)) != SEND_OK)
+		snprintf(w->why, sizeof(w->why), "bundle refused with %ld: %.200s", status,
+			 w->resp.data ? w->resp.data : "");
+	if (res == SEND_OK) {
+		reply = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
+		results = cJSON_GetObjectItemCaseSensitive(reply, "results");
+		if (!cJSON_IsArray(results) || (size_t)cJSON_GetArraySize(results) != b->n) {
+			snprintf(w->why, sizeof(w->why), "malformed answer to a bundle");
+			results = NULL;
+		}
+	}
+	if (res == SEND_OK) {
+		pthread_mutex_lock(&w->m->stats_lock);
+		w->m->stats.bytes_sent += body.len;
+		w->m->stats.chunks_sent += nsent;
+		w->m->stats.chunks_skipped += b->skipped + (b->ncand - nsent);
+		pthread_mutex_unlock(&w->m->stats_lock);
+	}
+	const cJSON *one = results ? results->child : NULL;
+	for (size_t i = 0; i < b->n; i++, one = one ? one->next : NULL) {
+		struct bitem *it = &b->items[i];
+		enum send_result r = SEND_MISSING; /* send it alone */
+		if (res == SEND_RETRY)
+			r = SEND_RETRY;
+		else if (one && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(one, "ok")))
+			r = SEND_OK;
+		if (r == SEND_OK)
+			applied(w, it);
+		else
+			ofiles_return_dirty(&w->m->ofiles, it->st.st_dev, it->st.st_ino, it->dr, it->ndr);
+		if (r == SEND_MISSING)
+			log_debug("%s: not applied in a bundle (%s); sending it alone", it->path,
+				  results ? "refused" : w->why);
+		done(arg, it->user, r);
+	}
+	batch_reset(b);
+	cJSON_Delete(reply);
+	buf_release(&body);
+	free(send);
+	return res == SEND_RETRY ? SEND_RETRY : SEND_OK;
+}
