@@ -2,6 +2,7 @@
 #include "bundle.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -19,34 +20,61 @@ enum {
 /* Decoding window: what one call of ZSTD_decompressStream may produce. */
 #define BUNDLE__ZOUT (128u * 1024)
 
-int bundle_parser_init(struct bundle_parser *p, int zstd)
+void *bundle_dstream_new(void)
+{
+	ZSTD_DStream *zd = ZSTD_createDStream();
+	/* A window no larger than the level the client uses needs: a
+	 * hostile stream cannot make mirrord allocate more. */
+	if (zd && ZSTD_isError(ZSTD_DCtx_setParameter(zd, ZSTD_d_windowLogMax, 23))) {
+		ZSTD_freeDStream(zd);
+		zd = NULL;
+	}
+	return zd;
+}
+
+void bundle_dstream_free(void *zd)
+{
+	ZSTD_freeDStream(zd);
+}
+
+static void bundle__init(struct bundle_parser *p)
 {
 	memset(p, 0, sizeof(*p));
 	buf_init(&p->json, PROTO_BUNDLE_JSON_MAX);
 	frame_parser_init(&p->fp);
 	p->state = BUNDLE__LEN;
+}
+
+int bundle_parser_init(struct bundle_parser *p, int zstd)
+{
+	bundle__init(p);
 	if (!zstd)
 		return 0;
-	p->zd = ZSTD_createDStream();
+	p->zd = bundle_dstream_new();
 	p->zout = malloc(BUNDLE__ZOUT);
 	if (!p->zd || !p->zout) {
-		bundle_parser_release(p);
-		return -ENOMEM;
-	}
-	/* A window no larger than the level the client uses needs: a
-	 * hostile stream cannot make mirrord allocate more. */
-	if (ZSTD_isError(ZSTD_DCtx_setParameter(p->zd, ZSTD_d_windowLogMax, 23))) {
 		bundle_parser_release(p);
 		return -ENOMEM;
 	}
 	return 0;
 }
 
+void bundle_parser_init_stream(struct bundle_parser *p, void *zd)
+{
+	bundle__init(p);
+	p->zd = zd;
+	p->zd_borrowed = 1;
+	p->zout = malloc(BUNDLE__ZOUT);
+	if (!p->zout)
+		p->state = -ENOMEM;
+}
+
 void bundle_parser_release(struct bundle_parser *p)
 {
 	if (!p)
 		return;
-	ZSTD_freeDStream(p->zd);
+	if (!p->zd_borrowed)
+		ZSTD_freeDStream(p->zd);
 	p->zd = NULL;
 	free(p->zout);
 	p->zout = NULL;
@@ -156,7 +184,9 @@ int bundle_parser_finish(const struct bundle_parser *p)
 {
 	if (p->state < 0)
 		return p->state;
-	if (p->state != BUNDLE__FRAMES || !frame_parser_idle(&p->fp) || (p->zd && !p->zdone))
+	/* A stream's body ends at a flush point, not at the frame's end. */
+	if (p->state != BUNDLE__FRAMES || !frame_parser_idle(&p->fp) ||
+	    (p->zd && !p->zd_borrowed && !p->zdone))
 		return -EBADMSG;
 	return 0;
 }
@@ -192,6 +222,60 @@ int bundle_encode(const char *json, size_t jlen, const uint8_t *frames, size_t f
 		buf_reset(out);
 		r = buf_append(out, plain.data, plain.len);
 	}
+out:
+	buf_release(&plain);
+	return r;
+}
+
+void *bundle_cstream_new(void)
+{
+	ZSTD_CCtx *cs = ZSTD_createCCtx();
+	if (cs && ZSTD_isError(ZSTD_CCtx_setParameter(cs, ZSTD_c_compressionLevel, COMPRESS_LEVEL))) {
+		ZSTD_freeCCtx(cs);
+		cs = NULL;
+	}
+	return cs;
+}
+
+int bundle_cstream_reset(void *cs)
+{
+	return ZSTD_isError(ZSTD_CCtx_reset(cs, ZSTD_reset_session_only)) ? -EIO : 0;
+}
+
+void bundle_cstream_free(void *cs)
+{
+	ZSTD_freeCCtx(cs);
+}
+
+int bundle_encode_stream(void *cs, const char *json, size_t jlen, const uint8_t *frames,
+			 size_t flen, struct buf *out)
+{
+	struct buf plain;
+	int z, r;
+
+	buf_init(&plain, out->cap);
+	if ((r = bundle_encode(json, jlen, frames, flen, 0, &plain, &z)) < 0)
+		goto out;
+	buf_reset(out);
+	ZSTD_inBuffer in = { plain.data, plain.len, 0 };
+	for (;;) {
+		/* Room for what one call may write; the cap bounds the total. */
+		if ((r = buf_reserve(out, ZSTD_CStreamOutSize())) < 0)
+			goto out;
+		size_t room = out->alloc - out->len - 1;
+		size_t cap = (out->cap ? out->cap : SIZE_MAX / 2) - out->len;
+		ZSTD_outBuffer o = { out->data + out->len, room < cap ? room : cap, 0 };
+		size_t left = ZSTD_compressStream2(cs, &o, &in, ZSTD_e_flush);
+		if (ZSTD_isError(left)) {
+			r = ZSTD_getErrorCode(left) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
+			goto out;
+		}
+		out->len += o.pos;
+		out->data[out->len] = '\0';
+		if (left == 0 && in.pos == in.size)
+			break;
+	}
+	r = 0;
 out:
 	buf_release(&plain);
 	return r;

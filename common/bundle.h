@@ -47,7 +47,8 @@ struct bundle_cb {
 };
 
 struct bundle_parser {
-	void *zd;            /* ZSTD_DStream *, owned; NULL: body not compressed */
+	void *zd;            /* ZSTD_DStream *; NULL: body not compressed */
+	int zd_borrowed;     /* zd is a stream's (bundle_parser_init_stream) */
 	uint8_t *zout;       /* owned: decoding window */
 	int zdone;           /* the zstd stream's last block was decoded */
 	uint64_t decoded;    /* body bytes after decoding */
@@ -63,6 +64,31 @@ struct bundle_parser {
 __attribute__((warn_unused_result))
 int bundle_parser_init(struct bundle_parser *p, int zstd);
 void bundle_parser_release(struct bundle_parser *p);
+
+/* Compression streams (X-Mirror-Stream): one zstd stream carried over
+ * several bodies, each ending at a flush point, so that each body is
+ * compressed with the ones before it as context. */
+
+/* A decoder for a stream (window capped as for one body), or NULL. */
+void *bundle_dstream_new(void);
+void bundle_dstream_free(void *zd);
+
+/* Parse a body that continues the stream zd (borrowed; its state carries
+ * over from the previous body). The body need not end the zstd frame.
+ * Cannot fail. */
+void bundle_parser_init_stream(struct bundle_parser *p, void *zd);
+
+/* The client's side: an encoder, reset to a new stream, freed. */
+void *bundle_cstream_new(void);
+int bundle_cstream_reset(void *cs); /* 0 or -EIO */
+void bundle_cstream_free(void *cs);
+
+/* As bundle_encode(), compressed as the next body of the stream cs (up to
+ * a flush point). Returns 0, -EMSGSIZE, -ENOMEM, -EIO; after a failure
+ * the stream must be reset. */
+__attribute__((warn_unused_result))
+int bundle_encode_stream(void *cs, const char *json, size_t jlen, const uint8_t *frames,
+			 size_t flen, struct buf *out);
 
 /* Consume data[0..len). Returns 0, or -EBADMSG (not zstd, bad length,
  * bad frame header, bytes after the end of the zstd stream), -EMSGSIZE

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "bundle.h"
@@ -27,6 +28,7 @@ struct bitem {
 	struct proto_chunk *pc;   /* owned: the file's chunk list */
 	size_t n;
 	char *base_path;          /* owned: a copy's original, or NULL */
+	char *target;             /* owned: a symlink's target, or NULL */
 	struct drange dr[OFILE_RANGES];
 	int ndr;
 	int64_t started;
@@ -48,6 +50,10 @@ struct batch {
 	struct buf data;          /* the candidates' bytes */
 	uint64_t skipped;         /* chunks the record says the server has */
 	uint8_t *fbuf;            /* owned: one file's bytes */
+	/* The compression stream over this worker's bundles (X-Mirror-Stream):
+	 * each body is compressed with the ones before it as context. */
+	void *cs;                 /* owned; NULL until the first bundle */
+	uint64_t sid, spos;       /* its id, and the position of the next body */
 };
 
 int batch_wants(const struct worker *w, const struct stat *st)
@@ -72,6 +78,7 @@ static void item_release(struct bitem *it)
 	free(it->path);
 	free(it->pc);
 	free(it->base_path);
+	free(it->target);
 	memset(it, 0, sizeof(*it));
 }
 
@@ -92,6 +99,7 @@ void batch_free(struct worker *w)
 	if (!b)
 		return;
 	batch_reset(b);
+	bundle_cstream_free(b->cs);
 	free(b->cand);
 	free(b->fbuf);
 	buf_release(&b->data);
@@ -241,6 +249,30 @@ nomem:
 	return SEND_LOCAL;
 }
 
+enum send_result batch_add_op(struct worker *w, const struct proto_op *op, uint64_t seq)
+{
+	struct batch *b = batch_get(w);
+	if (!b || b->n == BATCH_FILES) {
+		snprintf(w->why, sizeof(w->why), b ? "batch full" : "out of memory");
+		return SEND_LOCAL;
+	}
+	struct bitem *it = &b->items[b->n];
+	memset(it, 0, sizeof(*it));
+	it->op = *op;
+	if (!(it->path = strdup(op->path)) || (op->target && !(it->target = strdup(op->target)))) {
+		item_release(it);
+		snprintf(w->why, sizeof(w->why), "out of memory");
+		return SEND_LOCAL;
+	}
+	it->op.path = it->path;
+	it->op.target = it->target;
+	it->seq = seq;
+	it->since = w->since;
+	it->user = w->batch_user;
+	b->n++;
+	return SEND_BATCHED;
+}
+
 /* Which candidates the server lacks: *send gets one flag per candidate
  * (caller frees). Few new bytes are sent without asking. */
 static enum send_result choose(struct worker *w, struct batch *b, uint8_t **send)
@@ -263,15 +295,14 @@ static enum send_result choose(struct worker *w, struct batch *b, uint8_t **send
 	return r;
 }
 
-/* The body: the ops as JSON, then a frame for every chunk in send. */
-static int encode(struct batch *b, const uint8_t *send, struct buf *body, int *z,
+/* The body's parts: the ops as JSON (*json, caller frees) and a frame for
+ * every chunk in send. */
+static int encode(struct batch *b, const uint8_t *send, char **json, struct buf *frames,
 		  uint64_t *nsent)
 {
-	struct buf frames;
-	char *json = NULL;
 	int r = -ENOMEM;
 
-	buf_init(&frames, PROTO_BUNDLE_BODY_MAX);
+	*json = NULL;
 	*nsent = 0;
 	cJSON *root = cJSON_CreateObject();
 	cJSON *ops = root ? cJSON_AddArrayToObject(root, "ops") : NULL;
@@ -286,7 +317,7 @@ static int encode(struct batch *b, const uint8_t *send, struct buf *body, int *z
 		if (b->items[i].seq && !cJSON_AddNumberToObject(j, "seq", (double)b->items[i].seq))
 			goto out;
 	}
-	if (!(json = cJSON_PrintUnformatted(root)))
+	if (!(*json = cJSON_PrintUnformatted(root)))
 		goto out;
 	for (size_t i = 0; i < b->ncand; i++) {
 		uint8_t hdr[FRAME_HEADER_LEN];
@@ -294,23 +325,91 @@ static int encode(struct batch *b, const uint8_t *send, struct buf *body, int *z
 		if (!send[i])
 			continue;
 		frame_encode_header(hdr, &k->id, k->len, k->len, 0);
-		if ((r = buf_append(&frames, hdr, sizeof(hdr))) < 0 ||
-		    (r = buf_append(&frames, b->data.data + k->off, k->len)) < 0)
+		if ((r = buf_append(frames, hdr, sizeof(hdr))) < 0 ||
+		    (r = buf_append(frames, b->data.data + k->off, k->len)) < 0)
 			goto out;
 		(*nsent)++;
 	}
-	r = bundle_encode(json, strlen(json), (const uint8_t *)frames.data, frames.len, 1, body, z);
+	r = 0;
 out:
 	cJSON_Delete(root);
-	free(json);
-	buf_release(&frames);
+	if (r < 0) {
+		free(*json);
+		*json = NULL;
+	}
 	return r;
+}
+
+/* Start a new compression stream (or the first). 0 or -ENOMEM/-EIO. */
+static int stream_reset(struct batch *b)
+{
+	if (!b->cs && !(b->cs = bundle_cstream_new()))
+		return -ENOMEM;
+	randombytes_buf(&b->sid, sizeof(b->sid));
+	b->spos = 0;
+	return bundle_cstream_reset(b->cs);
+}
+
+/* POST the bundle: as the next body of the worker's compression stream
+ * when mirrord keeps one, else compressed alone. A stream mirrord does not
+ * follow (a new connection, a lost answer: 409) is started again, once.
+ * *wire: the body's size. */
+static enum send_result post_bundle(struct worker *w, struct batch *b, const char *json,
+				    const struct buf *frames, long *status, uint64_t *wire)
+{
+	struct buf body;
+	enum send_result res = SEND_LOCAL;
+	int r = 0;
+
+	buf_init(&body, PROTO_BUNDLE_BODY_MAX);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		char hdr[64];
+		int z = 0, streamed = w->m->server_stream && (b->cs || stream_reset(b) == 0);
+		if (streamed && bundle_encode_stream(b->cs, json, strlen(json),
+						     (const uint8_t *)frames->data, frames->len,
+						     &body) < 0) {
+			stream_reset(b);
+			streamed = 0;
+		}
+		if (streamed) {
+			snprintf(hdr, sizeof(hdr), "X-Mirror-Stream: %016llx-%llu",
+				 (unsigned long long)b->sid, (unsigned long long)b->spos);
+			z = 1;
+		} else if ((r = bundle_encode(json, strlen(json), (const uint8_t *)frames->data,
+					      frames->len, 1, &body, &z)) < 0) {
+			snprintf(w->why, sizeof(w->why), "cannot encode a bundle: %s", strerror(-r));
+			res = SEND_LOCAL;
+			break;
+		}
+		*wire = body.len;
+		res = worker_request_enc(w, "POST", "/v1/bundle", body.data, body.len,
+					 "application/octet-stream", z ? "zstd" : NULL,
+					 streamed ? hdr : NULL, status);
+		if (!streamed)
+			break;
+		if (res == SEND_OK && *status == 200) {
+			b->spos++;
+			break;
+		}
+		/* Whatever else happened, the server's decoder is not where
+		 * ours is any more: a new stream from here. */
+		stream_reset(b);
+		if (res != SEND_OK || *status != 409)
+			break;
+	}
+	buf_release(&body);
+	return res;
 }
 
 /* Item it was applied by the server. */
 static void applied(struct worker *w, struct bitem *it)
 {
 	struct mirror *m = w->m;
+	w->since = it->since;
+	if (it->op.kind != OP_FILE) {
+		worker_applied(w, &it->op);
+		return;
+	}
 	record_put(w->rec, it->path, &it->st, it->pc, it->n);
 	ofiles_uploaded(&m->ofiles, it->st.st_dev, it->st.st_ino, it->started);
 	w->since = it->since;
@@ -325,26 +424,25 @@ enum send_result batch_flush(struct worker *w,
 			     void (*done)(void *arg, void *user, enum send_result r), void *arg)
 {
 	struct batch *b = w->batch;
-	struct buf body;
+	struct buf frames;
 	uint8_t *send = NULL;
+	char *json = NULL;
 	cJSON *reply = NULL;
 	const cJSON *results = NULL;
 	enum send_result res;
-	uint64_t nsent = 0;
+	uint64_t nsent = 0, wire = 0;
 	long status = 0;
-	int z = 0;
 
 	if (!b || b->n == 0)
 		return SEND_OK;
-	buf_init(&body, PROTO_BUNDLE_BODY_MAX);
+	buf_init(&frames, PROTO_BUNDLE_BODY_MAX);
 	res = choose(w, b, &send);
-	if (res == SEND_OK && encode(b, send, &body, &z, &nsent) < 0) {
+	if (res == SEND_OK && encode(b, send, &json, &frames, &nsent) < 0) {
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		res = SEND_LOCAL;
 	}
 	if (res == SEND_OK)
-		res = worker_request_enc(w, "POST", "/v1/bundle", body.data, body.len,
-					 "application/octet-stream", z ? "zstd" : NULL, &status);
+		res = post_bundle(w, b, json, &frames, &status, &wire);
 	if (res == SEND_OK && (res = send_classify(status)) != SEND_OK)
 		snprintf(w->why, sizeof(w->why), "bundle refused with %ld: %.200s", status,
 			 w->resp.data ? w->resp.data : "");
@@ -358,7 +456,10 @@ enum send_result batch_flush(struct worker *w,
 	}
 	if (res == SEND_OK) {
 		pthread_mutex_lock(&w->m->stats_lock);
-		w->m->stats.bytes_sent += body.len;
+		/* Bytes of bundles that carried chunks (folders, symlinks and
+		 * copies send no data: renames, for one, must count 0). */
+		if (nsent)
+			w->m->stats.bytes_sent += wire;
 		w->m->stats.chunks_sent += nsent;
 		w->m->stats.chunks_skipped += b->skipped + (b->ncand - nsent);
 		pthread_mutex_unlock(&w->m->stats_lock);
@@ -373,7 +474,7 @@ enum send_result batch_flush(struct worker *w,
 			r = SEND_OK;
 		if (r == SEND_OK)
 			applied(w, it);
-		else
+		else if (it->op.kind == OP_FILE)
 			ofiles_return_dirty(&w->m->ofiles, it->st.st_dev, it->st.st_ino, it->dr, it->ndr);
 		if (r == SEND_MISSING)
 			log_debug("%s: not applied in a bundle (%s); sending it alone", it->path,
@@ -382,7 +483,8 @@ enum send_result batch_flush(struct worker *w,
 	}
 	batch_reset(b);
 	cJSON_Delete(reply);
-	buf_release(&body);
+	buf_release(&frames);
+	free(json);
 	free(send);
 	return res == SEND_RETRY ? SEND_RETRY : SEND_OK;
 }

@@ -10,7 +10,10 @@
  * Use: a caller (the uploader, the reconciliation) sets w->batching while
  * it syncs paths; worker_sync_path() then hands a small regular file to
  * batch_add(), which reads, chunks and hashes it, checks that it did not
- * change while read, and answers SEND_BATCHED. The caller keeps what it
+ * change while read, and answers SEND_BATCHED; a folder's or a symlink's
+ * op goes to batch_add_op() (each would otherwise be a request of its
+ * own: a cp -r makes one for every folder, and a folder's mtime is sent
+ * again after changes inside it). The caller keeps what it
  * needs to finish that path (w->batch_user is stored with it) and calls
  * batch_flush() once batch_full() says so or it has nothing else ready.
  * The flush reports every file: SEND_OK when the server applied it (the
@@ -45,6 +48,11 @@ int batch_wants(const struct worker *w, const struct stat *st);
 enum send_result batch_add(struct worker *w, const char *path, int fd, const struct stat *st,
 			   unsigned flags, uint64_t seq, const struct drange *dr, int ndr,
 			   int64_t started);
+
+/* Put op (a folder's or a symlink's: no chunks) in w's batch; op is
+ * copied. Only when w->batching and the server takes bundles. Returns
+ * SEND_BATCHED or SEND_LOCAL. */
+enum send_result batch_add_op(struct worker *w, const struct proto_op *op, uint64_t seq);
 
 /* 1 if w's batch should be flushed before anything is added. */
 int batch_full(const struct worker *w);

@@ -245,8 +245,8 @@ int http_request(struct http *h, const char *method, const char *target,
 {
 	struct curl_slist *extra = NULL, *hdrs = NULL;
 	char ct[128];
-	const char *encoding = h->encoding;
-	h->encoding = NULL; /* for this request only */
+	const char *encoding = h->encoding, *extra_hdr = h->extra;
+	h->encoding = h->extra = NULL; /* for this request only */
 	int r = setup(h, method, target, &extra, seq);
 	if (r < 0)
 		goto out;
@@ -263,6 +263,8 @@ int http_request(struct http *h, const char *method, const char *target,
 			snprintf(ct, sizeof(ct), "Content-Encoding: %s", encoding);
 			hdrs = curl_slist_append(hdrs, ct);
 		}
+		if (hdrs && extra_hdr)
+			hdrs = curl_slist_append(hdrs, extra_hdr);
 		if (!hdrs) {
 			r = -ENOMEM;
 			goto out;

@@ -34,6 +34,8 @@ struct http {
 	long timeout_s;
 	const char *encoding;  /* borrowed: Content-Encoding of the next
 				* request's body, cleared by it; NULL: none */
+	const char *extra;     /* borrowed: one more header line ("Name: value")
+				* for the next request, cleared by it */
 };
 
 /* Global libcurl setup; call once from main before threads. 0 or -EIO. */

@@ -24,6 +24,7 @@
 /* Workers: each has its own connection, so uploads overlap (the queue
  * keeps dependent entries apart, see queue.h). */
 #define UPLOADER_THREADS 4
+#define BATCH_LINGER_MS 5
 
 struct uploader {
 	struct mirror *m; /* borrowed */
@@ -248,7 +249,7 @@ static void *run(void *arg)
 	 * once; the batch goes as soon as none is (no added latency). */
 	w.batching = 1;
 	for (;;) {
-		struct qentry *e = queue_take(m->q, batch_pending(&w) ? 0 : -1);
+		struct qentry *e = queue_take(m->q, batch_pending(&w) ? BATCH_LINGER_MS : -1);
 		if (!e) {
 			if (!batch_pending(&w))
 				break; /* stopping */

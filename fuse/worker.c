@@ -81,11 +81,12 @@ void worker_offline(struct worker *w)
 
 static enum send_result request_loop(struct worker *w, const char *method, const char *target,
 				     const void *body, size_t len, const char *ctype, uint64_t seq,
-				     const char *encoding, long *status)
+				     const char *encoding, const char *header, long *status)
 {
 	for (unsigned attempt = 1;; attempt++) {
 		*status = 0;
 		w->http.encoding = encoding;
+		w->http.extra = header;
 		int r = http_request(&w->http, method, target, body, len, ctype, seq, &w->resp,
 				     status);
 		if (r == 0 && send_classify(*status) != SEND_RETRY)
@@ -105,14 +106,14 @@ enum send_result worker_request(struct worker *w, const char *method, const char
 				const void *body, size_t len, const char *ctype, uint64_t seq,
 				long *status)
 {
-	return request_loop(w, method, target, body, len, ctype, seq, NULL, status);
+	return request_loop(w, method, target, body, len, ctype, seq, NULL, NULL, status);
 }
 
 enum send_result worker_request_enc(struct worker *w, const char *method, const char *target,
 				    const void *body, size_t len, const char *ctype,
-				    const char *encoding, long *status)
+				    const char *encoding, const char *header, long *status)
 {
-	return request_loop(w, method, target, body, len, ctype, 0, encoding, status);
+	return request_loop(w, method, target, body, len, ctype, 0, encoding, header, status);
 }
 
 enum send_result worker_probe(struct worker *w)
@@ -124,6 +125,7 @@ enum send_result worker_probe(struct worker *w)
 	cJSON *j = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
 	w->m->server_delta = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "delta"));
 	w->m->server_bundle = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bundle"));
+	w->m->server_stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stream"));
 	cJSON_Delete(j);
 	return SEND_OK;
 }
@@ -274,6 +276,14 @@ static enum send_result sync_missing(struct worker *w, const char *path, uint64_
 	return SEND_OK;
 }
 
+/* Send op now, or put it in the batch when the caller batches. */
+static enum send_result send_or_batch(struct worker *w, const struct proto_op *op, uint64_t seq)
+{
+	if (w->batching && w->m->server_bundle)
+		return batch_add_op(w, op, seq);
+	return worker_send_op(w, op, seq, NULL);
+}
+
 static enum send_result sync_symlink(struct worker *w, const char *path, const struct stat *st,
 				     uint64_t seq)
 {
@@ -290,7 +300,7 @@ static enum send_result sync_symlink(struct worker *w, const char *path, const s
 	struct proto_op op = { .kind = OP_SYMLINK, .path = (char *)path, .target = target,
 			       .mtime = st->st_mtim };
 	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
-	return worker_send_op(w, &op, seq, NULL);
+	return send_or_batch(w, &op, seq);
 }
 
 /* How long a file that is open for writing may stay quiet before it is sent,
@@ -393,7 +403,7 @@ enum send_result worker_sync_path(struct worker *w, const char *path, unsigned f
 		struct proto_op op = { .kind = OP_MKDIR, .path = (char *)path,
 				       .mode = st.st_mode & 07777, .mtime = st.st_mtim };
 		worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
-		return worker_send_op(w, &op, seq, NULL);
+		return send_or_batch(w, &op, seq);
 	}
 	if (S_ISLNK(st.st_mode))
 		return sync_symlink(w, path, &st, seq);

@@ -51,6 +51,30 @@ struct inl_chunk {
 	size_t off; /* in req.inl */
 };
 
+/* A client's compression stream over the bundles of one connection
+ * (X-Mirror-Stream, docs/PROTOCOL.md): the decoder keeps its history from
+ * one request to the next, so a file is compressed with what came before
+ * it as context, as in one stream over the whole upload. */
+struct zstream {
+	uint64_t id;    /* chosen by the client */
+	uint64_t next;  /* the position the next request must carry */
+	void *zd;       /* ZSTD_DStream *, owned */
+};
+
+/* Per-connection state (MHD's socket_context). */
+struct conn {
+	struct guard_conn *gc; /* owned by the guard, may be NULL */
+	struct zstream *zs;    /* owned, NULL: none */
+};
+
+static void zstream_free(struct zstream *z)
+{
+	if (!z)
+		return;
+	bundle_dstream_free(z->zd);
+	free(z);
+}
+
 /* One op of a bundle, with its queue sequence number. */
 struct bundle_op {
 	struct proto_op op;
@@ -65,6 +89,8 @@ struct req {
 	enum route route;         /* R_NONE until routed */
 	size_t body_max;
 	struct guard_conn *gc;    /* the connection's deadlines, may be NULL */
+	struct conn *cn;          /* the connection's state, may be NULL */
+	int streamed;             /* R_BUNDLE: decoded with cn->zs */
 	int answered;             /* a response is queued: ignore the rest */
 	unsigned status;          /* of the queued response; 0: none yet */
 	uint64_t total;           /* body bytes received */
@@ -853,6 +879,18 @@ static int declares_body(struct MHD_Connection *c)
 					   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
+/* X-Mirror-Stream: <16 hex digits>-<decimal position>. 0 or -EINVAL. */
+static int parse_stream(const char *v, uint64_t *id, uint64_t *pos)
+{
+	char *end;
+	if (strlen(v) < 18 || strspn(v, "0123456789abcdefABCDEF") != 16 || v[16] != '-' ||
+	    !v[17] || strspn(v + 17, "0123456789") != strlen(v + 17) || strlen(v + 17) > 18)
+		return -EINVAL;
+	*id = strtoull(v, &end, 16);
+	*pos = strtoull(v + 17, &end, 10);
+	return 0;
+}
+
 /* First call of a request: check the token, route it, answer what needs
  * no body, refuse a declared body over the cap before reading it. */
 static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Connection *c,
@@ -894,7 +932,7 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 	case R_PING:
 		q->answered = 1;
 		/* "delta": file ops may be deltas of a recorded list */
-		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,\"bundle\":true}");
+		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,\"bundle\":true,\"stream\":true}");
 	case R_MANIFEST:
 		q->answered = 1;
 		return do_manifest(s, q, c);
@@ -927,7 +965,39 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 			return reply_error(q, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, EINVAL,
 					   "unsupported content-encoding (zstd or identity)");
 		}
-		int r = bundle_parser_init(&q->bp, z);
+		const char *sh = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Mirror-Stream");
+		uint64_t sid = 0, spos = 0;
+		if (sh && (!z || parse_stream(sh, &sid, &spos) < 0)) {
+			q->answered = 1;
+			log_warn("%s %s: malformed x-mirror-stream", method, url);
+			return reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL,
+					   "malformed x-mirror-stream (or not zstd)");
+		}
+		struct conn *cn = q->cn;
+		if (sh && cn && spos == 0) {
+			/* A new stream on this connection. */
+			zstream_free(cn->zs);
+			cn->zs = calloc(1, sizeof(*cn->zs));
+			if (cn->zs && !(cn->zs->zd = bundle_dstream_new())) {
+				free(cn->zs);
+				cn->zs = NULL;
+			}
+			if (cn->zs)
+				cn->zs->id = sid;
+		}
+		int r = 0;
+		if (sh && cn && cn->zs && cn->zs->id == sid && cn->zs->next == spos) {
+			bundle_parser_init_stream(&q->bp, cn->zs->zd);
+			q->streamed = 1;
+		} else if (sh && spos != 0) {
+			/* Not the stream this connection carries (a new
+			 * connection, a lost answer): the client starts a new
+			 * one. The body is discarded unread. */
+			log_debug("%s %s: compression stream out of step", method, url);
+			fail_later(q, MHD_HTTP_CONFLICT, ESTALE, "compression stream out of step");
+		} else {
+			r = bundle_parser_init(&q->bp, z);
+		}
 		if (r == 0)
 			q->bp_ready = 1;
 		buf_init(&q->inl, BUNDLE_INLINE_MAX);
@@ -965,7 +1035,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*con_cls = q; /* freed by on_completed() */
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		q->gc = ci ? ci->socket_context : NULL;
+		q->cn = ci ? ci->socket_context : NULL;
+		q->gc = q->cn ? q->cn->gc : NULL;
 		int body = declares_body(c);
 		guard_request_begin(s->guard, q->gc, body);
 		enum MHD_Result r = start(s, q, c, url, method);
@@ -1017,6 +1088,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	metrics_request(s->metrics, q->route,
 			why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? q->status : 0);
 	guard_request_end(s->guard, q->gc);
+	if (q->streamed && q->cn && q->cn->zs) {
+		/* Only an answered success moves the stream on; after
+		 * anything else the decoder's state is unknown to the client,
+		 * which starts a new stream. */
+		if (why == MHD_REQUEST_TERMINATED_COMPLETED_OK && q->status == MHD_HTTP_OK) {
+			q->cn->zs->next++;
+		} else {
+			zstream_free(q->cn->zs);
+			q->cn->zs = NULL;
+		}
+	}
 	buf_release(&q->body);
 	if (q->fp_ready)
 		frame_parser_release(&q->fp);
@@ -1039,13 +1121,21 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 		const union MHD_ConnectionInfo *fd =
 			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 		char peer[64];
+		struct conn *cn = calloc(1, sizeof(*cn));
 		peer_name(c, peer, sizeof(peer));
-		*socket_context = fd ? guard_conn_open(s->guard, fd->connect_fd, peer) : NULL;
-		if (!*socket_context)
+		if (cn && fd)
+			cn->gc = guard_conn_open(s->guard, fd->connect_fd, peer);
+		if (!cn || !cn->gc)
 			log_warn("connection from %s: cannot guard its deadlines", peer);
+		*socket_context = cn;
 		metrics_connection(s->metrics, 1);
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-		guard_conn_close(s->guard, *socket_context);
+		struct conn *cn = *socket_context;
+		if (cn) {
+			guard_conn_close(s->guard, cn->gc);
+			zstream_free(cn->zs);
+			free(cn);
+		}
 		*socket_context = NULL;
 		metrics_connection(s->metrics, -1);
 	}

@@ -225,6 +225,31 @@ req POST /v1/bundle -H 'Content-Encoding: zstd' --data-binary "@$T/bundle"
 expect_err 400 EBADMSG "bundle announced as zstd but plain is 400"
 find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.after.bundle"
 ok "refused bundles applied nothing" cmp -s "$T/dir.before.bundle" "$T/dir.after.bundle"
+# Compression streams (X-Mirror-Stream): a stream starts at position 0;
+# a position the connection's stream is not at is a 409 with nothing
+# applied; a malformed header, or one on a plain body, is a 400.
+req GET /v1/ping
+expect 200 '"stream":true' "ping announces compression streams"
+bundle '{"ops":[{"op":"mkdir","path":"streamed","mode":493,"mtime":[1700000000,0]}]}' /dev/null
+zstd -q -c "$T/bundle" >"$T/bundle.zst"
+req POST /v1/bundle -H 'Content-Encoding: zstd' -H 'X-Mirror-Stream: 00000000000000aa-0' \
+	--data-binary "@$T/bundle.zst"
+expect 200 '"results":[{"ok":true}]' "bundle starting a compression stream"
+ok "streamed bundle applied" test -d "$D/streamed"
+bundle '{"ops":[{"op":"delete","path":"streamed"}]}' /dev/null
+zstd -q -c "$T/bundle" >"$T/bundle.zst"
+req POST /v1/bundle -H 'Content-Encoding: zstd' -H 'X-Mirror-Stream: 00000000000000aa-7' \
+	--data-binary "@$T/bundle.zst"
+expect_err 409 ESTALE "bundle out of step with its stream is 409"
+ok "out-of-step bundle applied nothing" test -d "$D/streamed"
+req POST /v1/bundle -H 'Content-Encoding: zstd' -H 'X-Mirror-Stream: aa-0' \
+	--data-binary "@$T/bundle.zst"
+expect_err 400 EINVAL "bundle with a malformed x-mirror-stream is 400"
+req POST /v1/bundle -H 'X-Mirror-Stream: 00000000000000aa-0' --data-binary "@$T/bundle"
+expect_err 400 EINVAL "x-mirror-stream on a plain body is 400"
+ok "refused stream bundles applied nothing" test -d "$D/streamed"
+rmdir "$D/streamed"
+
 bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null
 req POST /v1/bundle --data-binary "@$T/bundle"
 expect 200 '"results":[{"ok":true}]' "bundle without chunks"

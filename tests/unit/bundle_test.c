@@ -218,6 +218,68 @@ static void test_decoded_cap(void)
 	buf_release(&body);
 }
 
+/* Parse one body of a stream with the decoder zd. */
+static int parse_stream_body(const struct buf *body, void *zd, size_t step, struct seen *s)
+{
+	struct bundle_parser p;
+	struct bundle_cb cb = { on_json, on_frame, s };
+	int r = 0;
+	bundle_parser_init_stream(&p, zd);
+	for (size_t off = 0; r == 0 && off < body->len; off += step) {
+		size_t n = body->len - off < step ? body->len - off : step;
+		r = bundle_parser_feed(&p, (const uint8_t *)body->data + off, n, &cb);
+	}
+	if (r == 0)
+		r = bundle_parser_finish(&p);
+	bundle_parser_release(&p);
+	return r;
+}
+
+/* Three bodies of one stream: each decodes with the decoder the bodies
+ * before it went through, later ones are smaller (the context), and a
+ * later body cannot be decoded by a fresh decoder. */
+static void test_stream(void)
+{
+	struct buf frames, body[3];
+	void *cs = bundle_cstream_new(), *zd = bundle_dstream_new(), *fresh = bundle_dstream_new();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cs);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(zd);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fresh);
+	make_frames(&frames);
+	for (int i = 0; i < 3; i++) {
+		buf_init(&body[i], 0);
+		CU_ASSERT_EQUAL_FATAL(bundle_encode_stream(cs, JSON, strlen(JSON),
+							   (const uint8_t *)frames.data, frames.len,
+							   &body[i]), 0);
+	}
+	CU_ASSERT(body[1].len < body[0].len);
+	for (int i = 0; i < 3; i++) {
+		struct seen s = { .ids_ok = 1 };
+		CU_ASSERT_EQUAL(parse_stream_body(&body[i], zd, i == 1 ? 3 : 4096, &s), 0);
+		CU_ASSERT_EQUAL(s.njson, 1);
+		CU_ASSERT_EQUAL(s.nframes, 3);
+		CU_ASSERT(s.ids_ok);
+	}
+	struct seen s = { .ids_ok = 1 };
+	CU_ASSERT_NOT_EQUAL(parse_stream_body(&body[2], fresh, 4096, &s), 0);
+	/* After a reset the stream starts again: a fresh decoder reads it. */
+	void *zd2 = bundle_dstream_new();
+	CU_ASSERT_EQUAL(bundle_cstream_reset(cs), 0);
+	CU_ASSERT_EQUAL(bundle_encode_stream(cs, JSON, strlen(JSON), (const uint8_t *)frames.data,
+					     frames.len, &body[0]), 0);
+	memset(&s, 0, sizeof(s));
+	s.ids_ok = 1;
+	CU_ASSERT_EQUAL(parse_stream_body(&body[0], zd2, 100, &s), 0);
+	CU_ASSERT_EQUAL(s.nframes, 3);
+	for (int i = 0; i < 3; i++)
+		buf_release(&body[i]);
+	buf_release(&frames);
+	bundle_cstream_free(cs);
+	bundle_dstream_free(zd);
+	bundle_dstream_free(zd2);
+	bundle_dstream_free(fresh);
+}
+
 int suite_bundle(void)
 {
 	CU_pSuite s = CU_add_suite("bundle", NULL, NULL);
@@ -226,7 +288,8 @@ int suite_bundle(void)
 	if (!CU_add_test(s, "round trip at every split", test_roundtrip) ||
 	    !CU_add_test(s, "incompressible stays plain", test_incompressible_stays_plain) ||
 	    !CU_add_test(s, "refusals", test_refusals) ||
-	    !CU_add_test(s, "decoded cap", test_decoded_cap))
+	    !CU_add_test(s, "decoded cap", test_decoded_cap) ||
+	    !CU_add_test(s, "stream over several bodies", test_stream))
 		return CU_get_error();
 	return 0;
 }
