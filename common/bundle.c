@@ -247,36 +247,43 @@ void bundle_cstream_free(void *cs)
 	ZSTD_freeCCtx(cs);
 }
 
-int bundle_encode_stream(void *cs, const char *json, size_t jlen, const uint8_t *frames,
-			 size_t flen, struct buf *out)
+/* Compress in[0..len) into out as more of the stream cs; end: flush. */
+static int stream_put(ZSTD_CCtx *cs, const void *data, size_t len, ZSTD_EndDirective end,
+		      struct buf *out)
 {
-	struct buf plain;
-	int z, r;
-
-	buf_init(&plain, out->cap);
-	if ((r = bundle_encode(json, jlen, frames, flen, 0, &plain, &z)) < 0)
-		goto out;
-	buf_reset(out);
-	ZSTD_inBuffer in = { plain.data, plain.len, 0 };
+	ZSTD_inBuffer in = { data, len, 0 };
 	for (;;) {
 		/* Room for what one call may write; the cap bounds the total. */
-		if ((r = buf_reserve(out, ZSTD_CStreamOutSize())) < 0)
-			goto out;
+		int r = buf_reserve(out, ZSTD_CStreamOutSize());
+		if (r < 0)
+			return r;
 		size_t room = out->alloc - out->len - 1;
 		size_t cap = (out->cap ? out->cap : SIZE_MAX / 2) - out->len;
 		ZSTD_outBuffer o = { out->data + out->len, room < cap ? room : cap, 0 };
-		size_t left = ZSTD_compressStream2(cs, &o, &in, ZSTD_e_flush);
-		if (ZSTD_isError(left)) {
-			r = ZSTD_getErrorCode(left) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
-			goto out;
-		}
+		size_t left = ZSTD_compressStream2(cs, &o, &in, end);
+		if (ZSTD_isError(left))
+			return ZSTD_getErrorCode(left) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
 		out->len += o.pos;
 		out->data[out->len] = '\0';
-		if (left == 0 && in.pos == in.size)
-			break;
+		if (in.pos == in.size && (end == ZSTD_e_continue || left == 0))
+			return 0;
 	}
-	r = 0;
-out:
-	buf_release(&plain);
-	return r;
+}
+
+int bundle_encode_stream(void *cs, const char *json, size_t jlen, const uint8_t *frames,
+			 size_t flen, struct buf *out)
+{
+	uint8_t lenb[4] = { (uint8_t)(jlen >> 24), (uint8_t)(jlen >> 16), (uint8_t)(jlen >> 8),
+			    (uint8_t)jlen };
+	int r;
+
+	buf_reset(out);
+	if (jlen == 0 || jlen > PROTO_BUNDLE_JSON_MAX)
+		return -EMSGSIZE;
+	/* The parts go in as they are: no plain copy of the body. */
+	if ((r = stream_put(cs, lenb, 4, ZSTD_e_continue, out)) < 0 ||
+	    (r = stream_put(cs, json, jlen, ZSTD_e_continue, out)) < 0 ||
+	    (r = stream_put(cs, frames, flen, ZSTD_e_flush, out)) < 0)
+		return r;
+	return 0;
 }

@@ -224,7 +224,6 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 				goto nomem;
 		}
 	}
-	worker_fill_pmtime(w, path, &it->op.pmtime, &it->op.has_pmtime);
 	it->st = *st;
 	it->flags = flags;
 	it->seq = seq;
@@ -436,6 +435,12 @@ enum send_result batch_flush(struct worker *w,
 	if (!b || b->n == 0)
 		return SEND_OK;
 	buf_init(&frames, PROTO_BUNDLE_BODY_MAX);
+	/* Folder mtimes as they are now, as for an op sent at once: read when
+	 * the item was added, they could be older than a change to the
+	 * folder applied since (and would set it back). */
+	for (size_t i = 0; i < b->n; i++)
+		worker_fill_pmtime(w, b->items[i].path, &b->items[i].op.pmtime,
+				   &b->items[i].op.has_pmtime);
 	res = choose(w, b, &send);
 	if (res == SEND_OK && encode(b, send, &json, &frames, &nsent) < 0) {
 		snprintf(w->why, sizeof(w->why), "out of memory");

@@ -377,12 +377,15 @@ static int is_barrier(const struct qentry *e)
 	return e->kind == Q_RENAME || (e->flags & QF_TREE);
 }
 
+#define QUEUE_BUSY_MAX 512
+
 static struct qentry *pick(struct queue *q, int64_t now, int64_t *wake)
 {
 	/* Every sync in flight, wherever it is in the list: a deferred retry
 	 * can sit ahead of a newer sync of its path that was taken meanwhile.
-	 * There are at most a few (one per worker). */
-	const char *busy[32];
+	 * There are a few per worker, or a batch's worth (batch.h); past
+	 * this many, nothing more starts until some finish. */
+	const char *busy[QUEUE_BUSY_MAX];
 	size_t nbusy = 0;
 	int ahead = 0; /* an entry ahead of e is in flight */
 	*wake = 0;
