@@ -230,7 +230,10 @@ out:
 void *bundle_cstream_new(void)
 {
 	ZSTD_CCtx *cs = ZSTD_createCCtx();
-	if (cs && ZSTD_isError(ZSTD_CCtx_setParameter(cs, ZSTD_c_compressionLevel, COMPRESS_LEVEL))) {
+	/* A 1 MiB window: the context recent files give is most of the gain,
+	 * and each uploader keeps one (about 2 MiB with the tables). */
+	if (cs && (ZSTD_isError(ZSTD_CCtx_setParameter(cs, ZSTD_c_compressionLevel, COMPRESS_LEVEL)) ||
+		   ZSTD_isError(ZSTD_CCtx_setParameter(cs, ZSTD_c_windowLog, 20)))) {
 		ZSTD_freeCCtx(cs);
 		cs = NULL;
 	}

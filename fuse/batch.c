@@ -82,7 +82,8 @@ static void item_release(struct bitem *it)
 	memset(it, 0, sizeof(*it));
 }
 
-/* Empty b, keeping its buffers. */
+/* Empty b, keeping its buffers unless they grew large (memory matters more
+ * than a malloc per bundle: every uploader has a batch). */
 static void batch_reset(struct batch *b)
 {
 	for (size_t i = 0; i < b->n; i++)
@@ -90,7 +91,10 @@ static void batch_reset(struct batch *b)
 	b->n = 0;
 	b->ncand = 0;
 	b->skipped = 0;
-	buf_reset(&b->data);
+	if (b->data.alloc > BATCH_BYTES)
+		buf_release(&b->data);
+	else
+		buf_reset(&b->data);
 }
 
 void batch_free(struct worker *w)

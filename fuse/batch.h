@@ -11,7 +11,7 @@
  * it syncs paths; worker_sync_path() then hands a small regular file to
  * batch_add(), which reads, chunks and hashes it, checks that it did not
  * change while read, and answers SEND_BATCHED; a folder's or a symlink's
- * op goes to batch_add_op() (each would otherwise be a request of its
+ * op, or a delete, goes to batch_add_op() (each would otherwise be a request of its
  * own: a cp -r makes one for every folder, and a folder's mtime is sent
  * again after changes inside it). The caller keeps what it
  * needs to finish that path (w->batch_user is stored with it) and calls
@@ -34,7 +34,7 @@
 #include "worker.h"
 
 #define BATCH_FILES 128
-#define BATCH_BYTES (4u * 1024 * 1024) /* of new chunk data */
+#define BATCH_BYTES (1u * 1024 * 1024) /* of new chunk data */
 #define BATCH_FILE_MAX (256u * 1024)   /* larger files go alone */
 
 /* 1 if the regular file st may go in a batch of w now. */
@@ -49,7 +49,7 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 			   unsigned flags, uint64_t seq, const struct drange *dr, int ndr,
 			   int64_t started);
 
-/* Put op (a folder's or a symlink's: no chunks) in w's batch; op is
+/* Put op (a folder's, a symlink's, a delete: no chunks) in w's batch; op is
  * copied. Only when w->batching and the server takes bundles. Returns
  * SEND_BATCHED or SEND_LOCAL. */
 enum send_result batch_add_op(struct worker *w, const struct proto_op *op, uint64_t seq);

@@ -254,12 +254,20 @@ void worker_fill_pmtime(struct worker *w, const char *path, struct timespec *ts,
 	free(parent);
 }
 
+/* Send op now, or put it in the batch when the caller batches. */
+static enum send_result send_or_batch(struct worker *w, const struct proto_op *op, uint64_t seq)
+{
+	if (w->batching && w->m->server_bundle)
+		return batch_add_op(w, op, seq);
+	return worker_send_op(w, op, seq, NULL);
+}
+
 static enum send_result send_delete(struct worker *w, const char *path, uint64_t seq)
 {
 	struct proto_op op = { .kind = OP_DELETE, .path = (char *)path };
 	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
 	record_forget(w->rec, path);
-	return worker_send_op(w, &op, seq, NULL);
+	return send_or_batch(w, &op, seq);
 }
 
 /* Nothing at path in BACKING: delete it on the server, unless the front end
@@ -274,14 +282,6 @@ static enum send_result sync_missing(struct worker *w, const char *path, uint64_
 		mirror_error(w->m, path, "cannot note a missing path: out of memory");
 	log_debug("%s: not in the backing folder (moved?): left to the scanner", path);
 	return SEND_OK;
-}
-
-/* Send op now, or put it in the batch when the caller batches. */
-static enum send_result send_or_batch(struct worker *w, const struct proto_op *op, uint64_t seq)
-{
-	if (w->batching && w->m->server_bundle)
-		return batch_add_op(w, op, seq);
-	return worker_send_op(w, op, seq, NULL);
 }
 
 static enum send_result sync_symlink(struct worker *w, const char *path, const struct stat *st,

@@ -347,7 +347,7 @@ static int same_as_prev(const struct proto_op *op, size_t i)
 /* Build op's file in tmp/tname: content, mode, mtime, fsync. Returns 0,
  * APPLY_MISSING (res->missing filled) or a negative errno; on anything but
  * 0 the temporary is gone. Without flush, the caller makes the file
- * durable (apply_many: one syncfs for many files). */
+ * durable (apply_many: one journal commit for many files). */
 static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 		    const struct apply_inline *inl, const char *tname, int flush,
 		    struct apply_result *res)
@@ -1004,22 +1004,25 @@ int apply_op(struct apply_ctx *ctx, const struct proto_op *op, const struct appl
 }
 
 /*
- * A run of file ops that share their disk flushes. Each op alone costs two
- * flushes (its file, then its folder), each a journal commit to wait for;
- * here every file of the run is written first, one syncfs() makes them all
- * durable, they are renamed into place, and one more syncfs() makes the
- * renames and folder mtimes durable. Only then does any of them count as
- * applied (and get indexed). A failure at any step fails the ops it
- * concerns, never the others.
+ * A run of file ops that share their disk flushes. Alone, each op costs
+ * two journal commits to wait for (fsync of its file, then of its folder).
+ * Here every file of the run is written first, then each is fsynced: the
+ * first fsync commits the journal transaction that holds all of them, the
+ * others find their inodes committed already. They are renamed into place,
+ * and their folders fsynced the same way. Only then does any of them count
+ * as applied (and get indexed). A failure at any step fails the ops it
+ * concerns, never the others. (syncfs() would flush everything else being
+ * written on the filesystem too: an application writing next to mirrord
+ * would wait for it.)
  */
 static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 {
 	char (*tn)[TMPDIR_NAME_MAX] = calloc(n, sizeof(*tn));
 	char aside[TMPDIR_NAME_MAX];
 	int *stage = calloc(n, sizeof(*stage)); /* 1: assembled, 2: placed */
-	size_t ready = 0;
+	int *dirfd = calloc(n, sizeof(*dirfd));
 
-	if (!tn || !stage) {
+	if (!tn || !stage || !dirfd) {
 		for (size_t k = 0; k < n; k++)
 			it[k].r = apply_op(ctx, it[k].op, &it[k].origin, &it[k].res);
 		goto out;
@@ -1028,38 +1031,38 @@ static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 		memset(&it[k].res, 0, sizeof(it[k].res));
 		tmpdir_name(ctx->tmp, 'f', tn[k]);
 		it[k].r = assemble(ctx, it[k].op, it[k].origin.inl, tn[k], 0, &it[k].res);
-		if (it[k].r == 0 && ++ready)
-			stage[k] = 1;
-	}
-	if (ready && syncfs(ctx->tmp->fd) < 0) {
-		int e = -errno;
-		for (size_t k = 0; k < n; k++)
-			if (stage[k] == 1) {
-				unlinkat(ctx->tmp->fd, tn[k], 0);
-				it[k].r = e;
-				stage[k] = 0;
-			}
-		ready = 0;
+		stage[k] = it[k].r == 0;
 	}
 	for (size_t k = 0; k < n; k++) {
-		int syncfd;
 		if (stage[k] != 1)
 			continue;
-		it[k].r = file_place(ctx, it[k].op, tn[k], &syncfd, aside);
-		if (syncfd >= 0)
-			close(syncfd);
+		int fd = openat(ctx->tmp->fd, tn[k], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0) {
+			it[k].r = -errno;
+			unlinkat(ctx->tmp->fd, tn[k], 0);
+			stage[k] = 0;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	for (size_t k = 0; k < n; k++) {
+		dirfd[k] = -1;
+		if (stage[k] != 1)
+			continue;
+		it[k].r = file_place(ctx, it[k].op, tn[k], &dirfd[k], aside);
 		remove_aside(ctx, aside);
 		stage[k] = it[k].r == 0 ? 2 : 0;
 	}
-	if (ready && syncfs(ctx->rootfd) < 0) {
+	for (size_t k = 0; k < n; k++) {
+		if (dirfd[k] < 0)
+			continue;
 		/* In place but perhaps not durable: not acknowledged (the
-		 * client sends them again; a file op is idempotent). */
-		int e = -errno;
-		for (size_t k = 0; k < n; k++)
-			if (stage[k] == 2) {
-				it[k].r = e;
-				stage[k] = 0;
-			}
+		 * client sends it again; a file op is idempotent). */
+		if (fsync(dirfd[k]) < 0 && stage[k] == 2) {
+			it[k].r = -errno;
+			stage[k] = 0;
+		}
+		close(dirfd[k]);
 	}
 	for (size_t k = 0; k < n; k++) {
 		if (stage[k] == 2)
@@ -1069,6 +1072,7 @@ static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 out:
 	free(tn);
 	free(stage);
+	free(dirfd);
 }
 
 void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n)

@@ -99,9 +99,9 @@ struct apply_item {
 };
 
 /* Apply items[0..n) in order, each with the outcome apply_op() would give
- * it. Consecutive file ops (whole lists, not deltas) share their disk
- * flushes: all their files are written, made durable together, placed,
- * and the placements made durable together, before any counts as applied.
+ * it. Consecutive file ops (whole lists, not deltas) share their journal
+ * commits: all their files are written, then fsynced, placed, and their
+ * folders fsynced, before any counts as applied.
  * Cannot fail as a whole. */
 void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n);
 
