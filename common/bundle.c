@@ -191,18 +191,29 @@ int bundle_parser_finish(const struct bundle_parser *p)
 	return 0;
 }
 
+/* The body's first field: jlen as u32 BE, if within its cap. */
+static int json_len(size_t jlen, uint8_t lenb[4])
+{
+	if (jlen == 0 || jlen > PROTO_BUNDLE_JSON_MAX)
+		return -EMSGSIZE;
+	lenb[0] = (uint8_t)(jlen >> 24);
+	lenb[1] = (uint8_t)(jlen >> 16);
+	lenb[2] = (uint8_t)(jlen >> 8);
+	lenb[3] = (uint8_t)jlen;
+	return 0;
+}
+
 int bundle_encode(const char *json, size_t jlen, const uint8_t *frames, size_t flen, int zstd,
 		  struct buf *out, int *compressed)
 {
 	struct buf plain;
-	uint8_t lenb[4] = { (uint8_t)(jlen >> 24), (uint8_t)(jlen >> 16), (uint8_t)(jlen >> 8),
-			    (uint8_t)jlen };
+	uint8_t lenb[4];
 	int r;
 
 	*compressed = 0;
 	buf_reset(out);
-	if (jlen == 0 || jlen > PROTO_BUNDLE_JSON_MAX)
-		return -EMSGSIZE;
+	if ((r = json_len(jlen, lenb)) < 0)
+		return r;
 	if (!zstd) {
 		if ((r = buf_append(out, lenb, 4)) < 0 || (r = buf_append(out, json, jlen)) < 0 ||
 		    (flen && (r = buf_append(out, frames, flen)) < 0))
@@ -276,13 +287,12 @@ static int stream_put(ZSTD_CCtx *cs, const void *data, size_t len, ZSTD_EndDirec
 int bundle_encode_stream(void *cs, const char *json, size_t jlen, const uint8_t *frames,
 			 size_t flen, struct buf *out)
 {
-	uint8_t lenb[4] = { (uint8_t)(jlen >> 24), (uint8_t)(jlen >> 16), (uint8_t)(jlen >> 8),
-			    (uint8_t)jlen };
+	uint8_t lenb[4];
 	int r;
 
 	buf_reset(out);
-	if (jlen == 0 || jlen > PROTO_BUNDLE_JSON_MAX)
-		return -EMSGSIZE;
+	if ((r = json_len(jlen, lenb)) < 0)
+		return r;
 	/* The parts go in as they are: no plain copy of the body. */
 	if ((r = stream_put(cs, lenb, 4, ZSTD_e_continue, out)) < 0 ||
 	    (r = stream_put(cs, json, jlen, ZSTD_e_continue, out)) < 0 ||

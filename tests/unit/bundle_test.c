@@ -70,12 +70,18 @@ static void make_frames(struct buf *frames)
 
 static const char JSON[] = "{\"ops\":[{\"op\":\"delete\",\"path\":\"a\"}]}";
 
-/* Feed body in pieces of step bytes; returns feed's last error or finish's. */
-static int parse(const struct buf *body, int zstd, size_t step, struct seen *s)
+/* Feed body in pieces of step bytes, as a body of its own (zstd or not)
+ * or, with zd, as the next body of that stream; returns feed's last error
+ * or finish's. */
+static int parse_with(const struct buf *body, int zstd, void *zd, size_t step, struct seen *s)
 {
 	struct bundle_parser p;
 	struct bundle_cb cb = { on_json, on_frame, s };
-	int r = bundle_parser_init(&p, zstd);
+	int r = 0;
+	if (zd)
+		bundle_parser_init_stream(&p, zd);
+	else
+		r = bundle_parser_init(&p, zstd);
 	CU_ASSERT_EQUAL_FATAL(r, 0);
 	for (size_t off = 0; r == 0 && off < body->len; off += step) {
 		size_t n = body->len - off < step ? body->len - off : step;
@@ -85,6 +91,11 @@ static int parse(const struct buf *body, int zstd, size_t step, struct seen *s)
 		r = bundle_parser_finish(&p);
 	bundle_parser_release(&p);
 	return r;
+}
+
+static int parse(const struct buf *body, int zstd, size_t step, struct seen *s)
+{
+	return parse_with(body, zstd, NULL, step, s);
 }
 
 static void test_roundtrip(void)
@@ -221,18 +232,7 @@ static void test_decoded_cap(void)
 /* Parse one body of a stream with the decoder zd. */
 static int parse_stream_body(const struct buf *body, void *zd, size_t step, struct seen *s)
 {
-	struct bundle_parser p;
-	struct bundle_cb cb = { on_json, on_frame, s };
-	int r = 0;
-	bundle_parser_init_stream(&p, zd);
-	for (size_t off = 0; r == 0 && off < body->len; off += step) {
-		size_t n = body->len - off < step ? body->len - off : step;
-		r = bundle_parser_feed(&p, (const uint8_t *)body->data + off, n, &cb);
-	}
-	if (r == 0)
-		r = bundle_parser_finish(&p);
-	bundle_parser_release(&p);
-	return r;
+	return parse_with(body, 1, zd, step, s);
 }
 
 /* Three bodies of one stream: each decodes with the decoder the bodies
