@@ -19,6 +19,9 @@ struct queue {
 	struct qentry *hash[QHASH_SIZE]; /* pending (not in flight) syncs by path */
 	uint64_t next_seq;
 	uint64_t barrier_seq; /* seq of the newest rename */
+	unsigned renaming;    /* queue_rename_begin() calls not yet ended */
+	struct qentry *finished; /* syncs finished while renaming (next-linked):
+				  * queue_rename() treats them as in flight */
 	size_t count;
 	int stopping;
 	int journal_on;
@@ -139,16 +142,21 @@ static void entry_free(struct qentry *e)
 	free(e);
 }
 
-void queue_free(struct queue *q)
+static void entry_free_list(struct qentry *e)
 {
-	if (!q)
-		return;
-	struct qentry *e = q->head;
 	while (e) {
 		struct qentry *n = e->next;
 		entry_free(e);
 		e = n;
 	}
+}
+
+void queue_free(struct queue *q)
+{
+	if (!q)
+		return;
+	entry_free_list(q->head);
+	entry_free_list(q->finished);
 	queue_journal_free(q->jhead);
 	for (int k = 0; k < QN_KINDS; k++) {
 		for (size_t i = 0; i < q->notes[k].n; i++)
@@ -313,6 +321,25 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
 	struct qentry *moved = NULL, **mtail = &moved;
 
 	pthread_mutex_lock(&q->lock);
+	/* Syncs finished since the rename began in BACKING (queue.h,
+	 * queue_rename_begin): like those in flight, they may have read
+	 * BACKING already renamed, under the old name. Their changes count as
+	 * done, so the copies carry seqs of their own (since 0, set below). */
+	for (struct qentry *e = q->finished; e; e = e->next) {
+		char *np = renamed(e->path, from, to, exchange);
+		struct qentry *c = np ? calloc(1, sizeof(*c)) : NULL;
+		if (!c) {
+			free(np);
+			continue;
+		}
+		c->kind = Q_SYNC;
+		/* A comparison: a folder deleted on the server in the gap
+		 * took its contents along, which no entry names. */
+		c->flags = QF_TREE;
+		c->path = np;
+		*mtail = c;
+		mtail = &c->next;
+	}
 	for (struct qentry *e = q->head, *n; e; e = n) {
 		n = e->next;
 		if (e->kind != Q_SYNC)
@@ -356,6 +383,8 @@ int queue_rename(struct queue *q, const char *from, const char *to, unsigned rfl
 	while (moved) {
 		struct qentry *n = moved->next;
 		moved->seq = q->next_seq++;
+		if (!moved->since)
+			moved->since = moved->seq;
 		list_append(q, moved);
 		journal(q, J_PUT, moved);
 		unsigned h = hash_path(moved->path);
@@ -459,9 +488,37 @@ void queue_done(struct queue *q, struct qentry *e)
 	pthread_mutex_lock(&q->lock);
 	list_unlink(q, e);
 	journal(q, J_DEL, e);
+	if (q->renaming && e->kind == Q_SYNC) {
+		/* Kept for queue_rename() until the rename ends (queue.h). */
+		e->inflight = 0;
+		e->next = q->finished;
+		q->finished = e;
+		e = NULL;
+	}
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 	entry_free(e);
+}
+
+void queue_rename_begin(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->renaming++;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue_rename_end(struct queue *q)
+{
+	struct qentry *f = NULL;
+	pthread_mutex_lock(&q->lock);
+	if (q->renaming == 0)
+		abort(); /* unbalanced begin/end: a bug */
+	if (--q->renaming == 0) {
+		f = q->finished;
+		q->finished = NULL;
+	}
+	pthread_mutex_unlock(&q->lock);
+	entry_free_list(f);
 }
 
 void queue_retry(struct queue *q, struct qentry *e, int delay_ms)

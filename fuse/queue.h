@@ -93,6 +93,21 @@ int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t
 /* Queue a rename (paths copied), rflags as renameat2. Returns 0 or -ENOMEM. */
 int queue_rename(struct queue *q, const char *from, const char *to, unsigned rflags);
 
+/*
+ * A front end that captures a rename after making it in BACKING calls
+ * queue_rename_begin() before renameat2() and queue_rename_end() after
+ * queue_rename() (or after a failed renameat2()). In between, a worker can
+ * find BACKING renamed while the queue is not: a sync of a path under the
+ * old name then finds nothing there and deletes it on the server, and once
+ * the rename is applied there the moved folder lacks that path, which no
+ * entry syncs under its new name. So syncs finished between the two calls
+ * are remembered, and queue_rename() syncs their new names again, as it does
+ * for syncs still in flight. Calls nest (renames in several threads).
+ * Cannot fail.
+ */
+void queue_rename_begin(struct queue *q);
+void queue_rename_end(struct queue *q);
+
 /* Wait for the next entry to process and mark it in flight. Blocks up to
  * wait_ms (-1: until stopped). Returns the entry (still owned by the queue
  * until queue_done/queue_retry) or NULL on timeout or once queue_stop()

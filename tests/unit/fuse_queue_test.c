@@ -380,6 +380,55 @@ static void test_rename_of_inflight(void)
 	queue_free(q);
 }
 
+/* A front end that renames in BACKING before queueing the rename: a sync
+ * finished in between may have found its path gone (BACKING renamed) and
+ * deleted it on the server, where the rename then moves the folder without
+ * it. queue_rename() must compare its new name again (QF_TREE: if it was a
+ * folder, its contents went too). */
+static void test_rename_of_finished_while_renaming(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_sync(q, "d/f", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "x", QF_CONTENT), 0);
+	queue_rename_begin(q);
+	/* renameat2(d, e) in BACKING; a worker syncs d/f meanwhile */
+	queue_done(q, take_sync(q, "d/f", QF_CONTENT));
+	queue_done(q, take_sync(q, "x", QF_CONTENT));
+	CU_ASSERT_EQUAL(stats(q).done_below, 2);
+	CU_ASSERT_EQUAL(queue_rename(q, "d", "e", 0), 0);
+	queue_rename_end(q);
+	CU_ASSERT_EQUAL(stats(q).done_below, 2); /* progress never goes back */
+	struct qentry *r = take_rename(q, "d", "e", 0);
+	CU_ASSERT_EQUAL(r->seq, 3);
+	queue_done(q, r);
+	struct qentry *e = take_sync(q, "e/f", QF_TREE);
+	CU_ASSERT_EQUAL(e->seq, 4);
+	CU_ASSERT_EQUAL(e->since, 4);
+	queue_done(q, e);
+	expect_nothing(q); /* x was not under d */
+
+	/* Once the rename has ended, finished syncs are forgotten. */
+	CU_ASSERT_EQUAL(queue_sync(q, "e/g", QF_CONTENT), 0);
+	queue_done(q, take_sync(q, "e/g", QF_CONTENT));
+	CU_ASSERT_EQUAL(queue_rename(q, "e", "h", 0), 0);
+	queue_done(q, take_rename(q, "e", "h", 0));
+	expect_nothing(q);
+
+	/* Nested: kept until the last rename under way ends. */
+	queue_rename_begin(q);
+	queue_rename_begin(q);
+	CU_ASSERT_EQUAL(queue_sync(q, "h/i", QF_META), 0);
+	queue_done(q, take_sync(q, "h/i", QF_META));
+	queue_rename_end(q);
+	CU_ASSERT_EQUAL(queue_rename(q, "h", "j", 0), 0);
+	queue_rename_end(q);
+	queue_done(q, take_rename(q, "h", "j", 0));
+	queue_done(q, take_sync(q, "j/i", QF_TREE));
+	expect_nothing(q);
+	CU_ASSERT_EQUAL(stats(q).pending, 0);
+	queue_free(q);
+}
+
 static void test_rename_waits_for_earlier(void)
 {
 	struct queue *q = new_queue();
@@ -764,6 +813,8 @@ int suite_fuse_queue(void)
 	    !CU_add_test(s, "rename_prefix", test_rename_prefix) ||
 	    !CU_add_test(s, "rename_exchange", test_rename_exchange) ||
 	    !CU_add_test(s, "rename_of_inflight", test_rename_of_inflight) ||
+	    !CU_add_test(s, "rename_of_finished_while_renaming",
+			 test_rename_of_finished_while_renaming) ||
 	    !CU_add_test(s, "rename_waits_for_earlier", test_rename_waits_for_earlier) ||
 	    !CU_add_test(s, "no_twin_inflight", test_no_twin_inflight) ||
 	    !CU_add_test(s, "no_twin_inflight_after_deferral",
