@@ -57,6 +57,10 @@ static void usage(FILE *f)
 		"  -f                   stay in the foreground, log to stderr\n"
 		"  -d                   FUSE debug output (implies -f)\n"
 		"  -s                   single-threaded FUSE loop\n"
+		"  -o no_writeback      no kernel write-back cache: each write() reaches BACKING\n"
+		"                       before it returns (slower)\n"
+		"  -o xattr             pass extended attributes through (each write() then\n"
+		"                       costs the kernel a round trip for security.capability)\n"
 		"  -o OPT[,OPT...]      FUSE mount options (allow_other, ...)\n"
 		"  -h, --help           this text\n"
 		"  -V, --version        version\n");
@@ -65,7 +69,7 @@ static void usage(FILE *f)
 struct opts {
 	struct setup_opts c; /* --server and the other shared options */
 	const char *backing, *mountpoint;
-	int foreground, debug, single;
+	int foreground, debug, single, no_writeback, xattr;
 	char fuse_o[4096]; /* FUSE -o options that are not ours */
 	char *o_lists[16]; /* owned copies of the -o lists: our options point into them */
 	int n_lists;
@@ -115,6 +119,10 @@ static int parse_o(struct opts *o, char *list)
 				fprintf(stderr, "mirrorfs: invalid log level '%s'\n", t + 10);
 				return -EINVAL;
 			}
+		} else if (strcmp(t, "no_writeback") == 0) {
+			o->no_writeback = 1;
+		} else if (strcmp(t, "xattr") == 0) {
+			o->xattr = 1;
 		} else if (ignored_mount_option(t)) {
 			continue;
 		} else {
@@ -227,7 +235,8 @@ static int mount_main(int argc, char **argv)
 	struct opts o;
 	struct mirror m;
 	int ret = 1;
-	struct fuse *f = NULL;
+	struct fuse_session *se = NULL;
+	struct fs *fs = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 
 	setup_init(&m, "mirrorfs");
@@ -271,18 +280,21 @@ static int mount_main(int argc, char **argv)
 	    fuse_opt_add_arg(&args, "-o") < 0 || add_fsname(&args, m.backing) < 0 ||
 	    (o.debug && fuse_opt_add_arg(&args, "-d") < 0))
 		goto out;
-	f = fuse_new(&args, &fs_ops, sizeof(fs_ops), &m);
-	if (!f) {
+	if (!(fs = fs_new(&m, (o.no_writeback ? 0 : FS_WRITEBACK) | (o.xattr ? FS_XATTR : 0)))) {
+		fprintf(stderr, "mirrorfs: cannot open BACKING '%s': %s\n", m.backing, strerror(errno));
+		goto out;
+	}
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!se) {
 		fprintf(stderr, "mirrorfs: invalid FUSE options '%s'\n", o.fuse_o);
 		goto out;
 	}
-	if (fuse_mount(f, m.mountpoint) != 0) {
+	fs_set_session(fs, se);
+	if (fuse_session_mount(se, m.mountpoint) != 0) {
 		fprintf(stderr, "mirrorfs: cannot mount on '%s'\n", m.mountpoint);
-		fuse_destroy(f);
-		f = NULL;
 		goto out;
 	}
-	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0)
+	if (fuse_set_signal_handlers(se) != 0)
 		goto unmount;
 	if (fuse_daemonize(o.foreground) != 0)
 		goto unmount;
@@ -290,22 +302,24 @@ static int mount_main(int argc, char **argv)
 		log_init("mirrorfs", 1, (enum log_level)o.c.level);
 	log_info("mirroring %s (mounted at %s) to %s", m.backing, m.mountpoint, m.server);
 	if (o.single) {
-		ret = fuse_loop(f) ? 1 : 0;
+		ret = fuse_session_loop(se) ? 1 : 0;
 	} else {
 		struct fuse_loop_config *lc = fuse_loop_cfg_create();
 		if (!lc)
 			goto unmount;
 		fuse_loop_cfg_set_max_threads(lc, 32);
 		fuse_loop_cfg_set_clone_fd(lc, 1);
-		ret = fuse_loop_mt(f, lc) ? 1 : 0;
+		ret = fuse_session_loop_mt(se, lc) ? 1 : 0;
 		fuse_loop_cfg_destroy(lc);
 	}
-	fuse_remove_signal_handlers(fuse_get_session(f));
+	fuse_remove_signal_handlers(se);
 unmount:
-	fuse_unmount(f);
-	fuse_destroy(f); /* runs fs_destroy: drains and stops the uploader */
-	f = NULL;
+	fs_stop(fs);
+	fuse_session_unmount(se);
 out:
+	if (se)
+		fuse_session_destroy(se); /* runs fs_destroy: drains and stops the uploader */
+	fs_free(fs);
 	fuse_opt_free_args(&args);
 	opts_release(&o);
 	setup_release(&m);

@@ -155,6 +155,24 @@ void ofiles_unlinked(struct ofiles *t, const char *path)
 	pthread_mutex_unlock(&t->lock);
 }
 
+size_t ofiles_writing(struct ofiles *t, dev_t *devs, ino_t *inos, size_t cap)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&t->lock);
+	for (unsigned i = 0; i < OFILE_HASH; i++)
+		for (struct ofile *of = t->hash[i]; of; of = of->next) {
+			if (!of->writers)
+				continue;
+			if (n < cap) {
+				devs[n] = of->dev;
+				inos[n] = of->ino;
+			}
+			n++;
+		}
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 int ofiles_begin_upload(struct ofiles *t, dev_t dev, ino_t ino, int64_t *last_write,
 			int64_t *dirty_since)
 {

@@ -21,6 +21,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -95,6 +96,10 @@ void ofiles_return_dirty(struct ofiles *t, dev_t dev, ino_t ino, const struct dr
 /* Update paths after a rename (exchange: both ways) or an unlink of path. */
 void ofiles_renamed(struct ofiles *t, const char *from, const char *to, int exchange);
 void ofiles_unlinked(struct ofiles *t, const char *path);
+
+/* Files open for writing: up to cap of their (dev, ino), into devs and
+ * inos (caller's arrays). Returns how many there are (may exceed cap). */
+size_t ofiles_writing(struct ofiles *t, dev_t *devs, ino_t *inos, size_t cap);
 
 /* For the uploader, before reading (dev, ino): clear "queued" and report
  * whether it has writers and when it was last written (0 if not open).

@@ -13,7 +13,6 @@
 #include <string.h>
 #ifdef __linux__
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #endif
 #include <time.h>
 #include <unistd.h>
@@ -104,28 +103,28 @@ char *status_json(struct mirror *m, size_t *len)
 	return txt;
 }
 
-/* The FUSE build's source: the status xattr of the mount's root. */
-static cJSON *xattr_read(const struct status_source *src, const char *mnt)
+/* The FUSE build's source: the status ioctl of the mount's root. */
+static cJSON *ioctl_read(const struct status_source *src, const char *mnt)
 {
-	char buf[65536];
-	ssize_t n = -1;
-#ifdef __linux__
-	for (int tries = 0; tries < 10; tries++) {
-		n = getxattr(mnt, STATUS_XATTR, buf, sizeof(buf) - 1);
-		if (n >= 0 || errno != ERANGE)
-			break;
+	char buf[STATUS_IOCTL_MAX];
+	int r = -1;
+	int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		memset(buf, 0, sizeof(buf));
+		r = ioctl(fd, STATUS_IOCTL, buf);
+		int saverr = errno;
+		close(fd);
+		errno = saverr;
 	}
-#else
-	errno = ENOTSUP; /* FUSE mounts of this client exist on Linux only */
-#endif
-	if (n < 0) {
-		if (errno == ENODATA || errno == ENOTSUP || errno == EOPNOTSUPP)
+	if (r < 0) {
+		if (errno == ENOTTY || errno == EINVAL || errno == ENOSYS || errno == ENOTSUP ||
+		    errno == EOPNOTSUPP)
 			fprintf(stderr, "%s: %s: not a mirrorfs mount\n", src->prog, mnt);
 		else
 			fprintf(stderr, "%s: %s: %s\n", src->prog, mnt, strerror(errno));
 		return NULL;
 	}
-	buf[n] = '\0';
+	buf[sizeof(buf) - 1] = '\0';
 	cJSON *j = cJSON_Parse(buf);
 	if (!j)
 		fprintf(stderr, "%s: %s: unreadable status\n", src->prog, mnt);
@@ -134,7 +133,7 @@ static cJSON *xattr_read(const struct status_source *src, const char *mnt)
 
 /* Push dirty pages cached by the kernel into the mount first, so that
  * everything written before the sync has reached the client. */
-static int xattr_flush(const struct status_source *src, const char *mnt, double timeout_s)
+static int mount_flush(const struct status_source *src, const char *mnt, double timeout_s)
 {
 	(void)src;
 	(void)timeout_s;
@@ -150,12 +149,12 @@ static int xattr_flush(const struct status_source *src, const char *mnt, double 
 	return 0;
 }
 
-static const struct status_source xattr_source = {
+static const struct status_source ioctl_source = {
 	.prog = "mirrorfs",
 	.what = "MOUNTPOINT",
 	.extra = "",
-	.read = xattr_read,
-	.flush = xattr_flush,
+	.read = ioctl_read,
+	.flush = mount_flush,
 };
 
 static double num(const cJSON *o, const char *k)
@@ -368,10 +367,10 @@ int sync_cmd_with(const struct status_source *src, int argc, char **argv)
 
 int status_cmd(int argc, char **argv)
 {
-	return status_cmd_with(&xattr_source, argc, argv);
+	return status_cmd_with(&ioctl_source, argc, argv);
 }
 
 int sync_cmd(int argc, char **argv)
 {
-	return sync_cmd_with(&xattr_source, argc, argv);
+	return sync_cmd_with(&ioctl_source, argc, argv);
 }

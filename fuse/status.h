@@ -15,11 +15,14 @@
 #define MIRRORFS_STATUS_H
 
 #include <stddef.h>
+#include <sys/ioctl.h>
 
 #include "mirror.h"
 
-/* The extended attribute of a mount's root that holds its status JSON. */
-#define STATUS_XATTR "user.mirrorfs.status"
+/* The ioctl on a mount's root folder that answers its status JSON
+ * (NUL-terminated; a restricted FUSE ioctl: the size is in the number). */
+#define STATUS_IOCTL_MAX 16000
+#define STATUS_IOCTL _IOR('M', 0x51, char[STATUS_IOCTL_MAX])
 
 /* A new JSON text of m's status (caller frees with free()), length in
  * *len; NULL on ENOMEM. */
@@ -48,8 +51,8 @@ struct status_source {
 int status_cmd_with(const struct status_source *src, int argc, char **argv);
 int sync_cmd_with(const struct status_source *src, int argc, char **argv);
 
-/* The FUSE build's commands: status_cmd_with/sync_cmd_with reading the
- * STATUS_XATTR of a mount ("mirrorfs status MOUNTPOINT ..."). */
+/* The FUSE build's commands: status_cmd_with/sync_cmd_with asking the
+ * STATUS_IOCTL of a mount ("mirrorfs status MOUNTPOINT ..."). */
 int status_cmd(int argc, char **argv);
 int sync_cmd(int argc, char **argv);
 

@@ -220,6 +220,20 @@ t_bg() {
 	T_PIDS+=("$T_BG_PID")
 }
 
+# t_parallel N SECONDS FUNC: run FUNC 1 .. FUNC N in the background, wait
+# (bounded) for all; fails the test if one fails or overruns.
+t_parallel() {
+	local n=$1 secs=$2 fn=$3 i p pids=()
+	for ((i = 1; i <= n; i++)); do
+		t_bg "$fn" "$i"
+		pids+=("$T_BG_PID")
+	done
+	for p in "${pids[@]}"; do
+		t_reap "$p" "$secs" || fail "$fn did not finish within ${secs}s"
+		[[ $T_REAP_RC == 0 ]] || fail "$fn failed (status $T_REAP_RC)"
+	done
+}
+
 # t_reap PID [SECONDS]: wait (bounded) for PID to exit; sets T_REAP_RC to its
 # exit status (or "" if it is not our child). Returns 1 on timeout.
 t_reap() {

@@ -48,15 +48,7 @@ churn() {
 	done
 	mv "$M/w$w" "$M/common/w$w-done"
 }
-pids=()
-for w in 1 2 3 4 5 6 7 8; do
-	t_bg churn "$w"
-	pids+=("$T_BG_PID")
-done
-for p in "${pids[@]}"; do
-	t_reap "$p" 120 || fail "a churn process did not finish"
-	[[ $T_REAP_RC == 0 ]] || fail "a churn process failed (status $T_REAP_RC)"
-done
+t_parallel 8 120 churn
 sync_mirror 120
 check_trees "after concurrent writers"
 

@@ -11,6 +11,10 @@
  *       Create FILE, write to it, unlink it while open, keep writing SIZE
  *       bytes through the fd, fchmod and futimens it, then close: the name
  *       must not come back anywhere.
+ *   fsop xattr FILE NAME VALUE
+ *       setxattr(2) NAME=VALUE on FILE and read it back: exit 0 if it reads
+ *       back equal, 3 if the filesystem says extended attributes are not
+ *       supported (ENOTSUP), 1 on any other failure.
  *
  * Exit status: 0 on success, 1 on a failed operation (the message names the
  * call and the file), 2 on bad usage.
@@ -23,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static int die(const char *what, const char *path)
@@ -36,7 +41,8 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: fsop mmapwrite [--msync] FILE OFFSET TEXT\n"
 		"       fsop rename2 none|noreplace|exchange FROM TO\n"
-		"       fsop openunlink FILE SIZE\n");
+		"       fsop openunlink FILE SIZE\n"
+		"       fsop xattr FILE NAME VALUE\n");
 	return 2;
 }
 
@@ -158,6 +164,27 @@ static int cmd_openunlink(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_xattr(int argc, char **argv)
+{
+	if (argc != 3)
+		return usage();
+	const char *path = argv[0], *name = argv[1], *value = argv[2];
+	char back[4096];
+	if (setxattr(path, name, value, strlen(value), 0) < 0) {
+		if (errno == ENOTSUP)
+			return 3;
+		return die("setxattr", path);
+	}
+	ssize_t n = getxattr(path, name, back, sizeof(back));
+	if (n < 0)
+		return die("getxattr", path);
+	if ((size_t)n != strlen(value) || memcmp(back, value, (size_t)n) != 0) {
+		fprintf(stderr, "fsop: %s: %s reads back different\n", path, name);
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -171,5 +198,7 @@ int main(int argc, char **argv)
 		return cmd_rename2(argc, argv);
 	if (strcmp(cmd, "openunlink") == 0)
 		return cmd_openunlink(argc, argv);
+	if (strcmp(cmd, "xattr") == 0)
+		return cmd_xattr(argc, argv);
 	return usage();
 }

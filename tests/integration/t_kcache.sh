@@ -1,0 +1,97 @@
+#!/bin/bash
+# t_kcache: the kernel's caches in front of mirrorfs (fuse/fs.h).
+#
+#   - write-back cache: 8 writers each create 40 files with several
+#     write() calls, some with an explicit mtime set between writes (as tar
+#     and cp -a do) and some renamed right after close; after `mirrorfs
+#     sync` the server, BACKING and the mount agree on content, size and
+#     mtime to the nanosecond (the kernel's SETATTR of the mtime may reach
+#     mirrorfs before the WRITEs it follows);
+#   - hard links are one inode: appending through one name, then removing
+#     the name the file was first looked up by, still reaches every other
+#     name on the server;
+#   - extended attributes: refused (ENOTSUP) by default, passed through to
+#     BACKING with -o xattr; `mirrorfs status` works either way (an ioctl);
+#   - -o no_writeback mounts and mirrors the same.
+#
+# timeout: 300
+
+. "$(dirname "$0")/lib.sh"
+
+need_mount
+need_fsop
+t_setup
+start_mirrord
+mount_mirrorfs
+M=$T/mnt
+
+step "8 writers, 40 files each, explicit mtimes between writes"
+writer() {
+	local w=$1 i
+	mkdir -p "$M/w$w"
+	for ((i = 0; i < 40; i++)); do
+		local f="$M/w$w/f$i"
+		{
+			printf 'first %d %d\n' "$w" "$i"
+			head -c $((i * 997)) /dev/zero | tr '\0' 'x'
+			printf '\nlast\n'
+		} >"$f"
+		if ((i % 3 == 0)); then
+			exec 8>>"$f"
+			echo "more" >&8
+			touch -d "2001-02-03 04:05:06.123456789" "$f"
+			echo "after touch" >&8
+			exec 8>&-
+		fi
+		if ((i % 5 == 0)); then
+			mv "$f" "$f.renamed"
+		fi
+	done
+}
+t_parallel 8 120 writer
+sync_mirror 120
+check_trees "after the writers"
+check "the mount shows what BACKING has (mtimes to the ns)" "$TREECMP" "$M" "$T/backing"
+
+step "hard links: append through one name, remove the first"
+echo "one" >"$M/hl-a"
+ln "$M/hl-a" "$M/hl-b"
+ln "$M/hl-a" "$M/hl-c"
+sync_mirror 60
+echo "through c" >>"$M/hl-c"
+rm "$M/hl-a"
+echo "through b" >>"$M/hl-b"
+sync_mirror 60
+check_trees "hard links after appends and an unlink"
+check "hl-b has both appends on the server" grep -qx "through c" "$T/dir/hl-b"
+check "hl-c has both appends on the server" grep -qx "through b" "$T/dir/hl-c"
+
+step "extended attributes are off by default"
+echo "x" >"$M/xa"
+rc=0
+"$FSOP" xattr "$M/xa" user.mirrorfs.test value || rc=$?
+check "setxattr through the default mount is ENOTSUP (status 3, was $rc)" test "$rc" = 3
+check "mirrorfs status answers" "$MIRRORFS" status "$M"
+unmount_mirrorfs
+
+step "-o xattr passes them through"
+mount_mirrorfs -o xattr
+rc=0
+"$FSOP" xattr "$M/xa" user.mirrorfs.test value || rc=$?
+check "setxattr and getxattr with -o xattr (status $rc)" test "$rc" = 0
+check "mirrorfs status answers with -o xattr" "$MIRRORFS" status "$M"
+echo "y" >>"$M/xa"
+sync_mirror 60
+check_trees "with -o xattr"
+unmount_mirrorfs
+
+step "-o no_writeback"
+mount_mirrorfs -o no_writeback
+for i in 1 2 3; do echo "line $i" >>"$M/nowb"; done
+touch -d "2002-03-04 05:06:07.5" "$M/nowb"
+sync_mirror 60
+check_trees "with -o no_writeback"
+check "the mount shows what BACKING has" "$TREECMP" "$M" "$T/backing"
+unmount_mirrorfs
+check_trees "after unmount"
+t_done
