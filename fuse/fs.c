@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +63,9 @@ struct fs {
 	pthread_mutex_t lock;
 	struct node **hash;    /* owned, nbuckets chains; under lock */
 	size_t nbuckets, nnodes;
+	size_t node_high, node_low; /* eviction watermarks (fd limit); frozen */
+	size_t evict_cursor;   /* next bucket to look at; flusher only */
+	atomic_int evict_asked;
 
 	/* the flusher */
 	pthread_mutex_t flock;
@@ -215,7 +220,13 @@ static int do_lookup(struct fs *fs, struct node *parent, const char *name,
 		n->next = fs->hash[b];
 		fs->hash[b] = n;
 		fs->nnodes++;
+		int evict = fs->nnodes > fs->node_high && !atomic_exchange(&fs->evict_asked, 1);
 		pthread_mutex_unlock(&fs->lock);
+		if (evict) {
+			pthread_mutex_lock(&fs->flock);
+			pthread_cond_signal(&fs->fcond);
+			pthread_mutex_unlock(&fs->flock);
+		}
 	}
 	e->ino = (fuse_ino_t)(uintptr_t)n;
 	if (S_ISREG(e->attr.st_mode) && e->attr.st_nlink > 1)
@@ -375,8 +386,7 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	/* Threads start here, after fuse_daemonize() has forked. */
 	(void)setup_start(fs->m);
 	pthread_mutex_lock(&fs->flock);
-	if (fs->writeback && !fs->stopping &&
-	    pthread_create(&fs->flusher, NULL, flusher_main, fs) == 0)
+	if (!fs->stopping && pthread_create(&fs->flusher, NULL, flusher_main, fs) == 0)
 		fs->flusher_running = 1;
 	pthread_mutex_unlock(&fs->flock);
 	log_debug("kernel write-back cache %s", fs->writeback ? "on" : "off");
@@ -389,37 +399,113 @@ static void fs_destroy(void *userdata)
 	setup_stop(fs->m, 30000);
 }
 
+/* Ask the kernel to drop cached names until about node_low nodes are
+ * left: every node holds a descriptor, and the kernel forgets inodes only
+ * under memory pressure. A dropped name whose inode is unused is evicted,
+ * and its FORGET frees the node; one in use (open, a cwd) stays. */
+static void evict(struct fs *fs)
+{
+	enum { BATCH = 4096 };
+	struct victim {
+		fuse_ino_t parent;
+		char *name; /* owned */
+	};
+	struct victim *v = calloc(BATCH, sizeof(*v));
+	char *path = malloc(FS_PATH_CAP);
+	size_t nv = 0;
+	if (!v || !path)
+		goto out;
+	pthread_mutex_lock(&fs->lock);
+	size_t want = fs->nnodes > fs->node_low ? fs->nnodes - fs->node_low : 0;
+	for (size_t seen = 0; seen < fs->nbuckets && nv < want && nv < BATCH; seen++) {
+		size_t b = fs->evict_cursor++ & (fs->nbuckets - 1);
+		for (struct node *n = fs->hash[b]; n && nv < want && nv < BATCH; n = n->next) {
+			if (node_name(fs, n, path, FS_PATH_CAP) < 0 || !path[0])
+				continue;
+			char *slash = strrchr(path, '/');
+			fuse_ino_t parent = FUSE_ROOT_ID;
+			if (slash) {
+				struct stat st;
+				*slash = '\0';
+				struct node *p = fstatat(fs->m->backing_fd, path, &st,
+							 AT_SYMLINK_NOFOLLOW) == 0
+							 ? find_node(fs, st.st_dev, st.st_ino)
+							 : NULL;
+				if (!p)
+					continue;
+				if (p != &fs->root)
+					parent = (fuse_ino_t)(uintptr_t)p;
+			}
+			if (!(v[nv].name = strdup(slash ? slash + 1 : path)))
+				break;
+			v[nv++].parent = parent;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	log_debug("%zu names dropped from the kernel's cache (%zu nodes)", nv, fs->nnodes);
+	/* The parent may be forgotten meanwhile: the kernel answers ENOENT. */
+	for (size_t i = 0; i < nv; i++)
+		if (fs->se)
+			(void)fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent, v[i].name,
+							       strlen(v[i].name));
+out:
+	for (size_t i = 0; i < nv; i++)
+		free(v[i].name);
+	free(v);
+	free(path);
+	atomic_store(&fs->evict_asked, 0);
+}
+
 /* Every FS_FLUSH_MS, the kernel writes back the files open for writing:
  * an inode invalidation launders its dirty pages into WRITE requests. */
-static void *flusher_main(void *arg)
+static void flush_writers(struct fs *fs)
 {
-	struct fs *fs = arg;
 	enum { CAP = 256 };
 	dev_t devs[CAP];
 	ino_t inos[CAP];
+	size_t n = ofiles_writing(&fs->m->ofiles, devs, inos, CAP);
+	for (size_t i = 0; i < n && i < CAP; i++) {
+		pthread_mutex_lock(&fs->lock);
+		struct node *nd = find_node(fs, devs[i], inos[i]);
+		fuse_ino_t id = nd && nd != &fs->root ? (fuse_ino_t)(uintptr_t)nd : 0;
+		pthread_mutex_unlock(&fs->lock);
+		/* A node forgotten meanwhile: the kernel answers ENOENT. */
+		if (id && fs->se)
+			(void)fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
+	}
+}
+
+/* The background thread: flushes writers (write-back cache only) and
+ * evicts nodes when do_lookup asks. */
+static void *flusher_main(void *arg)
+{
+	struct fs *fs = arg;
+	int64_t next_flush = queue_now() + FS_FLUSH_MS * 1000000LL;
 	pthread_mutex_lock(&fs->flock);
 	while (!fs->stopping) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += FS_FLUSH_MS / 1000;
-		until.tv_nsec += (FS_FLUSH_MS % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
+		if (!atomic_load(&fs->evict_asked)) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			int64_t left = next_flush - queue_now();
+			if (left > 0) {
+				until.tv_sec += left / 1000000000LL;
+				until.tv_nsec += left % 1000000000LL;
+				if (until.tv_nsec >= 1000000000L) {
+					until.tv_sec++;
+					until.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&fs->fcond, &fs->flock, &until);
+			}
 		}
-		pthread_cond_timedwait(&fs->fcond, &fs->flock, &until);
 		if (fs->stopping)
 			break;
 		pthread_mutex_unlock(&fs->flock);
-		size_t n = ofiles_writing(&fs->m->ofiles, devs, inos, CAP);
-		for (size_t i = 0; i < n && i < CAP; i++) {
-			pthread_mutex_lock(&fs->lock);
-			struct node *nd = find_node(fs, devs[i], inos[i]);
-			fuse_ino_t id = nd && nd != &fs->root ? (fuse_ino_t)(uintptr_t)nd : 0;
-			pthread_mutex_unlock(&fs->lock);
-			/* A node forgotten meanwhile: the kernel answers ENOENT. */
-			if (id && fs->se)
-				(void)fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
+		if (atomic_load(&fs->evict_asked))
+			evict(fs);
+		if (queue_now() >= next_flush) {
+			if (fs->writeback)
+				flush_writers(fs);
+			next_flush = queue_now() + FS_FLUSH_MS * 1000000LL;
 		}
 		pthread_mutex_lock(&fs->flock);
 	}
@@ -1237,6 +1323,35 @@ static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 
 /* ---------------------------------------------------------------- setup */
 
+/* Every node holds a descriptor: raise the soft limit to the hard one
+ * (as root, the hard one to the system's maximum first) and keep half of
+ * it, less a reserve, for nodes. */
+static size_t fs_node_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1000;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+	unsigned long max = 0;
+	if (f) {
+		if (fscanf(f, "%lu", &max) != 1)
+			max = 0;
+		fclose(f);
+	}
+	if (max > rl.rlim_max) {
+		struct rlimit up = { max, max };
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	size_t lim = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : (size_t)rl.rlim_cur;
+	return lim > 3048 ? (lim - 1024) / 2 : 1000;
+}
+
 struct fs *fs_new(struct mirror *m, unsigned flags)
 {
 	struct fs *fs = calloc(1, sizeof(*fs));
@@ -1256,6 +1371,8 @@ struct fs *fs_new(struct mirror *m, unsigned flags)
 	fs->root.type = S_IFDIR;
 	fs->root.nlookup = 2;
 	fs->prefix_len = strlen(m->backing) + (strcmp(m->backing, "/") != 0);
+	fs->node_high = fs_node_limit();
+	fs->node_low = fs->node_high / 4 * 3;
 	pthread_mutex_init(&fs->root.tlock, NULL);
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->flock, NULL);

@@ -12,7 +12,11 @@
 #     name on the server;
 #   - extended attributes: refused (ENOTSUP) by default, passed through to
 #     BACKING with -o xattr; `mirrorfs status` works either way (an ioctl);
-#   - -o no_writeback mounts and mirrors the same.
+#   - -o no_writeback mounts and mirrors the same;
+#   - every node holds a descriptor: with 3,000 descriptors and no way to
+#     raise the limit, 4,000 files are created, listed and stat'ed twice
+#     through the mount without an error (the kernel is asked to drop
+#     names above half the limit), and mirrored.
 #
 # timeout: 300
 
@@ -93,5 +97,26 @@ sync_mirror 60
 check_trees "with -o no_writeback"
 check "the mount shows what BACKING has" "$TREECMP" "$M" "$T/backing"
 unmount_mirrorfs
+
+step "4,000 files with 3,000 descriptors"
+real_mirrorfs=$MIRRORFS
+cat >"$T/mirrorfs-lowfd" <<EOS
+#!/bin/sh
+exec prlimit --nofile=3000:3000 setpriv --bounding-set -sys_resource --inh-caps -sys_resource "$real_mirrorfs" "\$@"
+EOS
+chmod +x "$T/mirrorfs-lowfd"
+MIRRORFS=$T/mirrorfs-lowfd
+mount_mirrorfs
+mkdir "$M/many"
+for ((i = 0; i < 4000; i++)); do echo "$i" >"$M/many/f$i"; done
+for round in 1 2; do
+	n=$(find "$M/many" -type f -exec stat -c %s {} + | wc -l)
+	check "round $round: 4,000 files listed and stat'ed (got $n)" test "$n" = 4000
+done
+check "no descriptor ran out" test "$(grep -c 'Too many open files' "$T/mirrorfs.log")" = 0
+sync_mirror 120
+check_trees "4,000 files with 3,000 descriptors"
+unmount_mirrorfs
+MIRRORFS=$real_mirrorfs
 check_trees "after unmount"
 t_done
