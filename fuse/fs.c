@@ -177,6 +177,16 @@ static void forget_one(struct fs *fs, struct node *n, uint64_t count)
 
 static void learn_link(struct fs *fs, struct node *parent, const char *name, ino_t ino);
 
+/* Ask the flusher thread to drop names from the kernel's cache (evict()). */
+static void ask_evict(struct fs *fs)
+{
+	if (atomic_exchange(&fs->evict_asked, 1))
+		return;
+	pthread_mutex_lock(&fs->flock);
+	pthread_cond_signal(&fs->fcond);
+	pthread_mutex_unlock(&fs->flock);
+}
+
 /* Look name up in parent: the node (one more kernel reference) and its
  * attributes in e. 0 or -errno. */
 static int do_lookup(struct fs *fs, struct node *parent, const char *name,
@@ -188,8 +198,11 @@ static int do_lookup(struct fs *fs, struct node *parent, const char *name,
 	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
 		return -EINVAL; /* never asked without export support: never leave BACKING */
 	int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE)
+			ask_evict(fs);
 		return -errno;
+	}
 	if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		int saverr = errno;
 		close(fd);
@@ -220,13 +233,10 @@ static int do_lookup(struct fs *fs, struct node *parent, const char *name,
 		n->next = fs->hash[b];
 		fs->hash[b] = n;
 		fs->nnodes++;
-		int evict = fs->nnodes > fs->node_high && !atomic_exchange(&fs->evict_asked, 1);
+		int evict = fs->nnodes > fs->node_high;
 		pthread_mutex_unlock(&fs->lock);
-		if (evict) {
-			pthread_mutex_lock(&fs->flock);
-			pthread_cond_signal(&fs->fcond);
-			pthread_mutex_unlock(&fs->flock);
-		}
+		if (evict)
+			ask_evict(fs);
 	}
 	e->ino = (fuse_ino_t)(uintptr_t)n;
 	if (S_ISREG(e->attr.st_mode) && e->attr.st_nlink > 1)
@@ -1324,8 +1334,9 @@ static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 /* ---------------------------------------------------------------- setup */
 
 /* Every node holds a descriptor: raise the soft limit to the hard one
- * (as root, the hard one to the system's maximum first) and keep half of
- * it, less a reserve, for nodes. */
+ * (as root, the hard one to the system's maximum first). Past a quarter
+ * of it, less a reserve, nodes are evicted (evict()); the rest is room for
+ * bursts of lookups faster than eviction, and for everything else. */
 static size_t fs_node_limit(void)
 {
 	struct rlimit rl;
@@ -1349,7 +1360,7 @@ static size_t fs_node_limit(void)
 		(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	size_t lim = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : (size_t)rl.rlim_cur;
-	return lim > 3048 ? (lim - 1024) / 2 : 1000;
+	return lim > 5024 ? (lim - 1024) / 4 : 1000;
 }
 
 struct fs *fs_new(struct mirror *m, unsigned flags)
@@ -1372,7 +1383,7 @@ struct fs *fs_new(struct mirror *m, unsigned flags)
 	fs->root.nlookup = 2;
 	fs->prefix_len = strlen(m->backing) + (strcmp(m->backing, "/") != 0);
 	fs->node_high = fs_node_limit();
-	fs->node_low = fs->node_high / 4 * 3;
+	fs->node_low = fs->node_high / 2;
 	pthread_mutex_init(&fs->root.tlock, NULL);
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->flock, NULL);

@@ -160,6 +160,10 @@ static enum send_result run_one(struct uploader *u, struct worker *w, struct qen
 	return r;
 }
 
+/* How many times a local failure is tried again (after 0.2, 0.4 ... 6.4 s)
+ * before the entry is given up ("not mirrored"). */
+#define UPLOADER_LOCAL_TRIES 6
+
 /* What r means for entry e. Returns -1 if the client is stopping. */
 static int settle(struct worker *w, struct qentry *e, enum send_result r)
 {
@@ -177,10 +181,19 @@ static int settle(struct worker *w, struct qentry *e, enum send_result r)
 		log_debug("%s: %s; again shortly", e->path, w->why);
 		queue_retry(m->q, e, e->attempts > 20 ? 500 : 50 + 10 * (int)e->attempts);
 		break;
+	case SEND_LOCAL:
+		/* Out of memory or descriptors, an I/O error in BACKING: often
+		 * over in a moment. Again a few times, later and later. */
+		if (e->attempts < UPLOADER_LOCAL_TRIES) {
+			log_warn("%s: %s; again later", e->path, w->why);
+			e->attempts++;
+			queue_retry(m->q, e, 100 << e->attempts);
+			break;
+		}
+		/* fall through */
 	case SEND_NOTFOUND:
 	case SEND_MISSING:
 	case SEND_REJECTED:
-	case SEND_LOCAL:
 		mirror_error(m, e->path, "not mirrored: %s", w->why);
 		pthread_mutex_lock(&m->stats_lock);
 		m->stats.rejected++;
