@@ -925,7 +925,9 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	int r = do_lookup(fs, p, name, &e);
 	if (r < 0) {
+		/* The file exists in BACKING now, whatever the answer. */
 		close(fd);
+		capture_child(fs, p, name, QF_CONTENT);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -934,6 +936,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	r = make_fh(fs, n, have ? path : NULL, fd, fi->flags, fi);
 	if (r < 0) {
 		forget_one(fs, n, 1);
+		capture_child(fs, p, name, QF_CONTENT);
 		fuse_reply_err(req, -r);
 		return;
 	}
