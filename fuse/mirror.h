@@ -81,10 +81,12 @@ struct mirror {
 	int64_t pending_bytes_at;
 };
 
-/* libfuse keeps a file that is unlinked while open under a hidden name
- * (".fuse_hidden...") until it is closed, so that operations through its
- * open handles keep working. 1 if path's last component is such a name:
- * those are never mirrored. */
+/* libfuse's high-level API, which mirrorfs used before fs.c moved to the
+ * low-level one, kept a file unlinked while open under a hidden name
+ * (".fuse_hidden...") until it was closed; a crash left such files in
+ * BACKING. 1 if path's last component is such a name: reconciliation
+ * skips them (changes made through the mount are mirrored whatever the
+ * name). */
 #define MIRROR_HIDDEN_PREFIX ".fuse_hidden"
 int mirror_is_hidden(const char *path);
 
