@@ -30,9 +30,7 @@
 #define FS_PATH_CAP (PATH_MAX + NAME_MAX + 64)
 #define FS_TIMEOUT 1.0 /* entry, attribute and negative-entry cache, s */
 #define FS_HASH_MIN 1024
-#ifndef FS_BACKGROUND
-#define FS_BACKGROUND 64
-#endif
+#define FS_BACKGROUND 64 /* written-back pages in flight (kernel default: 12) */
 
 /* One kernel inode: the BACKING inode it stands for. */
 struct node {

@@ -21,6 +21,8 @@
  * requests arrive in. The flusher thread makes the kernel write back files
  * open for writing every FS_FLUSH_MS, so that a file that stays open (a
  * log, a database) still reaches the server within seconds.
+ * The same thread asks the kernel to drop cached names when the nodes
+ * (one descriptor each) pass a quarter of the descriptor limit.
  *
  * Capture costs: a metadata operation calls queue_sync/queue_rename (a
  * mutex and a hash lookup) after one readlink(); a write costs two atomic
