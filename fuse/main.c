@@ -70,6 +70,7 @@ struct opts {
 	struct setup_opts c; /* --server and the other shared options */
 	const char *backing, *mountpoint;
 	int foreground, debug, single, no_writeback, xattr;
+	int shared; /* allow_other or allow_root: others use the mount */
 	char fuse_o[4096]; /* FUSE -o options that are not ours */
 	char *o_lists[16]; /* owned copies of the -o lists: our options point into them */
 	int n_lists;
@@ -126,6 +127,8 @@ static int parse_o(struct opts *o, char *list)
 		} else if (ignored_mount_option(t)) {
 			continue;
 		} else {
+			if (strcmp(t, "allow_other") == 0 || strcmp(t, "allow_root") == 0)
+				o->shared = 1;
 			size_t n = strlen(o->fuse_o);
 			if (n + strlen(t) + 2 >= sizeof(o->fuse_o))
 				return -E2BIG;
@@ -272,11 +275,18 @@ static int mount_main(int argc, char **argv)
 	    setup_mirror(&m, o.c.state_dir, m.mountpoint, o.c.server) < 0)
 		goto out;
 
+	/* default_permissions only for a mount others use (allow_other,
+	 * allow_root): the kernel then checks every access against the
+	 * attributes, and each create in a folder costs a GETATTR of it (a
+	 * create invalidates the folder's attributes). A mount only its owner
+	 * uses needs no such check: the daemon runs with the caller's
+	 * credentials, and BACKING refuses what the caller may not do. */
 	if (fuse_opt_add_arg(&args, "mirrorfs") < 0 ||
 	    (o.fuse_o[0] && (fuse_opt_add_arg(&args, "-o") < 0 ||
 			     fuse_opt_add_arg(&args, o.fuse_o) < 0)) ||
 	    fuse_opt_add_arg(&args, "-o") < 0 ||
-	    fuse_opt_add_arg(&args, "subtype=mirrorfs,default_permissions") < 0 ||
+	    fuse_opt_add_arg(&args, o.shared ? "subtype=mirrorfs,default_permissions"
+					     : "subtype=mirrorfs") < 0 ||
 	    fuse_opt_add_arg(&args, "-o") < 0 || add_fsname(&args, m.backing) < 0 ||
 	    (o.debug && fuse_opt_add_arg(&args, "-d") < 0))
 		goto out;
