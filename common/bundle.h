@@ -6,7 +6,8 @@
  *
  *     json_len u32 BE   1 .. PROTO_BUNDLE_JSON_MAX
  *     json[json_len]    {"ops":[op, ...]} (each op as for POST /v1/op, plus "seq")
- *     frames            chunk frames as in POST /v1/chunks (common/frame.h)
+ *     frames            chunk frames as in POST /v1/chunks (common/frame.h),
+ *                       or short frames (no ids) when the JSON has "refs":true
  *
  * The whole body may be one zstd stream (Content-Encoding: zstd): small
  * files then share one compression context, which per-chunk compression
@@ -73,12 +74,18 @@ void bundle_parser_release(struct bundle_parser *p);
 void *bundle_dstream_new(void);
 void bundle_dstream_free(void *zd);
 
+/* The frames after the JSON are short (no ids: FRAME_SHORT_HEADER_LEN
+ * headers). Called from the json callback of a bundle with "refs". */
+void bundle_parser_short_frames(struct bundle_parser *p);
+
 /* Parse a body that continues the stream zd (borrowed; its state carries
  * over from the previous body). The body need not end the zstd frame.
  * Cannot fail. */
 void bundle_parser_init_stream(struct bundle_parser *p, void *zd);
 
-/* The client's side: an encoder, reset to a new stream, freed. */
+/* The client's side: an encoder, reset to a new stream, freed. Streams
+ * compress at BUNDLE_STREAM_LEVEL (one body alone: COMPRESS_LEVEL). */
+#define BUNDLE_STREAM_LEVEL 5
 void *bundle_cstream_new(void);
 int bundle_cstream_reset(void *cs); /* 0 or -EIO */
 void bundle_cstream_free(void *cs);

@@ -39,6 +39,13 @@ void frame_encode_header(uint8_t out[FRAME_HEADER_LEN], const struct hash_id *id
 	frame__put_be32(out + HASH_LEN + 4, (wire_len & ~FRAME_ZSTD) | (zstd ? FRAME_ZSTD : 0));
 }
 
+void frame_encode_short_header(uint8_t out[FRAME_SHORT_HEADER_LEN], uint32_t raw_len,
+			       uint32_t wire_len, int zstd)
+{
+	frame__put_be32(out, raw_len);
+	frame__put_be32(out + 4, (wire_len & ~FRAME_ZSTD) | (zstd ? FRAME_ZSTD : 0));
+}
+
 void frame_parser_init(struct frame_parser *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -58,14 +65,19 @@ void frame_parser_release(struct frame_parser *p)
 /* Decode and check the complete header in p->hdr into p->cur. */
 static int frame__take_header(struct frame_parser *p)
 {
-	uint32_t raw = frame__get_be32(p->hdr + HASH_LEN);
-	uint32_t wire = frame__get_be32(p->hdr + HASH_LEN + 4);
+	const uint8_t *lens = p->hdr + (p->noid ? 0 : HASH_LEN);
+	uint32_t raw = frame__get_be32(lens);
+	uint32_t wire = frame__get_be32(lens + 4);
 	int zstd = (wire & FRAME_ZSTD) != 0;
 
 	wire &= ~FRAME_ZSTD;
 	if (raw == 0 || raw > CHUNK_PROTO_MAX || wire > FRAME__WIRE_MAX || (!zstd && wire != raw))
 		return -EBADMSG;
-	memcpy(p->cur.id.b, p->hdr, HASH_LEN);
+	if (p->noid)
+		memset(p->cur.id.b, 0, HASH_LEN);
+	else
+		memcpy(p->cur.id.b, p->hdr, HASH_LEN);
+	p->cur.noid = p->noid;
 	p->cur.raw_len = raw;
 	p->cur.wire_len = wire;
 	p->cur.zstd = zstd;
@@ -98,14 +110,15 @@ int frame_parser_feed(struct frame_parser *p, const uint8_t **data, size_t *len,
 		case FRAME__HEADER: {
 			if (*len == 0)
 				return 0;
-			size_t n = FRAME_HEADER_LEN - p->hdr_have;
+			size_t want = p->noid ? FRAME_SHORT_HEADER_LEN : FRAME_HEADER_LEN;
+			size_t n = want - p->hdr_have;
 			if (n > *len)
 				n = *len;
 			memcpy(p->hdr + p->hdr_have, *data, n);
 			p->hdr_have += n;
 			*data += n;
 			*len -= n;
-			if (p->hdr_have < FRAME_HEADER_LEN)
+			if (p->hdr_have < want)
 				return 0;
 			if ((r = frame__take_header(p)) < 0) {
 				p->state = r;

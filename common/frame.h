@@ -3,6 +3,10 @@
  * docs/PROTOCOL.md): per chunk a 40-byte header (id[32], raw_len u32 BE,
  * wire_len u32 BE with bit 31 = zstd) and the payload.
  *
+ * A bundle may use short frames instead (docs/PROTOCOL.md, "refs"): the
+ * 8-byte header without the id, which the receiver computes from the
+ * bytes; the commits then name those chunks by their frame's position.
+ *
  * frame_encode_header() writes a header. struct frame_parser is an
  * incremental parser fed arbitrary pieces of a body (as libmicrohttpd hands
  * them over); it buffers at most one payload (capped at CHUNK_PROTO_MAX +
@@ -19,6 +23,7 @@
 #include "hash.h"
 
 #define FRAME_HEADER_LEN 40
+#define FRAME_SHORT_HEADER_LEN 8
 #define FRAME_ZSTD 0x80000000u
 #define FRAME_SLACK 4096
 
@@ -28,16 +33,21 @@ struct frame {
 	int zstd;               /* payload is zstd-compressed */
 	const uint8_t *payload; /* borrowed from the parser, valid until the next feed */
 	uint32_t wire_len;
+	int noid;               /* a short frame: id is all zero, the receiver hashes */
 };
 
 void frame_encode_header(uint8_t out[FRAME_HEADER_LEN], const struct hash_id *id,
 			 uint32_t raw_len, uint32_t wire_len, int zstd);
+/* A short frame's header: raw_len u32 BE, wire_len u32 BE as above. */
+void frame_encode_short_header(uint8_t out[FRAME_SHORT_HEADER_LEN], uint32_t raw_len,
+			       uint32_t wire_len, int zstd);
 
 struct frame_parser {
 	uint8_t hdr[FRAME_HEADER_LEN];
 	size_t hdr_have;
 	struct buf payload;
 	struct frame cur;
+	int noid;  /* short frames from here on (set between frames) */
 	int state; /* private */
 };
 

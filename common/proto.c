@@ -163,8 +163,8 @@ static int add_time(cJSON *o, const char *key, const struct timespec *ts)
 	return t && cJSON_AddItemToObject(o, key, t) ? 0 : -ENOMEM;
 }
 
-/* Append [[hex,len],...] entries to arr. */
-static int fill_chunk_list(cJSON *arr, const struct proto_chunk *c, size_t n)
+/* Append [[hex,len],...] entries to arr ([k,len] for a ref). */
+static int fill_chunk_list(cJSON *arr, const struct proto_chunk *c, size_t n, int refs)
 {
 	char hex[HASH_HEX_LEN + 1];
 	for (size_t i = 0; i < n; i++) {
@@ -172,7 +172,9 @@ static int fill_chunk_list(cJSON *arr, const struct proto_chunk *c, size_t n)
 		if (!pair || !cJSON_AddItemToArray(arr, pair))
 			return -ENOMEM;
 		hash_to_hex(&c[i].id, hex);
-		if (!cJSON_AddItemToArray(pair, cJSON_CreateString(hex)) ||
+		cJSON *name = refs && c[i].ref ? cJSON_CreateNumber((double)(c[i].ref - 1))
+				       : cJSON_CreateString(hex);
+		if (!cJSON_AddItemToArray(pair, name) ||
 		    !cJSON_AddItemToArray(pair, cJSON_CreateNumber(c[i].len)))
 			return -ENOMEM;
 	}
@@ -180,12 +182,12 @@ static int fill_chunk_list(cJSON *arr, const struct proto_chunk *c, size_t n)
 }
 
 /* Add a new [[hex,len],...] array to parent (an array). */
-static int add_chunk_list(cJSON *parent, const struct proto_chunk *c, size_t n)
+static int add_chunk_list(cJSON *parent, const struct proto_chunk *c, size_t n, int refs)
 {
 	cJSON *arr = cJSON_CreateArray();
 	if (!arr || !cJSON_AddItemToArray(parent, arr))
 		return -ENOMEM;
-	return fill_chunk_list(arr, c, n);
+	return fill_chunk_list(arr, c, n, refs);
 }
 
 void proto_list_pack(const struct proto_chunk *c, size_t n, uint8_t *out)
@@ -205,6 +207,7 @@ void proto_list_unpack(const uint8_t *in, size_t n, struct proto_chunk *c)
 		memcpy(c[i].id.b, in, HASH_LEN);
 		c[i].len = (uint32_t)in[HASH_LEN] << 24 | (uint32_t)in[HASH_LEN + 1] << 16 |
 			   (uint32_t)in[HASH_LEN + 2] << 8 | in[HASH_LEN + 3];
+		c[i].ref = 0;
 	}
 }
 
@@ -258,6 +261,12 @@ struct proto_chunk *proto_apply_edits(const struct proto_chunk *base, size_t nba
 
 cJSON *proto_op_to_json(const struct proto_op *op)
 {
+	return proto_op_to_json_flags(op, 0);
+}
+
+cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
+{
+	int refs = (flags & PROTO_REFS) != 0;
 	cJSON *o = cJSON_CreateObject();
 	char hex[HASH_HEX_LEN + 1];
 	if (!o)
@@ -305,12 +314,12 @@ cJSON *proto_op_to_json(const struct proto_op *op)
 				if (!ed || !cJSON_AddItemToArray(ea, ed) ||
 				    !cJSON_AddItemToArray(ed, cJSON_CreateNumber(op->edits[i].start)) ||
 				    !cJSON_AddItemToArray(ed, cJSON_CreateNumber(op->edits[i].del)) ||
-				    add_chunk_list(ed, op->edits[i].chunks, op->edits[i].n) < 0)
+				    add_chunk_list(ed, op->edits[i].chunks, op->edits[i].n, refs) < 0)
 					goto fail;
 			}
 		} else {
 			cJSON *arr = cJSON_AddArrayToObject(o, "chunks");
-			if (!arr || fill_chunk_list(arr, op->chunks, op->nchunks) < 0)
+			if (!arr || fill_chunk_list(arr, op->chunks, op->nchunks, refs) < 0)
 				goto fail;
 		}
 	}
@@ -389,10 +398,12 @@ static int get_mode(const cJSON *o, uint32_t *mode, const char **why)
 	return 0;
 }
 
-/* Parse a [[hex,len],...] array into a new list (*out, caller frees). */
-static int parse_chunk_list(const cJSON *arr, struct proto_chunk **out, size_t *n,
+/* Parse a [[hex,len],...] array into a new list (*out, caller frees);
+ * with refs, entries may be [k,len] too. */
+static int parse_chunk_list(const cJSON *arr, int refs, struct proto_chunk **out, size_t *n,
 			    uint64_t *sum, const char **why)
 {
+	int64_t k;
 	int64_t len;
 	*out = NULL;
 	*n = 0;
@@ -410,9 +421,20 @@ static int parse_chunk_list(const cJSON *arr, struct proto_chunk **out, size_t *
 	const cJSON *c;
 	cJSON_ArrayForEach(c, arr) {
 		struct proto_chunk *pc = &(*out)[*n];
-		if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) != 2 || !cJSON_IsString(c->child) ||
-		    hash_from_hex(c->child->valuestring, strlen(c->child->valuestring), &pc->id) < 0 ||
+		if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) != 2 ||
 		    get_int(c->child->next, 1, 1024 * 1024, &len) < 0) {
+			*why = "invalid chunk entry";
+			return -EINVAL;
+		}
+		if (refs && cJSON_IsNumber(c->child)) {
+			if (get_int(c->child, 0, PROTO_BUNDLE_MAX_FRAMES - 1, &k) < 0) {
+				*why = "invalid chunk reference";
+				return -EINVAL;
+			}
+			pc->ref = (uint32_t)k + 1;
+		} else if (!cJSON_IsString(c->child) ||
+			   hash_from_hex(c->child->valuestring, strlen(c->child->valuestring),
+					 &pc->id) < 0) {
 			*why = "invalid chunk entry";
 			return -EINVAL;
 		}
@@ -425,7 +447,7 @@ static int parse_chunk_list(const cJSON *arr, struct proto_chunk **out, size_t *
 
 /* A delta: "base" {path, digest} and "edits" [[start, del, [chunks]], ...].
  * The sizes are checked once the server has applied the edits. */
-static int get_delta(const cJSON *o, struct proto_op *op, const char **why)
+static int get_delta(const cJSON *o, int refs, struct proto_op *op, const char **why)
 {
 	const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "base");
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(b, "digest");
@@ -460,13 +482,14 @@ static int get_delta(const cJSON *o, struct proto_op *op, const char **why)
 		pe->start = (uint32_t)start;
 		pe->del = (uint32_t)del;
 		op->nedits++;
-		if ((r = parse_chunk_list(e->child->next->next, &pe->chunks, &pe->n, &sum, why)) < 0)
+		if ((r = parse_chunk_list(e->child->next->next, refs, &pe->chunks, &pe->n, &sum,
+					  why)) < 0)
 			return r;
 	}
 	return 0;
 }
 
-static int get_chunks(const cJSON *o, struct proto_op *op, const char **why)
+static int get_chunks(const cJSON *o, int refs, struct proto_op *op, const char **why)
 {
 	int64_t size;
 	uint64_t sum = 0;
@@ -478,8 +501,8 @@ static int get_chunks(const cJSON *o, struct proto_op *op, const char **why)
 	}
 	op->size = (uint64_t)size;
 	if (cJSON_GetObjectItemCaseSensitive(o, "base"))
-		return get_delta(o, op, why);
-	if ((r = parse_chunk_list(cJSON_GetObjectItemCaseSensitive(o, "chunks"), &op->chunks,
+		return get_delta(o, refs, op, why);
+	if ((r = parse_chunk_list(cJSON_GetObjectItemCaseSensitive(o, "chunks"), refs, &op->chunks,
 				  &op->nchunks, &sum, why)) < 0)
 		return r;
 	if (sum != op->size) {
@@ -489,7 +512,40 @@ static int get_chunks(const cJSON *o, struct proto_op *op, const char **why)
 	return 0;
 }
 
+static int resolve_list(struct proto_chunk *c, size_t n, const struct proto_chunk *frames,
+			size_t nframes, const char **why)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].ref)
+			continue;
+		size_t k = c[i].ref - 1;
+		if (k >= nframes || frames[k].len != c[i].len) {
+			*why = k >= nframes ? "chunk reference to a missing frame"
+					    : "chunk reference of another length";
+			return -EINVAL;
+		}
+		c[i].id = frames[k].id;
+		c[i].ref = 0;
+	}
+	return 0;
+}
+
+int proto_op_resolve_refs(struct proto_op *op, const struct proto_chunk *frames, size_t nframes,
+			  const char **why)
+{
+	int r = resolve_list(op->chunks, op->nchunks, frames, nframes, why);
+	for (size_t e = 0; r == 0 && e < op->nedits; e++)
+		r = resolve_list(op->edits[e].chunks, op->edits[e].n, frames, nframes, why);
+	return r;
+}
+
 int proto_op_from_json(const cJSON *j, struct proto_op *op, const char **why)
+{
+	return proto_op_from_json_flags(j, 0, op, why);
+}
+
+int proto_op_from_json_flags(const cJSON *j, unsigned flags, struct proto_op *op,
+			     const char **why)
 {
 	int r = -EINVAL;
 	memset(op, 0, sizeof(*op));
@@ -546,7 +602,7 @@ int proto_op_from_json(const cJSON *j, struct proto_op *op, const char **why)
 	case OP_FILE:
 		if ((r = get_mode(j, &op->mode, why)) < 0 ||
 		    (r = get_time(j, "mtime", 1, &op->mtime, NULL, why)) < 0 ||
-		    (r = get_chunks(j, op, why)) < 0)
+		    (r = get_chunks(j, (flags & PROTO_REFS) != 0, op, why)) < 0)
 			goto fail;
 		break;
 	case OP_MKDIR:

@@ -39,7 +39,17 @@ enum proto_rename_flags { RENAME_F_NONE = 0, RENAME_F_NOREPLACE, RENAME_F_EXCHAN
 struct proto_chunk {
 	struct hash_id id;
 	uint32_t len;
+	/* 0, or k + 1: the chunk is the one in frame k of the same bundle
+	 * (bundles with "refs", docs/PROTOCOL.md). The encoder (PROTO_REFS)
+	 * then writes [k, len] instead of the id; the decoder (PROTO_REFS)
+	 * leaves id zero until proto_op_resolve_refs() fills it in. */
+	uint32_t ref;
 };
+
+/* Frames a bundle with refs may hold (each ref names one). */
+#define PROTO_BUNDLE_MAX_FRAMES 65536u
+/* Flag of the encoder and decoder: chunk refs ([k, len]) allowed. */
+#define PROTO_REFS 1u
 
 /* One change to a base chunk list: at position start (in the base list),
  * delete del entries and insert the n chunks. */
@@ -77,8 +87,10 @@ struct proto_op {
 };
 
 /* Build the JSON object of op. Returns a new cJSON tree (caller deletes with
- * cJSON_Delete) or NULL on ENOMEM. */
+ * cJSON_Delete) or NULL on ENOMEM. Chunks go by id: refs are written only
+ * by proto_op_to_json_flags(op, PROTO_REFS), for a bundle with refs. */
 cJSON *proto_op_to_json(const struct proto_op *op);
+cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags);
 
 /* Decode and validate. On success fills *op (caller releases with
  * proto_op_release) and returns 0. On failure returns -EINVAL (malformed),
@@ -87,6 +99,20 @@ cJSON *proto_op_to_json(const struct proto_op *op);
  * take ownership of j. */
 __attribute__((warn_unused_result))
 int proto_op_from_json(const cJSON *j, struct proto_op *op, const char **why);
+
+/* The same, with flags: PROTO_REFS accepts [k, len] chunk entries (an op of
+ * a bundle with refs), 0 <= k < PROTO_BUNDLE_MAX_FRAMES. */
+__attribute__((warn_unused_result))
+int proto_op_from_json_flags(const cJSON *j, unsigned flags, struct proto_op *op,
+			     const char **why);
+
+/* Replace every ref of op's chunk lists (the whole list or the edits')
+ * with frames[k] (borrowed; nframes of them): the id the receiver
+ * computed from that frame's bytes. Returns 0, or -EINVAL (why set) when
+ * a ref names no frame or a frame of another length. */
+__attribute__((warn_unused_result))
+int proto_op_resolve_refs(struct proto_op *op, const struct proto_chunk *frames, size_t nframes,
+			  const char **why);
 
 /* Free what proto_op_from_json() allocated. Accepts a zeroed op. */
 void proto_op_release(struct proto_op *op);

@@ -26,6 +26,7 @@ struct bitem {
 	unsigned flags;
 	uint64_t seq, since;      /* of the queue entry */
 	struct proto_chunk *pc;   /* owned: the file's chunk list */
+	uint32_t *cand;           /* owned: per chunk, its candidate's index + 1, or 0 */
 	size_t n;
 	char *base_path;          /* owned: a copy's original, or NULL */
 	char *target;             /* owned: a symlink's target, or NULL */
@@ -77,6 +78,7 @@ static void item_release(struct bitem *it)
 {
 	free(it->path);
 	free(it->pc);
+	free(it->cand);
 	free(it->base_path);
 	free(it->target);
 	memset(it, 0, sizeof(*it));
@@ -126,12 +128,13 @@ static struct batch *batch_get(struct worker *w)
 	return w->batch = b;
 }
 
-/* Keep the bytes of chunk c (at p) unless the batch has them already. */
+/* Keep the bytes of chunk c (at p) unless the batch has them already.
+ * Returns the candidate's index, or -ENOMEM. */
 static int add_candidate(struct batch *b, const struct proto_chunk *c, const uint8_t *p)
 {
 	for (size_t i = 0; i < b->ncand; i++)
 		if (b->cand[i].len == c->len && memcmp(b->cand[i].id.b, c->id.b, HASH_LEN) == 0)
-			return 0;
+			return (int)i;
 	if (b->ncand == b->acand) {
 		size_t na = b->acand ? 2 * b->acand : 256;
 		struct bcand *v = realloc(b->cand, na * sizeof(*v));
@@ -145,9 +148,9 @@ static int add_candidate(struct batch *b, const struct proto_chunk *c, const uin
 	k->len = c->len;
 	k->off = b->data.len;
 	int r = buf_append(&b->data, p, c->len);
-	if (r == 0)
-		b->ncand++;
-	return r;
+	if (r < 0)
+		return r;
+	return (int)b->ncand++;
 }
 
 /* Read fd (st_size bytes) into b->fbuf; *got: bytes read. */
@@ -197,7 +200,8 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 	if (!(it->path = strdup(path)))
 		goto nomem;
 	/* At most one chunk per CHUNK_MIN bytes, plus the last. */
-	if (got && !(it->pc = calloc(got / CHUNK_MIN + 2, sizeof(*it->pc))))
+	if (got && (!(it->pc = calloc(got / CHUNK_MIN + 2, sizeof(*it->pc))) ||
+		    !(it->cand = calloc(got / CHUNK_MIN + 2, sizeof(*it->cand)))))
 		goto nomem;
 	chunker_init(&ck);
 	for (size_t pos = 0; pos < got;) {
@@ -222,10 +226,13 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 	} else {
 		size_t pos = 0;
 		for (size_t i = 0; i < it->n; pos += it->pc[i++].len) {
+			int k;
 			if (record_known(w->rec, &it->pc[i].id))
 				b->skipped++;
-			else if (add_candidate(b, &it->pc[i], b->fbuf + pos) < 0)
+			else if ((k = add_candidate(b, &it->pc[i], b->fbuf + pos)) < 0)
 				goto nomem;
+			else
+				it->cand[i] = (uint32_t)k + 1;
 		}
 	}
 	it->st = *st;
@@ -299,42 +306,62 @@ static enum send_result choose(struct worker *w, struct batch *b, uint8_t **send
 }
 
 /* The body's parts: the ops as JSON (*json, caller frees) and a frame for
- * every chunk in send. */
-static int encode(struct batch *b, const uint8_t *send, char **json, struct buf *frames,
+ * every chunk in send. With refs (mirrord says "refs"), the frames are
+ * short and the commits name those chunks by frame position: the server
+ * hashes every chunk it receives anyway, and an id costs 32 bytes in the
+ * frame and about as much again, as hex that compresses badly, in the
+ * commit. */
+static int encode(struct batch *b, const uint8_t *send, int refs, char **json, struct buf *frames,
 		  uint64_t *nsent)
 {
+	uint32_t *pos = NULL; /* per candidate: its frame's position + 1, or 0 */
 	int r = -ENOMEM;
 
 	*json = NULL;
 	*nsent = 0;
 	cJSON *root = cJSON_CreateObject();
 	cJSON *ops = root ? cJSON_AddArrayToObject(root, "ops") : NULL;
-	if (!ops)
-		goto out;
-	for (size_t i = 0; i < b->n; i++) {
-		cJSON *j = proto_op_to_json(&b->items[i].op);
-		if (!j || !cJSON_AddItemToArray(ops, j)) {
-			cJSON_Delete(j);
-			goto out;
-		}
-		if (b->items[i].seq && !cJSON_AddNumberToObject(j, "seq", (double)b->items[i].seq))
-			goto out;
-	}
-	if (!(*json = cJSON_PrintUnformatted(root)))
+	if (!ops || (refs && (!cJSON_AddTrueToObject(root, "refs") ||
+			      !(pos = calloc(b->ncand ? b->ncand : 1, sizeof(*pos))))))
 		goto out;
 	for (size_t i = 0; i < b->ncand; i++) {
 		uint8_t hdr[FRAME_HEADER_LEN];
 		const struct bcand *k = &b->cand[i];
 		if (!send[i])
 			continue;
-		frame_encode_header(hdr, &k->id, k->len, k->len, 0);
-		if ((r = buf_append(frames, hdr, sizeof(hdr))) < 0 ||
+		if (refs)
+			frame_encode_short_header(hdr, k->len, k->len, 0);
+		else
+			frame_encode_header(hdr, &k->id, k->len, k->len, 0);
+		if ((r = buf_append(frames, hdr, refs ? FRAME_SHORT_HEADER_LEN : FRAME_HEADER_LEN)) < 0 ||
 		    (r = buf_append(frames, b->data.data + k->off, k->len)) < 0)
 			goto out;
-		(*nsent)++;
+		if (refs)
+			pos[i] = (uint32_t)++*nsent;
+		else
+			++*nsent;
 	}
+	r = -ENOMEM;
+	for (size_t i = 0; i < b->n; i++) {
+		struct bitem *it = &b->items[i];
+		/* it->pc is the op's list unless the op is a copy (no list). */
+		for (size_t c = 0; refs && it->op.chunks && c < it->n; c++)
+			it->pc[c].ref = it->cand[c] ? pos[it->cand[c] - 1] : 0;
+		cJSON *j = proto_op_to_json_flags(&it->op, refs ? PROTO_REFS : 0);
+		for (size_t c = 0; refs && it->op.chunks && c < it->n; c++)
+			it->pc[c].ref = 0;
+		if (!j || !cJSON_AddItemToArray(ops, j)) {
+			cJSON_Delete(j);
+			goto out;
+		}
+		if (it->seq && !cJSON_AddNumberToObject(j, "seq", (double)it->seq))
+			goto out;
+	}
+	if (!(*json = cJSON_PrintUnformatted(root)))
+		goto out;
 	r = 0;
 out:
+	free(pos);
 	cJSON_Delete(root);
 	if (r < 0) {
 		free(*json);
@@ -404,6 +431,17 @@ static enum send_result post_bundle(struct worker *w, struct batch *b, const cha
 	return res;
 }
 
+enum send_result batch_post_chunks(struct worker *w, const struct buf *frames, long *status,
+				   uint64_t *wire)
+{
+	struct batch *b = batch_get(w);
+	if (!b) {
+		snprintf(w->why, sizeof(w->why), "out of memory");
+		return SEND_LOCAL;
+	}
+	return post_bundle(w, b, "{\"ops\":[]}", frames, status, wire);
+}
+
 /* Item it was applied by the server. */
 static void applied(struct worker *w, struct bitem *it)
 {
@@ -446,7 +484,7 @@ enum send_result batch_flush(struct worker *w,
 		worker_fill_pmtime(w, b->items[i].path, &b->items[i].op.pmtime,
 				   &b->items[i].op.has_pmtime);
 	res = choose(w, b, &send);
-	if (res == SEND_OK && encode(b, send, &json, &frames, &nsent) < 0) {
+	if (res == SEND_OK && encode(b, send, w->m->server_refs, &json, &frames, &nsent) < 0) {
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		res = SEND_LOCAL;
 	}

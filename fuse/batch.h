@@ -67,6 +67,15 @@ int batch_pending(const struct worker *w);
 enum send_result batch_flush(struct worker *w,
 			     void (*done)(void *arg, void *user, enum send_result r), void *arg);
 
+/* POST chunk frames (frames: a body as for /v1/chunks, uncompressed) as
+ * the next body of w's compression stream, in a bundle without ops: the
+ * chunks of a large compressible file are then compressed with what went
+ * before as context, as small files are (compressed one by one, 16 KiB
+ * chunks of text lose a third of what the stream saves). Only when mirrord
+ * says "bare". *status: the HTTP status; *wire: the body's size. */
+enum send_result batch_post_chunks(struct worker *w, const struct buf *frames, long *status,
+				   uint64_t *wire);
+
 /* Free w's batch (reporting nothing). Accepts a worker without one. */
 void batch_free(struct worker *w);
 

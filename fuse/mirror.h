@@ -60,6 +60,8 @@ struct mirror {
 	int server_delta;   /* mirrord accepts delta commits ("delta" in ping) */
 	int server_bundle;  /* mirrord accepts POST /v1/bundle ("bundle" in ping) */
 	int server_stream;  /* ... and X-Mirror-Stream ("stream" in ping) */
+	int server_refs;    /* ... and bundles with short frames ("refs") */
+	int server_bare;    /* ... and bundles of chunks only ("bare") */
 	atomic_int busy_workers; /* uploader workers processing an entry */
 	int keep_missing;   /* frozen: the front end reports deletions itself
 			     * (polling): a sync without QF_GONE that finds

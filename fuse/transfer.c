@@ -4,7 +4,8 @@
  * The file is read once, in batches of about TRANSFER_BATCH bytes: each
  * batch is cut into chunks (common/chunker), hashed, the server is asked
  * which of them it lacks, and only those are uploaded (zstd where that
- * pays). Memory stays bounded by one batch plus the chunk list (48 bytes a
+ * pays: a body with compressible chunks goes in the worker's compression
+ * stream, batch_post_chunks(), else each chunk is compressed alone). Memory stays bounded by one batch plus the chunk list (48 bytes a
  * chunk), whatever the file size. The commit names the whole chunk list;
  * mirrord answers 409 with the chunks it no longer has, which are read
  * again (and re-checked against their ids) and sent.
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "chunker.h"
 #include "compress.h"
 #include "frame.h"
@@ -46,6 +48,8 @@ struct xfer {
 	struct buf zbuf;   /* compression scratch */
 	uint64_t bytes_sent, chunks_sent, chunks_skipped;
 	unsigned flat_run; /* chunks in a row that did not compress */
+	int streamed;      /* frames go raw, a compressible body in the stream */
+	int zbody;         /* a chunk of this body compressed when tried */
 };
 
 /* After this many incompressible chunks in a row, only every
@@ -75,24 +79,33 @@ static int add_chunk(struct xfer *x, const uint8_t *data, uint32_t len, uint64_t
 	return 0;
 }
 
-/* Append one frame for chunk c (bytes at data) to the upload body. */
+/* Append one frame for chunk c (bytes at data) to the upload body. When
+ * streamed, the frame goes raw and the chunk is only tried for
+ * compression until one of the body compresses: the whole body then goes
+ * in the worker's compression stream. Otherwise each chunk is compressed
+ * alone where that pays. */
 static int frame_chunk(struct xfer *x, const struct chunk_ref *c, const uint8_t *data)
 {
 	uint8_t hdr[FRAME_HEADER_LEN];
 	int z = 0;
-	if (x->flat_run < FLAT_RUN_MAX || x->chunks_sent % COMPRESS_PROBE == 0) {
+	if ((!x->streamed || !x->zbody) &&
+	    (x->flat_run < FLAT_RUN_MAX || x->chunks_sent % COMPRESS_PROBE == 0)) {
 		z = compress_chunk(data, c->len, &x->zbuf);
 		if (z < 0)
 			z = 0; /* send it as it is */
 		x->flat_run = z ? 0 : x->flat_run + 1;
+		x->zbody |= z;
 	}
+	if (x->streamed)
+		z = 0;
 	const uint8_t *payload = z ? (const uint8_t *)x->zbuf.data : data;
 	uint32_t wire = z ? (uint32_t)x->zbuf.len : c->len;
 	frame_encode_header(hdr, &c->id, c->len, wire, z);
 	int r = buf_append(&x->body, hdr, sizeof(hdr));
 	if (r == 0)
 		r = buf_append(&x->body, payload, wire);
-	x->bytes_sent += wire;
+	if (!x->streamed)
+		x->bytes_sent += wire;
 	x->chunks_sent++;
 	return r;
 }
@@ -101,11 +114,19 @@ static enum send_result post_body(struct xfer *x)
 {
 	struct worker *w = x->w;
 	long status = 0;
+	uint64_t wire = x->body.len;
+	enum send_result res;
 	if (x->body.len == 0)
 		return SEND_OK;
-	enum send_result res = worker_request(w, "POST", "/v1/chunks", x->body.data, x->body.len,
-					      "application/octet-stream", 0, &status);
+	if (x->streamed && x->zbody)
+		res = batch_post_chunks(w, &x->body, &status, &wire);
+	else
+		res = worker_request(w, "POST", "/v1/chunks", x->body.data, x->body.len,
+				     "application/octet-stream", 0, &status);
+	if (x->streamed)
+		x->bytes_sent += wire;
 	buf_reset(&x->body);
+	x->zbody = 0;
 	if (res != SEND_OK)
 		return res;
 	res = send_classify(status);
@@ -409,7 +430,7 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 			       const struct stat *st, uint64_t seq, const struct drange *dr,
 			       int ndr)
 {
-	struct xfer x = { .w = w, .path = path, .fd = fd };
+	struct xfer x = { .w = w, .path = path, .fd = fd, .streamed = w->m->server_bare };
 	struct chunker ck;
 	struct partial part;
 	enum send_result res = SEND_LOCAL;

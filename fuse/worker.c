@@ -126,6 +126,9 @@ enum send_result worker_probe(struct worker *w)
 	w->m->server_delta = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "delta"));
 	w->m->server_bundle = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bundle"));
 	w->m->server_stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stream"));
+	w->m->server_refs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "refs"));
+	w->m->server_bare = w->m->server_stream &&
+			    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bare"));
 	cJSON_Delete(j);
 	return SEND_OK;
 }

@@ -4,8 +4,9 @@
  * complete frame decompressed (when flagged) within its announced raw
  * length and hashed.
  *
- * Input: one byte choosing the piece size (1..256 bytes, 0: all at once),
- * then the body. Checks the parser's promises: it never hands out a frame
+ * Input: one byte choosing the piece size (1..255 bytes, 0: all at once;
+ * an odd byte also makes the frames short, without ids, as in a bundle with
+ * refs), then the body. Checks the parser's promises: it never hands out a frame
  * over the caps, consumes input only forward, and finds the same frames
  * whatever the piece size.
  */
@@ -29,12 +30,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* Feed body in pieces of step bytes (0: whole). Returns the number of
  * frames, or -1 - frames on a parse error; *sum gets a digest of them. */
-static long run(const uint8_t *body, size_t size, size_t step, uint64_t *sum)
+static long run(const uint8_t *body, size_t size, size_t step, int noid, uint64_t *sum)
 {
 	struct frame_parser fp;
 	long frames = 0;
 	int err = 0;
 	frame_parser_init(&fp);
+	fp.noid = noid;
 	*sum = 0;
 	for (size_t off = 0; off < size && !err;) {
 		size_t piece = step && size - off > step ? step : size - off;
@@ -52,7 +54,7 @@ static long run(const uint8_t *body, size_t size, size_t step, uint64_t *sum)
 			}
 			if (r == 0)
 				break;
-			if (f.raw_len == 0 || f.raw_len > CHUNK_PROTO_MAX ||
+			if (f.noid != noid || f.raw_len == 0 || f.raw_len > CHUNK_PROTO_MAX ||
 			    f.wire_len > CHUNK_PROTO_MAX + FRAME_SLACK || (!f.zstd && f.wire_len != f.raw_len))
 				abort();
 			const uint8_t *bytes = f.payload;
@@ -80,8 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	size_t step = data[0];
 	uint64_t a, b;
-	long fa = run(data + 1, size - 1, step, &a);
-	long fb = run(data + 1, size - 1, 0, &b);
+	int noid = data[0] & 1;
+	long fa = run(data + 1, size - 1, step, noid, &a);
+	long fb = run(data + 1, size - 1, 0, noid, &b);
 	if (fa != fb || a != b)
 		abort();
 	return 0;

@@ -4,7 +4,10 @@
  *
  * Every op that decodes must encode again (proto_op_to_json), and the
  * encoding must decode to the same op: what mirrord accepts is exactly
- * what a client can say.
+ * what a client can say. Inputs of odd length are decoded as ops of a
+ * bundle with refs ([k, len] entries), encoded back with refs, and their
+ * refs resolved against four frames: a resolved op names no frame any
+ * more.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cJSON_Delete(j);
 		return 0;
 	}
-	int r = proto_op_from_json(j, &op, &why);
+	unsigned flags = size & 1 ? PROTO_REFS : 0;
+	int r = proto_op_from_json_flags(j, flags, &op, &why);
 	cJSON_Delete(j);
 	if (r < 0) {
 		if (!why)
@@ -70,14 +74,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    (op.path2 && path_check(op.path2, strlen(op.path2), 0) < 0) ||
 	    (op.base_path && path_check(op.base_path, strlen(op.base_path), 0) < 0))
 		abort();
-	cJSON *e = proto_op_to_json(&op);
+	cJSON *e = proto_op_to_json_flags(&op, flags);
 	if (!e)
 		abort();
-	r = proto_op_from_json(e, &again, &why);
+	r = proto_op_from_json_flags(e, flags, &again, &why);
 	cJSON_Delete(e);
 	if (r < 0 || !same_op(&op, &again))
 		abort();
 	proto_op_release(&again);
+	if (flags) {
+		struct proto_chunk frames[4];
+		memset(frames, 0, sizeof(frames));
+		for (uint32_t k = 0; k < 4; k++) {
+			frames[k].id.b[0] = (uint8_t)(k + 1);
+			frames[k].len = k + 1;
+		}
+		if (proto_op_resolve_refs(&op, frames, 4, &why) == 0) {
+			for (size_t i = 0; i < op.nchunks; i++)
+				if (op.chunks[i].ref)
+					abort();
+			for (size_t e2 = 0; e2 < op.nedits; e2++)
+				for (size_t i = 0; i < op.edits[e2].n; i++)
+					if (op.edits[e2].chunks[i].ref)
+						abort();
+		} else if (!why) {
+			abort();
+		}
+	}
 	proto_op_release(&op);
 	return 0;
 }

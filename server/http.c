@@ -106,6 +106,9 @@ struct req {
 	struct buf inl;           /* R_BUNDLE: verified chunk bytes in memory */
 	struct inl_chunk *inlv;   /* R_BUNDLE: where each lies in inl (owned) */
 	size_t ninl, ainl;
+	int refs;                 /* R_BUNDLE: "refs": short frames, ops name them */
+	struct proto_chunk *fids; /* R_BUNDLE with refs: each frame's id (owned) */
+	size_t nfids, afids;
 	/* A failure found while the body is still arriving: MHD 0.9.75 cannot
 	 * answer before the body is read, so it is answered at its end and
 	 * nothing more is processed. */
@@ -362,6 +365,28 @@ static const uint8_t *inline_get(void *arg, const struct hash_id *id, uint32_t l
 	return NULL;
 }
 
+/* A frame of a bundle with refs: its ops may name it by position. 0, or
+ * -1 with the request failed (too many frames, out of memory). */
+static int note_frame(struct req *q, const struct hash_id *id, uint32_t len)
+{
+	if (q->nfids == PROTO_BUNDLE_MAX_FRAMES) {
+		fail_later(q, MHD_HTTP_CONTENT_TOO_LARGE, E2BIG, "too many frames");
+		return -1;
+	}
+	if (q->nfids == q->afids) {
+		size_t na = q->afids ? 2 * q->afids : 256;
+		struct proto_chunk *v = realloc(q->fids, na * sizeof(*v));
+		if (!v) {
+			fail_later(q, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+			return -1;
+		}
+		q->fids = v;
+		q->afids = na;
+	}
+	q->fids[q->nfids++] = (struct proto_chunk){ .id = *id, .len = len };
+	return 0;
+}
+
 /* One complete frame: decompress, verify, store. */
 static void take_frame(struct http_server *s, struct req *q, const struct frame *f)
 {
@@ -375,16 +400,19 @@ static void take_frame(struct http_server *s, struct req *q, const struct frame 
 		raw = q->raw;
 	}
 	hash_buf(raw, f->raw_len, &got);
-	if (!hash_equal(&got, &f->id)) {
+	/* A short frame has no id to check: its id is what its bytes hash to. */
+	if (!f->noid && !hash_equal(&got, &f->id)) {
 		fail_later(q, MHD_HTTP_BAD_REQUEST, EBADMSG, "chunk does not match its id");
 		return;
 	}
-	if (q->route == R_BUNDLE && keep_inline(q, &f->id, raw, f->raw_len) == 0) {
+	if (q->refs && note_frame(q, &got, f->raw_len) < 0)
+		return;
+	if (q->route == R_BUNDLE && q->nbops && keep_inline(q, &got, raw, f->raw_len) == 0) {
 		q->stored++;
 		metrics_add(s->metrics, M_CHUNKS_RECEIVED, 1);
 		return;
 	}
-	int r = store_put(s->cfg.store, &f->id, raw, f->raw_len);
+	int r = store_put(s->cfg.store, &got, raw, f->raw_len);
 	if (r < 0) {
 		log_error("cannot store a chunk: %s", strerror(-r));
 		fail_later(q, proto_status_for_errno(-r), -r, "cannot store chunk");
@@ -426,11 +454,25 @@ static int bundle_json(void *arg, const char *json, size_t len)
 		why = "json nested too deeply";
 		goto fail;
 	}
+	const cJSON *refs = cJSON_GetObjectItemCaseSensitive(j, "refs");
+	if (refs && !cJSON_IsBool(refs)) {
+		why = "malformed refs";
+		goto fail;
+	}
+	q->refs = cJSON_IsTrue(refs);
 	const cJSON *ops = cJSON_GetObjectItemCaseSensitive(j, "ops"), *e;
 	int n = cJSON_IsArray(ops) ? cJSON_GetArraySize(ops) : -1;
-	if (n <= 0) {
+	if (n < 0) {
 		why = "missing op list";
 		goto fail;
+	}
+	if (n == 0) {
+		/* Chunks only (a large file's, sent in the compression
+		 * stream): every chunk goes to the store. */
+		cJSON_Delete(j);
+		if (q->refs)
+			bundle_parser_short_frames(&q->bp);
+		return 0;
 	}
 	if (n > PROTO_BUNDLE_MAX_OPS) {
 		why = "too many ops";
@@ -446,7 +488,7 @@ static int bundle_json(void *arg, const char *json, size_t len)
 	}
 	cJSON_ArrayForEach(e, ops) {
 		struct bundle_op *b = &q->bops[q->nbops];
-		int r = proto_op_from_json(e, &b->op, &why);
+		int r = proto_op_from_json_flags(e, q->refs ? PROTO_REFS : 0, &b->op, &why);
 		if (r < 0) {
 			status = r == -E2BIG ? MHD_HTTP_CONTENT_TOO_LARGE :
 				 r == -ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST;
@@ -467,6 +509,8 @@ static int bundle_json(void *arg, const char *json, size_t len)
 		}
 	}
 	cJSON_Delete(j);
+	if (q->refs)
+		bundle_parser_short_frames(&q->bp);
 	return 0;
 fail:
 	log_warn("rejecting bundle: %s", why);
@@ -750,6 +794,25 @@ static enum MHD_Result do_bundle(struct http_server *s, struct req *q, struct MH
 		return reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL,
 				   "malformed x-mirror-client or x-mirror-seq");
 	}
+	/* Every ref names a frame of this body: checked before anything is
+	 * applied. */
+	for (size_t i = 0; i < q->nbops; i++) {
+		const char *why;
+		if (proto_op_resolve_refs(&q->bops[i].op, q->fids, q->nfids, &why) < 0) {
+			log_warn("rejecting bundle: %s", why);
+			return reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, why);
+		}
+	}
+	if (q->nbops == 0) {
+		buf_init(&b, 0);
+		if ((r = buf_appendf(&b, "{\"ok\":true,\"stored\":%lu,\"results\":[]}",
+				     q->stored)) < 0) {
+			buf_release(&b);
+			return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM,
+					   "out of memory");
+		}
+		return queue_buf(q, c, MHD_HTTP_OK, &b, NULL, NULL, NULL);
+	}
 	struct apply_inline inl = { inline_get, q };
 	struct apply_item *items = calloc(q->nbops, sizeof(*items));
 	struct timespec t0;
@@ -932,7 +995,8 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 	case R_PING:
 		q->answered = 1;
 		/* "delta": file ops may be deltas of a recorded list */
-		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,\"bundle\":true,\"stream\":true}");
+		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,"
+					"\"bundle\":true,\"stream\":true,\"refs\":true,\"bare\":true}");
 	case R_MANIFEST:
 		q->answered = 1;
 		return do_manifest(s, q, c);
@@ -1107,6 +1171,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	bundle_ops_free(q);
 	buf_release(&q->inl);
 	free(q->inlv);
+	free(q->fids);
 	free(q->raw);
 	free(q);
 	*con_cls = NULL;

@@ -7,7 +7,12 @@
 #     64 KiB on the wire (the file data would be 50 MiB);
 #   - a folder of 200 files of 10 KiB renamed: one rename, under 64 KiB
 #     (the data would be 2 MiB);
-#   - 4 KiB overwritten in the middle of the 50 MiB file: under 128 KiB.
+#   - 4 KiB overwritten in the middle of the 50 MiB file: under 128 KiB;
+#   - a 3 MiB text file made of 16 variants of one 200 KiB block of base64
+#     (every 97th character differs, so no chunk is a duplicate): its
+#     chunks compressed one by one would cost about 2.3 MiB (base64 packs
+#     6 bits in 8), in the compression stream each variant is a near copy
+#     of the one before: under 1 MiB.
 #
 # timeout: 600
 
@@ -71,6 +76,20 @@ b0=$(bytes_up)
 dd if=/dev/urandom of="$M/big" bs=4096 count=1 seek=6400 conv=notrunc status=none
 sync_mirror
 expect_under "4 KiB overwrite of 50 MiB" "$b0" $((128 << 10))
+
+step "a large text file whose chunks compress only with context"
+head -c 150000 /dev/urandom | base64 -w0 >"$T/block"
+awk -v n=16 '{ for (v = 0; v < n; v++) { s = $0; out = ""
+	for (i = 1; i <= length(s); i += 97)
+		out = out substr(s, i, 96) sprintf("%c", 65 + (v + i) % 26)
+	print out } }' "$T/block" >"$T/text"
+size=$(stat -c %s "$T/text")
+((size > 3000000)) || fail "the text file has only $size bytes"
+b0=$(bytes_up)
+cp "$T/text" "$M/text"
+sync_mirror
+expect_under "3 MiB of near-repeating text" "$b0" $((1 << 20))
+cmp -s "$T/text" "$T/dir/text" || fail "the text file differs on the server"
 
 compare_trees
 unmount_mirrorfs

@@ -250,6 +250,63 @@ expect_err 400 EINVAL "x-mirror-stream on a plain body is 400"
 ok "refused stream bundles applied nothing" test -d "$D/streamed"
 rmdir "$D/streamed"
 
+# Refs: short frames (no ids, mirrord hashes the bytes), named by position
+# in the ops. A ref to no frame, or to one of another length, is a 400
+# with nothing applied; refs outside a bundle with "refs" are malformed.
+sframe() { # FILE: a short frame
+	u32 "$(stat -c %s "$1")"
+	u32 "$(stat -c %s "$1")"
+	cat "$1"
+}
+req GET /v1/ping
+expect 200 '"refs":true' "ping announces refs"
+{ sframe "$T/b1"; sframe "$T/b2"; } >"$T/sframes"
+find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.before.refs"
+bundle '{"refs":true,"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]},{"op":"file","path":"refs/b","mode":420,"mtime":[1700000000,0],"size":32,"chunks":[[1,20],[0,12]]},{"op":"file","path":"refs/c","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[2,12]]}]}' "$T/sframes"
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect_err 400 EINVAL "bundle with a ref to a missing frame is 400"
+bundle '{"refs":true,"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":20,"chunks":[[0,20]]}]}' "$T/sframes"
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect_err 400 EINVAL "bundle with a ref to a frame of another length is 400"
+bundle '{"refs":"yes","ops":[{"op":"delete","path":"bun"}]}' /dev/null
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect_err 400 EINVAL "bundle with malformed refs is 400"
+bundle '{"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]}]}' "$T/bframes"
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect_err 400 EINVAL "a ref in a bundle without refs is 400"
+req POST /v1/op -H 'Content-Type: application/json' \
+	--data '{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]}'
+expect_err 400 EINVAL "a ref in POST /v1/op is 400"
+find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.after.refs"
+ok "refused refs bundles applied nothing" cmp -s "$T/dir.before.refs" "$T/dir.after.refs"
+bundle '{"refs":true,"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]},{"op":"file","path":"refs/b","mode":420,"mtime":[1700000000,0],"size":32,"chunks":[[1,20],[0,12]]},{"op":"file","path":"refs/c","mode":420,"mtime":[1700000000,0],"size":20,"chunks":[["'"$B2"'",20]]}]}' "$T/sframes"
+zstd -q -c "$T/bundle" >"$T/bundle.zst"
+req POST /v1/bundle -H 'Content-Encoding: zstd' --data-binary "@$T/bundle.zst"
+expect 200 '"results":[{"ok":true},{"ok":true},{"ok":true}]' "bundle with refs and short frames"
+ok "file named by ref exact" cmp -s "$T/b1" "$D/refs/a"
+ok "file of two refs exact" test "$(cat "$D/refs/b")" = "$(cat "$T/b2" "$T/b1")"
+ok "file by id beside refs exact" cmp -s "$T/b2" "$D/refs/c"
+rm -r "$D/refs"
+# A bundle of no ops ("bare"): its chunks go to the store, for a later
+# commit (a large file's chunks sent in the compression stream).
+req GET /v1/ping
+expect 200 '"bare":true' "ping announces bundles without ops"
+head -c 3000 /dev/urandom | base64 >"$T/b3"
+B3=$(id_of "$T/b3")
+L3=$(stat -c %s "$T/b3")
+BARE_OP="{\"op\":\"file\",\"path\":\"bare/f\",\"mode\":420,\"mtime\":[1700000000,0],\"size\":$L3,\"chunks\":[[\"$B3\",$L3]]}"
+op "$BARE_OP"
+expect_err 409 "" "commit of a chunk never sent is 409"
+frame "$T/b3" >"$T/b3frame"
+bundle '{"ops":[]}' "$T/b3frame"
+zstd -q -c "$T/bundle" >"$T/bundle.zst"
+req POST /v1/bundle -H 'Content-Encoding: zstd' --data-binary "@$T/bundle.zst"
+expect 200 '"stored":1,"results":[]' "bundle without ops stores its chunk"
+op "$BARE_OP"
+expect 200 '"ok":true' "commit of the chunk a bare bundle stored"
+ok "file from a bare bundle's chunk exact" cmp -s "$T/b3" "$D/bare/f"
+rm -r "$D/bare"
+
 bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null
 req POST /v1/bundle --data-binary "@$T/bundle"
 expect 200 '"results":[{"ok":true}]' "bundle without chunks"

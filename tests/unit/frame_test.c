@@ -262,6 +262,66 @@ static void test_bad_headers(void)
 }
 
 /* A body that ends inside a frame leaves the parser busy. */
+/* Short frames (no id): 8-byte headers, fed a byte at a time; the frame
+ * says it has no id and its id is zero; the lengths are checked as for
+ * full frames. */
+static void test_short_frames(void)
+{
+	static const uint32_t lens[] = { 1, 300, 5 };
+	uint8_t hdr[FRAME_SHORT_HEADER_LEN], pl[300];
+	struct buf body;
+	struct frame_parser p;
+	struct frame f;
+	struct hash_id zero;
+	size_t got = 0;
+
+	memset(&zero, 0, sizeof(zero));
+	buf_init(&body, 0);
+	for (size_t i = 0; i < 3; i++) {
+		memset(pl, (int)i + 1, lens[i]);
+		frame_encode_short_header(hdr, lens[i], lens[i], 0);
+		CU_ASSERT_EQUAL_FATAL(buf_append(&body, hdr, sizeof(hdr)), 0);
+		CU_ASSERT_EQUAL_FATAL(buf_append(&body, pl, lens[i]), 0);
+	}
+	CU_ASSERT_EQUAL(body.len, 3 * FRAME_SHORT_HEADER_LEN + 306);
+	frame_parser_init(&p);
+	p.noid = 1;
+	const uint8_t *d = (const uint8_t *)body.data;
+	for (size_t off = 0; off < body.len; off++) {
+		const uint8_t *one = d + off;
+		size_t n = 1;
+		while (n) {
+			int r = frame_parser_feed(&p, &one, &n, &f);
+			CU_ASSERT_FATAL(r >= 0);
+			if (r == 0)
+				break;
+			CU_ASSERT_FATAL(got < 3);
+			CU_ASSERT_EQUAL(f.raw_len, lens[got]);
+			CU_ASSERT_EQUAL(f.wire_len, lens[got]);
+			CU_ASSERT(f.noid);
+			CU_ASSERT(hash_equal(&f.id, &zero));
+			CU_ASSERT_EQUAL(f.payload[f.raw_len - 1], (uint8_t)(got + 1));
+			got++;
+		}
+	}
+	CU_ASSERT_EQUAL(got, 3);
+	CU_ASSERT(frame_parser_idle(&p));
+	frame_parser_release(&p);
+	buf_release(&body);
+
+	/* raw_len 0, and a plain frame whose lengths differ: refused */
+	static const uint32_t bad[][2] = { { 0, 0 }, { 5, 4 } };
+	for (size_t i = 0; i < 2; i++) {
+		frame_encode_short_header(hdr, bad[i][0], bad[i][1], 0);
+		frame_parser_init(&p);
+		p.noid = 1;
+		d = hdr;
+		size_t n = sizeof(hdr);
+		CU_ASSERT_EQUAL(frame_parser_feed(&p, &d, &n, &f), -EBADMSG);
+		frame_parser_release(&p);
+	}
+}
+
 static void test_truncated(void)
 {
 	static const struct spec two[] = { { 50, 50, 0 }, { 60, 60, 0 } };
@@ -293,6 +353,7 @@ int suite_frame(void)
 	    !CU_add_test(s, "round trip", test_roundtrip) ||
 	    !CU_add_test(s, "every split", test_every_split) ||
 	    !CU_add_test(s, "idle", test_idle) ||
+	    !CU_add_test(s, "short frames", test_short_frames) ||
 	    !CU_add_test(s, "bad headers", test_bad_headers) ||
 	    !CU_add_test(s, "truncated body", test_truncated))
 		return CU_get_error();

@@ -322,6 +322,77 @@ static void test_chunk_sums(void)
 				  "\"size\":1,\"chunks\":[]}"), -EINVAL);
 }
 
+/* Refs ([k, len]: the chunk of frame k of the same bundle): only with
+ * PROTO_REFS; written by the encoder for a chunk with ref set; resolved
+ * against the frames' ids, refusing a missing frame or another length. */
+static void test_refs(void)
+{
+	static const char *const text =
+		"{\"op\":\"file\",\"path\":\"f\",\"mode\":420,\"mtime\":[5,6],\"size\":7,"
+		"\"chunks\":[[1,3],[\"0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8\",2],"
+		"[0,2]]}";
+	struct proto_op op;
+	const char *why;
+	cJSON *j = cJSON_Parse(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_EQUAL(proto_op_from_json(j, &op, &why), -EINVAL); /* not without refs */
+	CU_ASSERT_EQUAL_FATAL(proto_op_from_json_flags(j, PROTO_REFS, &op, &why), 0);
+	cJSON_Delete(j);
+	CU_ASSERT_EQUAL_FATAL(op.nchunks, 3);
+	CU_ASSERT_EQUAL(op.chunks[0].ref, 2);
+	CU_ASSERT_EQUAL(op.chunks[1].ref, 0);
+	CU_ASSERT_EQUAL(op.chunks[2].ref, 1);
+	struct hash_id given = op.chunks[1].id;
+
+	struct proto_chunk frames[2];
+	memset(frames, 0, sizeof(frames));
+	memset(frames[0].id.b, 0xaa, HASH_LEN);
+	frames[0].len = 2;
+	memset(frames[1].id.b, 0xbb, HASH_LEN);
+	frames[1].len = 3;
+	CU_ASSERT_EQUAL(proto_op_resolve_refs(&op, frames, 1, &why), -EINVAL); /* frame 1 missing */
+	frames[1].len = 4;
+	CU_ASSERT_EQUAL(proto_op_resolve_refs(&op, frames, 2, &why), -EINVAL); /* another length */
+	frames[1].len = 3;
+	CU_ASSERT_EQUAL_FATAL(proto_op_resolve_refs(&op, frames, 2, &why), 0);
+	CU_ASSERT(hash_equal(&op.chunks[0].id, &frames[1].id));
+	CU_ASSERT(hash_equal(&op.chunks[1].id, &given));
+	CU_ASSERT(hash_equal(&op.chunks[2].id, &frames[0].id));
+	for (size_t i = 0; i < op.nchunks; i++)
+		CU_ASSERT_EQUAL(op.chunks[i].ref, 0);
+
+	/* The encoder writes a ref as [k, len] and an id as hex; refs only
+	 * when asked to. */
+	op.chunks[2].ref = 5;
+	cJSON *plain = proto_op_to_json(&op);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+	const cJSON *p2 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(plain, "chunks"), 2);
+	CU_ASSERT(cJSON_IsString(cJSON_GetArrayItem(p2, 0)));
+	cJSON_Delete(plain);
+	cJSON *out = proto_op_to_json_flags(&op, PROTO_REFS);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(out, "chunks");
+	const cJSON *e0 = cJSON_GetArrayItem(list, 0), *e2 = cJSON_GetArrayItem(list, 2);
+	CU_ASSERT(cJSON_IsString(cJSON_GetArrayItem(e0, 0)));
+	CU_ASSERT(cJSON_IsNumber(cJSON_GetArrayItem(e2, 0)) &&
+		  cJSON_GetArrayItem(e2, 0)->valuedouble == 4.0);
+	cJSON_Delete(out);
+	proto_op_release(&op);
+
+	/* Out of range, or not an integer. */
+	static const char *const bad[] = {
+		"{\"op\":\"file\",\"path\":\"f\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[[-1,1]]}",
+		"{\"op\":\"file\",\"path\":\"f\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[[65536,1]]}",
+		"{\"op\":\"file\",\"path\":\"f\",\"mode\":1,\"mtime\":[1,0],\"size\":1,\"chunks\":[[0.5,1]]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *b = cJSON_Parse(bad[i]);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+		CU_ASSERT_EQUAL(proto_op_from_json_flags(b, PROTO_REFS, &op, &why), -EINVAL);
+		cJSON_Delete(b);
+	}
+}
+
 static void test_unknown_and_depth(void)
 {
 	struct proto_op op;
@@ -491,6 +562,7 @@ int suite_proto(void)
 	    !CU_add_test(s, "bad paths", test_bad_paths) ||
 	    !CU_add_test(s, "wrong types", test_wrong_types) ||
 	    !CU_add_test(s, "chunk sums", test_chunk_sums) ||
+	    !CU_add_test(s, "refs", test_refs) ||
 	    !CU_add_test(s, "unknown op and depth", test_unknown_and_depth) ||
 	    !CU_add_test(s, "times", test_times) || !CU_add_test(s, "errno map", test_errno_map) ||
 	    !CU_add_test(s, "json nul", test_json_nul) ||
