@@ -85,3 +85,48 @@ int decompress_chunk(const uint8_t *in, size_t len, uint8_t *out, size_t raw_len
 		return -EBADMSG;
 	return 0;
 }
+
+int decompress_body(const uint8_t *in, size_t len, size_t cap, struct buf *out)
+{
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	ZSTD_inBuffer src = { in, len, 0 };
+	int r = -EBADMSG;
+	if (!d)
+		return -ENOMEM;
+	buf_reset(out);
+	/* A window over 8 MiB is refused: no body needs more. */
+	if (ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 23)))
+		goto out;
+	for (;;) {
+		size_t room = 64 * 1024;
+		if (out->len + room > cap)
+			room = cap - out->len + 1; /* one byte past the cap tells */
+		int e = buf_reserve(out, room);
+		if (e < 0) {
+			r = e == -EMSGSIZE ? -EMSGSIZE : -ENOMEM;
+			goto out;
+		}
+		ZSTD_outBuffer dst = { out->data + out->len, room, 0 };
+		size_t left = ZSTD_decompressStream(d, &dst, &src);
+		if (ZSTD_isError(left))
+			goto out;
+		out->len += dst.pos;
+		if (out->len > cap) {
+			r = -EMSGSIZE;
+			goto out;
+		}
+		if (left == 0) /* the frame is complete: nothing may follow */
+			break;
+		if (src.pos == src.size && dst.pos < room)
+			goto out; /* cut short */
+	}
+	if (src.pos != src.size)
+		goto out;
+	out->data[out->len] = '\0';
+	r = 0;
+out:
+	ZSTD_freeDCtx(d);
+	if (r < 0)
+		buf_reset(out);
+	return r;
+}

@@ -35,4 +35,12 @@ int compress_chunk(const uint8_t *in, size_t len, struct buf *out);
 __attribute__((warn_unused_result))
 int decompress_chunk(const uint8_t *in, size_t len, uint8_t *out, size_t raw_len);
 
+/* A request body sent with Content-Encoding: zstd: exactly one zstd frame
+ * (its size declared or not), decoded into out (its previous contents
+ * dropped). out's cap must be over cap. Returns 0, -EMSGSIZE when the
+ * decoded size passes cap (decoding stops there), -EBADMSG for anything
+ * but one complete frame, or -ENOMEM. */
+__attribute__((warn_unused_result))
+int decompress_body(const uint8_t *in, size_t len, size_t cap, struct buf *out);
+
 #endif

@@ -310,9 +310,10 @@ static enum send_result choose(struct worker *w, struct batch *b, uint8_t **send
  * short and the commits name those chunks by frame position: the server
  * hashes every chunk it receives anyway, and an id costs 32 bytes in the
  * frame and about as much again, as hex that compresses badly, in the
- * commit. */
-static int encode(struct batch *b, const uint8_t *send, int refs, char **json, struct buf *frames,
-		  uint64_t *nsent)
+ * commit. With brief, mirrord answers a bundle whose ops were all applied
+ * with their count instead of a list of {"ok":true}. */
+static int encode(struct batch *b, const uint8_t *send, int refs, int brief, char **json,
+		  struct buf *frames, uint64_t *nsent)
 {
 	uint32_t *pos = NULL; /* per candidate: its frame's position + 1, or 0 */
 	int r = -ENOMEM;
@@ -321,7 +322,8 @@ static int encode(struct batch *b, const uint8_t *send, int refs, char **json, s
 	*nsent = 0;
 	cJSON *root = cJSON_CreateObject();
 	cJSON *ops = root ? cJSON_AddArrayToObject(root, "ops") : NULL;
-	if (!ops || (refs && (!cJSON_AddTrueToObject(root, "refs") ||
+	if (!ops || (brief && !cJSON_AddTrueToObject(root, "brief")) ||
+	    (refs && (!cJSON_AddTrueToObject(root, "refs") ||
 			      !(pos = calloc(b->ncand ? b->ncand : 1, sizeof(*pos))))))
 		goto out;
 	for (size_t i = 0; i < b->ncand; i++) {
@@ -470,6 +472,7 @@ enum send_result batch_flush(struct worker *w,
 	char *json = NULL;
 	cJSON *reply = NULL;
 	const cJSON *results = NULL;
+	int all_ok = 0;
 	enum send_result res;
 	uint64_t nsent = 0, wire = 0;
 	long status = 0;
@@ -484,7 +487,8 @@ enum send_result batch_flush(struct worker *w,
 		worker_fill_pmtime(w, b->items[i].path, &b->items[i].op.pmtime,
 				   &b->items[i].op.has_pmtime);
 	res = choose(w, b, &send);
-	if (res == SEND_OK && encode(b, send, w->m->server_refs, &json, &frames, &nsent) < 0) {
+	if (res == SEND_OK && encode(b, send, w->m->server_refs, w->m->server_brief, &json, &frames,
+				     &nsent) < 0) {
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		res = SEND_LOCAL;
 	}
@@ -496,7 +500,12 @@ enum send_result batch_flush(struct worker *w,
 	if (res == SEND_OK) {
 		reply = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
 		results = cJSON_GetObjectItemCaseSensitive(reply, "results");
-		if (!cJSON_IsArray(results) || (size_t)cJSON_GetArraySize(results) != b->n) {
+		const cJSON *applied_n = cJSON_GetObjectItemCaseSensitive(reply, "applied");
+		/* brief: every op applied, no list */
+		all_ok = !results && cJSON_IsNumber(applied_n) &&
+			 applied_n->valuedouble == (double)b->n;
+		if (!all_ok &&
+		    (!cJSON_IsArray(results) || (size_t)cJSON_GetArraySize(results) != b->n)) {
 			snprintf(w->why, sizeof(w->why), "malformed answer to a bundle");
 			results = NULL;
 		}
@@ -517,7 +526,7 @@ enum send_result batch_flush(struct worker *w,
 		enum send_result r = SEND_MISSING; /* send it alone */
 		if (res == SEND_RETRY)
 			r = SEND_RETRY;
-		else if (one && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(one, "ok")))
+		else if (all_ok || (one && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(one, "ok"))))
 			r = SEND_OK;
 		if (r == SEND_OK)
 			applied(w, it);

@@ -62,6 +62,8 @@ struct mirror {
 	int server_stream;  /* ... and X-Mirror-Stream ("stream" in ping) */
 	int server_refs;    /* ... and bundles with short frames ("refs") */
 	int server_bare;    /* ... and bundles of chunks only ("bare") */
+	int server_zjson;   /* ... and zstd JSON bodies of /v1/op and queries */
+	int server_brief;   /* ... and brief answers to bundles */
 	atomic_int busy_workers; /* uploader workers processing an entry */
 	int keep_missing;   /* frozen: the front end reports deletions itself
 			     * (polling): a sync without QF_GONE that finds

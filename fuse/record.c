@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "log.h"
 
 struct record {
 	sqlite3 *db;
@@ -17,7 +20,7 @@ struct record {
 /* Lists are stored as proto_list_pack() writes them. */
 #define REC_ENTRY PROTO_LIST_ENTRY
 
-int record_open(const char *dir, struct record **out)
+static int record_open_once(const char *dir, struct record **out)
 {
 	char path[PATH_MAX];
 	struct record *r = calloc(1, sizeof(*r));
@@ -49,11 +52,27 @@ int record_open(const char *dir, struct record **out)
 	    sqlite3_prepare_v2(r->db, "DELETE FROM synced WHERE path = ?1 OR"
 				      " substr(path, 1, length(?2)) = ?2",
 			       -1, &r->forget, NULL) != SQLITE_OK) {
+		int rc = r->db ? sqlite3_errcode(r->db) : SQLITE_NOMEM;
+		log_debug("record.db: %s", r->db ? sqlite3_errmsg(r->db) : "out of memory");
 		record_close(r);
-		return -EIO;
+		return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? -EBUSY : -EIO;
 	}
 	*out = r;
 	return 0;
+}
+
+/* The uploaders open the record together at start, and switching a new
+ * database to WAL can fail busy without calling the busy handler: tried
+ * again for about 2 s while another connection holds the lock. */
+int record_open(const char *dir, struct record **out)
+{
+	int r = -EBUSY;
+	for (int i = 0; i < 100 && r == -EBUSY; i++) {
+		if (i)
+			usleep(20000);
+		r = record_open_once(dir, out);
+	}
+	return r;
 }
 
 void record_close(struct record *r)

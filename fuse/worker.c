@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "compress.h"
 #include "links.h"
 #include "log.h"
 #include "ofile.h"
@@ -116,6 +117,28 @@ enum send_result worker_request_enc(struct worker *w, const char *method, const 
 	return request_loop(w, method, target, body, len, ctype, 0, encoding, header, status);
 }
 
+/* A JSON body this long or longer goes compressed when mirrord takes that
+ * ("zjson"): a commit's chunk list and a query are mostly hex ids, which
+ * zstd brings to a little over half. */
+#define JSON_COMPRESS_MIN 1024
+
+/* POST the JSON text body (zstd-encoded when that pays, see above). */
+static enum send_result post_json(struct worker *w, const char *target, const char *body,
+				  uint64_t seq, long *status)
+{
+	size_t len = strlen(body);
+	struct buf z;
+	enum send_result r;
+	buf_init(&z, 0);
+	if (w->m->server_zjson && len >= JSON_COMPRESS_MIN &&
+	    compress_chunk((const uint8_t *)body, len, &z) == 1)
+		r = request_loop(w, "POST", target, z.data, z.len, NULL, seq, "zstd", NULL, status);
+	else
+		r = request_loop(w, "POST", target, body, len, NULL, seq, NULL, NULL, status);
+	buf_release(&z);
+	return r;
+}
+
 enum send_result worker_probe(struct worker *w)
 {
 	long status = 0;
@@ -127,6 +150,8 @@ enum send_result worker_probe(struct worker *w)
 	w->m->server_bundle = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bundle"));
 	w->m->server_stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stream"));
 	w->m->server_refs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "refs"));
+	w->m->server_zjson = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "zjson"));
+	w->m->server_brief = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "brief"));
 	w->m->server_bare = w->m->server_stream &&
 			    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bare"));
 	cJSON_Delete(j);
@@ -172,7 +197,7 @@ enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uin
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		return SEND_LOCAL;
 	}
-	res = worker_request(w, "POST", "/v1/op", body, strlen(body), NULL, seq, &status);
+	res = post_json(w, "/v1/op", body, seq, &status);
 	free(body);
 	if (res != SEND_OK)
 		return res;
@@ -208,7 +233,7 @@ enum send_result worker_query(struct worker *w, const struct hash_id *const *ids
 	}
 	if (!(body = cJSON_PrintUnformatted(q)))
 		goto out;
-	res = worker_request(w, "POST", "/v1/chunks/query", body, strlen(body), NULL, 0, &status);
+	res = post_json(w, "/v1/chunks/query", body, 0, &status);
 	if (res != SEND_OK)
 		goto out;
 	res = send_classify(status);

@@ -106,7 +106,9 @@ struct req {
 	struct buf inl;           /* R_BUNDLE: verified chunk bytes in memory */
 	struct inl_chunk *inlv;   /* R_BUNDLE: where each lies in inl (owned) */
 	size_t ninl, ainl;
+	int zbody;                /* R_OP, R_QUERY: the body is zstd (Content-Encoding) */
 	int refs;                 /* R_BUNDLE: "refs": short frames, ops name them */
+	int brief;                /* R_BUNDLE: "brief": all applied -> no results list */
 	struct proto_chunk *fids; /* R_BUNDLE with refs: each frame's id (owned) */
 	size_t nfids, afids;
 	/* A failure found while the body is still arriving: MHD 0.9.75 cannot
@@ -460,6 +462,12 @@ static int bundle_json(void *arg, const char *json, size_t len)
 		goto fail;
 	}
 	q->refs = cJSON_IsTrue(refs);
+	const cJSON *brief = cJSON_GetObjectItemCaseSensitive(j, "brief");
+	if (brief && !cJSON_IsBool(brief)) {
+		why = "malformed brief";
+		goto fail;
+	}
+	q->brief = cJSON_IsTrue(brief);
 	const cJSON *ops = cJSON_GetObjectItemCaseSensitive(j, "ops"), *e;
 	int n = cJSON_IsArray(ops) ? cJSON_GetArraySize(ops) : -1;
 	if (n < 0) {
@@ -574,6 +582,26 @@ static void take_body(struct http_server *s, struct req *q, const char *data, si
  * caller deletes the tree with cJSON_Delete. */
 static cJSON *parse_body(struct req *q, struct MHD_Connection *c, enum MHD_Result *ret)
 {
+	if (q->zbody) {
+		struct buf plain;
+		buf_init(&plain, q->body_max + 1);
+		int r = decompress_body((const uint8_t *)q->body.data, q->body.len, q->body_max,
+					&plain);
+		if (r < 0) {
+			buf_release(&plain);
+			log_warn("request with a body that does not decode");
+			*ret = r == -EMSGSIZE ? reply_error(q, c, MHD_HTTP_CONTENT_TOO_LARGE, EMSGSIZE,
+							    "body too large once decoded")
+			       : r == -ENOMEM ? reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+							    ENOMEM, "out of memory")
+					      : reply_error(q, c, MHD_HTTP_BAD_REQUEST, EBADMSG,
+							    "body is not one zstd frame of declared size");
+			return NULL;
+		}
+		buf_release(&q->body);
+		q->body = plain;
+		q->zbody = 0;
+	}
 	if (proto_json_has_nul(q->body.data ? q->body.data : "", q->body.len)) {
 		log_warn("request with a nul in its json");
 		*ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "nul in json");
@@ -828,9 +856,23 @@ static enum MHD_Result do_bundle(struct http_server *s, struct req *q, struct MH
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	apply_many(s->cfg.apply, items, q->nbops);
 	uint64_t each = elapsed_ns(&t0) / q->nbops;
+	/* brief: when every op was applied plainly, their count stands for
+	 * the list of {"ok":true} (12 bytes an op, the most of what a first
+	 * upload receives). */
+	int plain = q->brief;
+	for (size_t i = 0; plain && i < q->nbops; i++)
+		plain = items[i].r == 0 && !items[i].res.replayed;
 	buf_init(&b, 0);
-	r = buf_appendf(&b, "{\"ok\":true,\"stored\":%lu,\"results\":[", q->stored);
+	if (plain)
+		r = buf_appendf(&b, "{\"ok\":true,\"stored\":%lu,\"applied\":%zu", q->stored,
+				q->nbops);
+	else
+		r = buf_appendf(&b, "{\"ok\":true,\"stored\":%lu,\"results\":[", q->stored);
 	for (size_t i = 0; r == 0 && i < q->nbops; i++) {
+		if (plain) {
+			op_metrics(s, items[i].op, 0, &items[i].res, each);
+			continue;
+		}
 		struct apply_item *it = &items[i];
 		int a = it->r;
 		unsigned status = op_status(it->op, a);
@@ -859,7 +901,7 @@ static enum MHD_Result do_bundle(struct http_server *s, struct req *q, struct MH
 		apply_result_release(&items[i].res);
 	free(items);
 	if (r == 0)
-		r = buf_append(&b, "]}", 2);
+		r = plain ? buf_append(&b, "}", 1) : buf_append(&b, "]}", 2);
 	if (r < 0) {
 		buf_release(&b);
 		return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
@@ -996,7 +1038,8 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 		q->answered = 1;
 		/* "delta": file ops may be deltas of a recorded list */
 		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,"
-					"\"bundle\":true,\"stream\":true,\"refs\":true,\"bare\":true}");
+					"\"bundle\":true,\"stream\":true,\"refs\":true,\"bare\":true,"
+					"\"zjson\":true,\"brief\":true}");
 	case R_MANIFEST:
 		q->answered = 1;
 		return do_manifest(s, q, c);
@@ -1019,16 +1062,19 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 			return reply_error(q, c, MHD_HTTP_CONTENT_TOO_LARGE, EMSGSIZE, "body too large");
 		}
 	}
+	const char *ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_ENCODING);
+	int z = ce && strcasecmp(ce, "zstd") == 0;
+	if ((q->route == R_BUNDLE || q->route == R_OP || q->route == R_QUERY) && ce && !z &&
+	    strcasecmp(ce, "identity") != 0) {
+		q->answered = 1;
+		log_warn("%s %s: unsupported content-encoding", method, url);
+		return reply_error(q, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, EINVAL,
+				   "unsupported content-encoding (zstd or identity)");
+	}
+	if (q->route == R_OP || q->route == R_QUERY)
+		q->zbody = z;
 	if (q->route == R_BUNDLE) {
-		const char *ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_ENCODING);
-		int z = ce && strcasecmp(ce, "zstd") == 0;
-		if (ce && !z && strcasecmp(ce, "identity") != 0) {
-			q->answered = 1;
-			log_warn("%s %s: unsupported content-encoding", method, url);
-			return reply_error(q, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, EINVAL,
-					   "unsupported content-encoding (zstd or identity)");
-		}
 		const char *sh = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Mirror-Stream");
 		uint64_t sid = 0, spos = 0;
 		if (sh && (!z || parse_stream(sh, &sid, &spos) < 0)) {

@@ -287,6 +287,22 @@ ok "file named by ref exact" cmp -s "$T/b1" "$D/refs/a"
 ok "file of two refs exact" test "$(cat "$D/refs/b")" = "$(cat "$T/b2" "$T/b1")"
 ok "file by id beside refs exact" cmp -s "$T/b2" "$D/refs/c"
 rm -r "$D/refs"
+# brief: a bundle whose ops were all applied is answered with their count;
+# one with a refused op gets the list.
+req GET /v1/ping
+expect 200 '"brief":true' "ping announces brief answers"
+bundle '{"brief":true,"ops":[{"op":"mkdir","path":"brief","mode":493,"mtime":[1700000000,0]},{"op":"mkdir","path":"brief/x","mode":493,"mtime":[1700000000,0]}]}' /dev/null
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect 200 '{"ok":true,"stored":0,"applied":2}' "brief answer to a bundle all applied"
+ok "brief bundle applied" test -d "$D/brief/x"
+bundle '{"brief":true,"ops":[{"op":"mkdir","path":"brief/y","mode":493,"mtime":[1700000000,0]},{"op":"meta","path":"brief/none","type":"d","mode":493,"mtime":[1700000000,0]}]}' /dev/null
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect 200 '"results":[{"ok":true},{"ok":false' "a brief bundle with a refused op lists the results"
+bundle '{"brief":1,"ops":[{"op":"delete","path":"brief"}]}' /dev/null
+req POST /v1/bundle --data-binary "@$T/bundle"
+expect_err 400 EINVAL "bundle with malformed brief is 400"
+ok "malformed brief bundle applied nothing" test -d "$D/brief/y"
+rm -r "$D/brief"
 # A bundle of no ops ("bare"): its chunks go to the store, for a later
 # commit (a large file's chunks sent in the compression stream).
 req GET /v1/ping
@@ -305,6 +321,36 @@ expect 200 '"stored":1,"results":[]' "bundle without ops stores its chunk"
 op "$BARE_OP"
 expect 200 '"ok":true' "commit of the chunk a bare bundle stored"
 ok "file from a bare bundle's chunk exact" cmp -s "$T/b3" "$D/bare/f"
+# JSON bodies of /v1/op and /v1/chunks/query may be zstd ("zjson"): one
+# frame, its size declared or not, within the route's cap.
+req GET /v1/ping
+expect 200 '"zjson":true' "ping announces zstd json bodies"
+printf '%s' "${BARE_OP/bare\/f/bare\/g}" >"$T/op.json"
+zstd -q -c "$T/op.json" >"$T/op.zst"
+req POST /v1/op -H 'Content-Encoding: zstd' --data-binary "@$T/op.zst"
+expect 200 '"ok":true' "zstd-encoded op"
+ok "file from a zstd-encoded op exact" cmp -s "$T/b3" "$D/bare/g"
+printf '%s' "${BARE_OP/bare\/f/bare\/h}" | zstd -q -c >"$T/op.nosize"
+req POST /v1/op -H 'Content-Encoding: zstd' --data-binary "@$T/op.nosize"
+expect 200 '"ok":true' "zstd-encoded op without its size in the frame"
+ok "file from a zstd op without size exact" cmp -s "$T/b3" "$D/bare/h"
+printf '{"ids":["%s","%s"]}' "$B3" "$(id_of "$T/b3" | tr 0-9a-f 1-9a-f0)" | zstd -q -c >"$T/q.zst"
+req POST /v1/chunks/query -H 'Content-Encoding: zstd' --data-binary "@$T/q.zst"
+expect 200 '"missing":[1]' "zstd-encoded query"
+head -c 100 /dev/urandom >"$T/notzstd"
+req POST /v1/op -H 'Content-Encoding: zstd' --data-binary "@$T/notzstd"
+expect_err 400 EBADMSG "op body that is not zstd is 400"
+printf '%s' "$BARE_OP" | zstd -q -c | head -c -4 >"$T/op.cut"
+req POST /v1/op -H 'Content-Encoding: zstd' --data-binary "@$T/op.cut"
+expect_err 400 EBADMSG "zstd op body cut short is 400"
+{ cat "$T/op.zst" "$T/op.zst"; } >"$T/op.two"
+req POST /v1/op -H 'Content-Encoding: zstd' --data-binary "@$T/op.two"
+expect_err 400 EBADMSG "zstd op body of two frames is 400"
+head -c $((65 << 20)) /dev/zero | zstd -q -c >"$T/op.bomb"
+req POST /v1/op -H 'Content-Encoding: zstd' --data-binary "@$T/op.bomb"
+expect_err 413 EMSGSIZE "zstd op body over the cap once decoded is 413"
+req POST /v1/op -H 'Content-Encoding: gzip' --data-binary "@$T/op.zst"
+expect_err 415 "" "op in an unknown content-encoding is 415"
 rm -r "$D/bare"
 
 bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null

@@ -181,6 +181,48 @@ struct worker {
 	int failures;
 };
 
+/* Bodies (Content-Encoding: zstd): one frame, size declared or not (a
+ * streaming compressor does not declare it), decoded within the cap; two
+ * frames, a cut frame, garbage and a bomb past the cap are refused. */
+static void test_body(void)
+{
+	enum { LEN = 300000 };
+	uint8_t *text = malloc(LEN);
+	struct buf z, out;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	fill_text(text, LEN, 7);
+	buf_init(&z, 0);
+	buf_init(&out, LEN + 1);
+	CU_ASSERT_EQUAL_FATAL(compress_chunk(text, LEN, &z), 1);
+	CU_ASSERT_EQUAL(decompress_body((const uint8_t *)z.data, z.len, LEN, &out), 0);
+	CU_ASSERT(out.len == LEN && memcmp(out.data, text, LEN) == 0);
+	CU_ASSERT_EQUAL(decompress_body((const uint8_t *)z.data, z.len, LEN - 1, &out), -EMSGSIZE);
+	CU_ASSERT_EQUAL(decompress_body((const uint8_t *)z.data, z.len - 3, LEN, &out), -EBADMSG);
+	size_t one = z.len;
+	CU_ASSERT_EQUAL_FATAL(buf_append(&z, z.data, one), 0);
+	CU_ASSERT_EQUAL(decompress_body((const uint8_t *)z.data, z.len, LEN, &out), -EBADMSG);
+	CU_ASSERT_EQUAL(decompress_body(text, 1000, LEN, &out), -EBADMSG);
+
+	/* No declared size: a streamed frame. */
+	ZSTD_CCtx *c = ZSTD_createCCtx();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	uint8_t *dst = malloc(ZSTD_compressBound(LEN));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dst);
+	ZSTD_outBuffer o = { dst, ZSTD_compressBound(LEN), 0 };
+	ZSTD_inBuffer i = { text, LEN, 0 }, none = { NULL, 0, 0 };
+	CU_ASSERT_FALSE(ZSTD_isError(ZSTD_compressStream2(c, &o, &i, ZSTD_e_continue)));
+	CU_ASSERT_EQUAL(ZSTD_compressStream2(c, &o, &none, ZSTD_e_end), 0);
+	CU_ASSERT_EQUAL(ZSTD_getFrameContentSize(dst, o.pos), ZSTD_CONTENTSIZE_UNKNOWN);
+	CU_ASSERT_EQUAL(decompress_body(dst, o.pos, LEN, &out), 0);
+	CU_ASSERT(out.len == LEN && memcmp(out.data, text, LEN) == 0);
+	CU_ASSERT_EQUAL(decompress_body(dst, o.pos, LEN / 2, &out), -EMSGSIZE);
+	ZSTD_freeCCtx(c);
+	free(dst);
+	free(text);
+	buf_release(&z);
+	buf_release(&out);
+}
+
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
@@ -230,6 +272,7 @@ int suite_compress(void)
 	if (!CU_add_test(s, "round trip", test_roundtrip) ||
 	    !CU_add_test(s, "not worth it", test_not_worth_it) ||
 	    !CU_add_test(s, "bad input", test_bad_input) ||
+	    !CU_add_test(s, "bodies", test_body) ||
 	    !CU_add_test(s, "threads", test_threads))
 		return CU_get_error();
 	return 0;

@@ -3,11 +3,15 @@
  * uploader_backoff_ms (fuse/uploader) and send_classify (fuse/worker).
  */
 #include <CUnit/CUnit.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 
 #include "../../fuse/http.h"
+#include "../../fuse/record.h"
 #include "../../fuse/uploader.h"
 #include "../../fuse/worker.h"
 
@@ -149,6 +153,49 @@ static void test_send_classify(void)
 	CU_ASSERT_NOT_EQUAL(send_classify(0), SEND_OK);
 }
 
+/* The uploaders open the record together at start: every one gets it
+ * (switching a new database to WAL can be busy without the busy handler). */
+struct opener {
+	const char *dir;
+	pthread_barrier_t *go;
+	int r;
+	struct record *rec;
+};
+
+static void *open_record(void *arg)
+{
+	struct opener *o = arg;
+	pthread_barrier_wait(o->go);
+	o->r = record_open(o->dir, &o->rec);
+	return NULL;
+}
+
+static void test_record_open_together(void)
+{
+	enum { N = 8, ROUNDS = 10 };
+	for (int round = 0; round < ROUNDS; round++) {
+		char dir[] = "/tmp/mirrorfs-rec.XXXXXX";
+		CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+		pthread_barrier_t go;
+		pthread_t t[N];
+		struct opener o[N];
+		pthread_barrier_init(&go, NULL, N);
+		for (int i = 0; i < N; i++) {
+			o[i] = (struct opener){ .dir = dir, .go = &go };
+			CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, open_record, &o[i]), 0);
+		}
+		for (int i = 0; i < N; i++) {
+			pthread_join(t[i], NULL);
+			CU_ASSERT_EQUAL(o[i].r, 0);
+			record_close(o[i].rec);
+		}
+		pthread_barrier_destroy(&go);
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		CU_ASSERT_EQUAL(system(cmd), 0);
+	}
+}
+
 int suite_fuse_misc(void)
 {
 	CU_pSuite s = CU_add_suite("fuse_misc", NULL, NULL);
@@ -157,7 +204,8 @@ int suite_fuse_misc(void)
 	if (!CU_add_test(s, "url_check", test_url_check) ||
 	    !CU_add_test(s, "backoff_bounds", test_backoff_bounds) ||
 	    !CU_add_test(s, "backoff_jitter", test_backoff_jitter) ||
-	    !CU_add_test(s, "send_classify", test_send_classify))
+	    !CU_add_test(s, "send_classify", test_send_classify) ||
+	    !CU_add_test(s, "record_open_together", test_record_open_together))
 		return CU_get_error();
 	return 0;
 }
