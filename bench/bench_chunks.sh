@@ -28,3 +28,8 @@ for s in "over:4 KiB overwritten in 256 MiB" "ins:100 bytes inserted at the star
 	"$W/cs" "$W/$base" "$W/$f"
 	echo
 done
+# How far a 4 KiB overwrite disturbs the boundaries, over many offsets.
+cc -O2 -Wall -Wextra -Werror -I"$ROOT/common" -o "$W/cl" "$ROOT/bench/chunk_locality.c" \
+	"$ROOT/common/chunker.c" "$ROOT/common/hash.c" -lsodium
+echo "== 4 KiB overwrites at random offsets"
+"$W/cl"
