@@ -137,10 +137,13 @@ bench-wire: all
 bench-reconcile: all
 	bench/bench_reconcile.sh
 
+bench-chunks:
+	bench/bench_chunks.sh
+
 clean:
 	rm -rf build build-san
 
-.PHONY: poll all deps test test-unit demo clean bench bench-wire bench-reconcile
+.PHONY: poll all deps test test-unit demo clean bench bench-wire bench-reconcile bench-chunks
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
