@@ -5,7 +5,8 @@
  * batch is cut into chunks (common/chunker), hashed, the server is asked
  * which of them it lacks, and only those are uploaded (zstd where that
  * pays: a body with compressible chunks goes in the worker's compression
- * stream, batch_post_chunks(), else each chunk is compressed alone). Memory stays bounded by one batch plus the chunk list (48 bytes a
+ * stream, batch_post_chunks(), else each chunk is compressed alone).
+ * Memory stays bounded by one batch plus the chunk list (48 bytes a
  * chunk), whatever the file size. The commit names the whole chunk list;
  * mirrord answers 409 with the chunks it no longer has, which are read
  * again (and re-checked against their ids) and sent.
