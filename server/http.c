@@ -474,21 +474,15 @@ static int bundle_json(void *arg, const char *json, size_t len)
 		why = "missing op list";
 		goto fail;
 	}
-	if (n == 0) {
-		/* Chunks only (a large file's, sent in the compression
-		 * stream): every chunk goes to the store. */
-		cJSON_Delete(j);
-		if (q->refs)
-			bundle_parser_short_frames(&q->bp);
-		return 0;
-	}
 	if (n > PROTO_BUNDLE_MAX_OPS) {
 		why = "too many ops";
 		status = MHD_HTTP_CONTENT_TOO_LARGE;
 		err = E2BIG;
 		goto fail;
 	}
-	if (!(q->bops = calloc((size_t)n, sizeof(*q->bops)))) {
+	/* No ops: chunks only (a large file's, sent in the compression
+	 * stream), every one goes to the store. */
+	if (n > 0 && !(q->bops = calloc((size_t)n, sizeof(*q->bops)))) {
 		why = "out of memory";
 		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
 		err = ENOMEM;
@@ -869,14 +863,12 @@ static enum MHD_Result do_bundle(struct http_server *s, struct req *q, struct MH
 	else
 		r = buf_appendf(&b, "{\"ok\":true,\"stored\":%lu,\"results\":[", q->stored);
 	for (size_t i = 0; r == 0 && i < q->nbops; i++) {
-		if (plain) {
-			op_metrics(s, items[i].op, 0, &items[i].res, each);
-			continue;
-		}
 		struct apply_item *it = &items[i];
 		int a = it->r;
 		unsigned status = op_status(it->op, a);
 		op_metrics(s, it->op, a, &it->res, each);
+		if (plain)
+			continue;
 		if (i)
 			r = buf_append(&b, ",", 1);
 		if (r == 0 && a == 0)
