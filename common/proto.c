@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "path.h"
 
 /* The errno values that cross the wire. Anything else travels as EUNKNOWN. */
@@ -264,6 +266,32 @@ cJSON *proto_op_to_json(const struct proto_op *op)
 	return proto_op_to_json_flags(op, 0);
 }
 
+/* "patch": [[off, "base64"], ...] */
+static int add_patches(cJSON *o, const struct proto_patch *p, size_t n)
+{
+	cJSON *arr = cJSON_AddArrayToObject(o, "patch");
+	if (!arr)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		size_t blen = sodium_base64_encoded_len(p[i].len, sodium_base64_VARIANT_ORIGINAL);
+		char *b64 = malloc(blen);
+		cJSON *e = cJSON_CreateArray();
+		if (!b64 || !e || !cJSON_AddItemToArray(arr, e)) {
+			free(b64);
+			cJSON_Delete(e);
+			return -ENOMEM;
+		}
+		/* e belongs to arr from here on */
+		sodium_bin2base64(b64, blen, p[i].data, p[i].len, sodium_base64_VARIANT_ORIGINAL);
+		int ok = cJSON_AddItemToArray(e, cJSON_CreateNumber((double)p[i].off)) &&
+			 cJSON_AddItemToArray(e, cJSON_CreateString(b64));
+		free(b64);
+		if (!ok)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
 {
 	int refs = (flags & PROTO_REFS) != 0;
@@ -322,6 +350,8 @@ cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
 			if (!arr || fill_chunk_list(arr, op->chunks, op->nchunks, refs) < 0)
 				goto fail;
 		}
+		if (op->patched && add_patches(o, op->patches, op->npatches) < 0)
+			goto fail;
 	}
 	if (op->has_pmtime && add_time(o, "pmtime", &op->pmtime) < 0)
 		goto fail;
@@ -337,6 +367,9 @@ void proto_op_release(struct proto_op *op)
 {
 	if (!op)
 		return;
+	for (size_t i = 0; i < op->npatches; i++)
+		free(op->patches[i].data);
+	free(op->patches);
 	free(op->path);
 	free(op->path2);
 	free(op->target);
@@ -512,6 +545,63 @@ static int get_chunks(const cJSON *o, int refs, struct proto_op *op, const char 
 	return 0;
 }
 
+/* "patch" (optional): [[off, "base64"], ...], sorted, disjoint, within
+ * the file's size, PROTO_PATCH_BYTES_MAX decoded bytes in all. */
+static int get_patches(const cJSON *o, struct proto_op *op, const char **why)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "patch"), *e;
+	uint64_t total = 0, end = 0;
+	int64_t off;
+
+	if (!arr)
+		return 0;
+	op->patched = 1;
+	int cnt = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+	if (cnt < 0 || cnt > (int)PROTO_MAX_PATCHES) {
+		*why = cnt < 0 ? "invalid patch" : "too many patches";
+		return cnt < 0 ? -EINVAL : -E2BIG;
+	}
+	if (cnt > 0 && !(op->patches = calloc((size_t)cnt, sizeof(*op->patches))))
+		return -ENOMEM;
+	cJSON_ArrayForEach(e, arr) {
+		struct proto_patch *pp = &op->patches[op->npatches];
+		const cJSON *b;
+		if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 ||
+		    get_int(e->child, 0, 9007199254740992.0, &off) < 0 ||
+		    !cJSON_IsString(b = e->child->next)) {
+			*why = "invalid patch";
+			return -EINVAL;
+		}
+		size_t blen = strlen(b->valuestring), len = 0;
+		/* Decoded: 3 bytes per 4 characters, less one per '=' of padding. */
+		size_t dmax = blen / 4 * 3;
+		for (size_t k = 1; k <= 2 && dmax > 0 && b->valuestring[blen - k] == '='; k++)
+			dmax--;
+		if (dmax > PROTO_PATCH_BYTES_MAX - total) {
+			*why = "patches too large";
+			return -E2BIG;
+		}
+		if (!(pp->data = malloc(dmax + 1)))
+			return -ENOMEM;
+		op->npatches++;
+		if (sodium_base642bin(pp->data, dmax + 1, b->valuestring, blen, NULL, &len,
+				      NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    len == 0) {
+			*why = "invalid patch data";
+			return -EINVAL;
+		}
+		if ((uint64_t)off < end || (uint64_t)off > op->size || len > op->size - (uint64_t)off) {
+			*why = "patches out of order or beyond the size";
+			return -EINVAL;
+		}
+		pp->off = (uint64_t)off;
+		pp->len = (uint32_t)len;
+		end = pp->off + len;
+		total += len;
+	}
+	return 0;
+}
+
 static int resolve_list(struct proto_chunk *c, size_t n, const struct proto_chunk *frames,
 			size_t nframes, const char **why)
 {
@@ -602,7 +692,8 @@ int proto_op_from_json_flags(const cJSON *j, unsigned flags, struct proto_op *op
 	case OP_FILE:
 		if ((r = get_mode(j, &op->mode, why)) < 0 ||
 		    (r = get_time(j, "mtime", 1, &op->mtime, NULL, why)) < 0 ||
-		    (r = get_chunks(j, (flags & PROTO_REFS) != 0, op, why)) < 0)
+		    (r = get_chunks(j, (flags & PROTO_REFS) != 0, op, why)) < 0 ||
+		    (r = get_patches(j, op, why)) < 0)
 			goto fail;
 		break;
 	case OP_MKDIR:
@@ -652,4 +743,95 @@ int proto_op_from_json_flags(const cJSON *j, unsigned flags, struct proto_op *op
 fail:
 	proto_op_release(op);
 	return r;
+}
+
+/* ---- list diff: old positions sorted by (id, len, position), for finding
+ * where the old list has a chunk again. */
+static int cmp_chunk(const struct proto_chunk *a, const struct proto_chunk *b)
+{
+	int c = memcmp(a->id.b, b->id.b, sizeof(a->id.b));
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+static int cmp_pos(const void *pa, const void *pb, void *list)
+{
+	const struct proto_chunk *l = list;
+	uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+	int c = cmp_chunk(&l[a], &l[b]);
+	return c ? c : (a > b) - (a < b);
+}
+
+/* The first position >= from where old (sorted as pos[0..n)) holds c, or
+ * SIZE_MAX. */
+static size_t find_old(const struct proto_chunk *old, const uint32_t *pos, size_t n,
+		       const struct proto_chunk *c, size_t from)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int k = cmp_chunk(&old[pos[mid]], c);
+		if (k < 0 || (k == 0 && pos[mid] < from))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && cmp_chunk(&old[pos[lo]], c) == 0 ? pos[lo] : SIZE_MAX;
+}
+
+int proto_diff_lists(const struct proto_chunk *old, size_t nold, struct proto_chunk *pc,
+		      size_t n, struct proto_edit **out, size_t *ins)
+{
+	uint32_t *pos = malloc((nold ? nold : 1) * sizeof(*pos));
+	struct proto_edit *e = NULL;
+	size_t ne = 0, i = 0, j = 0;
+	*out = NULL;
+	*ins = 0;
+	if (!pos || nold > UINT32_MAX)
+		goto nomem;
+	for (size_t k = 0; k < nold; k++)
+		pos[k] = (uint32_t)k;
+	qsort_r(pos, nold, sizeof(*pos), cmp_pos, (void *)old);
+	while (i < n || j < nold) {
+		if (i < n && j < nold && cmp_chunk(&pc[i], &old[j]) == 0) {
+			i++;
+			j++;
+			continue;
+		}
+		/* Resynchronise on a chunk the old list has again, confirmed
+		 * by the next one (or both lists ending there): a lone match
+		 * far ahead (a chunk moved, a run of zeros) is not taken. */
+		size_t i2 = i, j2 = SIZE_MAX;
+		if (ne + 1 < PROTO_MAX_EDITS)
+			for (; i2 < n; i2++) {
+				j2 = find_old(old, pos, nold, &pc[i2], j);
+				if (j2 != SIZE_MAX &&
+				    ((i2 + 1 == n && j2 + 1 == nold) ||
+				     (i2 + 1 < n && j2 + 1 < nold &&
+				      cmp_chunk(&pc[i2 + 1], &old[j2 + 1]) == 0)))
+					break;
+				j2 = SIZE_MAX;
+			}
+		if (j2 == SIZE_MAX) { /* the rest is one edit */
+			i2 = n;
+			j2 = nold;
+		}
+		if (ne % 16 == 0) {
+			struct proto_edit *p = realloc(e, (ne + 16) * sizeof(*e));
+			if (!p)
+				goto nomem;
+			e = p;
+		}
+		e[ne++] = (struct proto_edit){ .start = (uint32_t)j, .del = (uint32_t)(j2 - j),
+					       .chunks = pc + i, .n = i2 - i };
+		*ins += i2 - i;
+		i = i2;
+		j = j2;
+	}
+	free(pos);
+	*out = e;
+	return (int)ne;
+nomem:
+	free(pos);
+	free(e);
+	return -ENOMEM;
 }

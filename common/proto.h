@@ -61,6 +61,20 @@ struct proto_edit {
 
 #define PROTO_MAX_EDITS 1024
 
+/* A file op's patch: bytes of the new version at off. A file op with
+ * "patch" (patched set, maybe no patches) lets mirrord build a chunk it
+ * lacks from its current file at the op's path, the same bytes at the
+ * same offset with the patches laid over them, if the result has the
+ * chunk's id (docs/PROTOCOL.md). */
+struct proto_patch {
+	uint64_t off;
+	uint32_t len;
+	uint8_t *data; /* len bytes; owned as the op's strings are */
+};
+
+#define PROTO_MAX_PATCHES 1024
+#define PROTO_PATCH_BYTES_MAX (1024u * 1024) /* all of an op's patches */
+
 /* One operation. Strings are owned by the op (proto_op_release frees them)
  * when it comes from proto_op_from_json(); a client may point them at its own
  * strings and never call release. */
@@ -84,6 +98,11 @@ struct proto_op {
 	struct hash_id base_digest;
 	struct proto_edit *edits;
 	size_t nedits;
+	/* file: sorted, disjoint, within size; at most PROTO_MAX_PATCHES,
+	 * PROTO_PATCH_BYTES_MAX bytes in all. */
+	int patched;
+	struct proto_patch *patches;
+	size_t npatches;
 };
 
 /* Build the JSON object of op. Returns a new cJSON tree (caller deletes with
@@ -152,6 +171,18 @@ void proto_list_unpack(const uint8_t *in, size_t n, struct proto_chunk *c);
  * not fit the base (out of range, overlapping, unsorted), -ENOMEM. */
 struct proto_chunk *proto_apply_edits(const struct proto_chunk *base, size_t nbase,
 				      const struct proto_edit *e, size_t ne, size_t *n, int *err);
+
+/* The edits that turn old[0..nold) into pc[0..n): walk both lists; where
+ * they differ, an edit runs until the first new chunk found again in the
+ * old list past that point (the old chunks in between are deleted, the new
+ * ones in between inserted). An in-place change of a few ranges of a large
+ * file gives one small edit per range; at most PROTO_MAX_EDITS (the last
+ * one takes the rest). The edits point into pc (borrowed). Returns their
+ * number (*out: a new array, caller frees; NULL for 0, the lists being
+ * equal) or -ENOMEM. *ins gets the number of chunks inserted in all. */
+__attribute__((warn_unused_result))
+int proto_diff_lists(const struct proto_chunk *old, size_t nold, struct proto_chunk *pc, size_t n,
+		     struct proto_edit **out, size_t *ins);
 
 /* Maximum nesting depth of a cJSON tree (for the JSON depth cap). */
 int proto_json_depth(const cJSON *j);

@@ -64,6 +64,7 @@ struct mirror {
 	int server_bare;    /* ... and bundles of chunks only ("bare") */
 	int server_zjson;   /* ... and zstd JSON bodies of /v1/op and queries */
 	int server_brief;   /* ... and brief answers to bundles */
+	int server_patch;   /* ... and file ops with patches ("patch") */
 	atomic_int busy_workers; /* uploader workers processing an entry */
 	int keep_missing;   /* frozen: the front end reports deletions itself
 			     * (polling): a sync without QF_GONE that finds

@@ -152,6 +152,7 @@ enum send_result worker_probe(struct worker *w)
 	w->m->server_refs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "refs"));
 	w->m->server_zjson = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "zjson"));
 	w->m->server_brief = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "brief"));
+	w->m->server_patch = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "patch"));
 	w->m->server_bare = w->m->server_stream &&
 			    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bare"));
 	cJSON_Delete(j);

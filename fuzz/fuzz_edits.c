@@ -5,7 +5,8 @@
  * Input: base length (1 byte), number of edits (1 byte), then per edit
  * start, del, number of inserted chunks (1 byte each). Chunks are told
  * apart by their len field (base: 1000 + index, inserted: 2000 + a
- * counter).
+ * counter). The result is then diffed against the base
+ * (proto_diff_lists), and those edits must give the same result.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -79,6 +80,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	if (k != n)
 		abort();
+	/* The client's side: the edits found between base and out must
+	 * turn base into out again. */
+	struct proto_edit *de = NULL;
+	size_t dins = 0, m = 0;
+	int dn = proto_diff_lists(base, nbase, out, n, &de, &dins);
+	if (dn < 0)
+		abort();
+	struct proto_chunk *again = proto_apply_edits(base, nbase, de, (size_t)dn, &m, &err);
+	if ((n > 0 && !again) || m != n || (n > 0 && memcmp(again, out, n * sizeof(*out)) != 0))
+		abort();
+	free(again);
+	free(de);
 	free(out);
 	return 0;
 }

@@ -7,7 +7,7 @@
  * what a client can say. Inputs of odd length are decoded as ops of a
  * bundle with refs ([k, len] entries), encoded back with refs, and their
  * refs resolved against four frames: a resolved op names no frame any
- * more.
+ * more. Patches ("patch") must come back byte for byte.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,6 +40,12 @@ static int same_op(const struct proto_op *a, const struct proto_op *b)
 		return 0;
 	if (a->base_path && memcmp(&a->base_digest, &b->base_digest, sizeof(a->base_digest)))
 		return 0;
+	if (a->patched != b->patched || a->npatches != b->npatches)
+		return 0;
+	for (size_t i = 0; i < a->npatches; i++)
+		if (a->patches[i].off != b->patches[i].off || a->patches[i].len != b->patches[i].len ||
+		    memcmp(a->patches[i].data, b->patches[i].data, a->patches[i].len) != 0)
+			return 0;
 	for (size_t i = 0; i < a->nedits; i++)
 		if (a->edits[i].start != b->edits[i].start || a->edits[i].del != b->edits[i].del ||
 		    a->edits[i].n != b->edits[i].n ||

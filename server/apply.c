@@ -337,6 +337,50 @@ static int put_chunk(int fd, off_t at, const uint8_t *buf, size_t len, int srcfd
 	return pwrite_full(fd, buf + done, len - done, at + (off_t)done);
 }
 
+/*
+ * Build chunk c, at offset at of op's new version, from the file now at
+ * op->path with op's patches laid over it (a small edit of a large file
+ * sends the bytes it changed, not the chunks around them). Bytes past
+ * that file's end read as zeros. The result counts only if it has c's
+ * id. Returns 0 (buf holds the chunk), -ENOENT (no such file, or not
+ * the chunk) or -ENOMEM.
+ */
+static int patch_chunk(struct apply_ctx *ctx, const struct proto_op *op,
+		       const struct proto_chunk *c, uint64_t at, uint8_t *buf,
+		       struct src_cache *bsc)
+{
+	struct hash_id got;
+	struct stat st;
+	size_t have = 0;
+	char *p = strdup(op->path);
+	if (!p)
+		return -ENOMEM;
+	int fd = src_open(ctx, bsc, p); /* takes p */
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || at > (uint64_t)INT64_MAX - c->len)
+		return -ENOENT;
+	while (have < c->len) {
+		ssize_t n = pread(fd, buf + have, c->len - have, (off_t)(at + have));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	memset(buf + have, 0, c->len - have);
+	for (size_t k = 0; k < op->npatches; k++) {
+		const struct proto_patch *pp = &op->patches[k];
+		if (pp->off >= at + c->len)
+			break;
+		if (pp->off + pp->len <= at)
+			continue;
+		uint64_t from = pp->off > at ? pp->off : at;
+		uint64_t to = pp->off + pp->len < at + c->len ? pp->off + pp->len : at + c->len;
+		memcpy(buf + (from - at), pp->data + (from - pp->off), (size_t)(to - from));
+	}
+	hash_buf(buf, c->len, &got);
+	return hash_equal(&got, &c->id) ? 0 : -ENOENT;
+}
+
 /* 1 if chunk i is the same as chunk i - 1. */
 static int same_as_prev(const struct proto_op *op, size_t i)
 {
@@ -353,6 +397,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 		    struct apply_result *res)
 {
 	struct src_cache sc = { .path = NULL, .fd = -1 };
+	struct src_cache bsc = { .path = NULL, .fd = -1 }; /* op->path, for patches */
 	size_t alloc = 0;
 	uint8_t *buf = NULL;
 	off_t at = 0;
@@ -365,7 +410,8 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 	for (size_t i = 0; i < op->nchunks; i++) {
 		if (!same_as_prev(op, i))
 			avail = chunk_available(ctx, inl, &op->chunks[i]);
-		if (!avail && (r = add_missing(res, i, &alloc)) < 0)
+		/* With "patch", it may be built from the file (checked below). */
+		if (!avail && !op->patched && (r = add_missing(res, i, &alloc)) < 0)
 			return r;
 	}
 	if (res->nmissing)
@@ -381,23 +427,27 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 	int in_buf = 0, zero = 0; /* buf holds the previous chunk, verified */
 	for (size_t i = 0; i < op->nchunks; i++) {
 		const struct proto_chunk *c = &op->chunks[i];
+		off_t here = at; /* where chunk i goes */
 		int srcfd;
 		off_t srcoff;
+		at += c->len;
 		if (res->nmissing) {
 			/* Already failing: only find the rest of the missing. */
-			if (!chunk_available(ctx, inl, c) && (r = add_missing(res, i, &alloc)) < 0)
+			if (!chunk_available(ctx, inl, c) && !op->patched &&
+			    (r = add_missing(res, i, &alloc)) < 0)
 				goto fail;
 			continue;
 		}
 		if (in_buf && same_as_prev(op, i)) {
 			/* The same chunk again: no second fetch and hash. */
-			if (!zero && (r = pwrite_full(fd, buf, c->len, at)) < 0)
+			if (!zero && (r = pwrite_full(fd, buf, c->len, here)) < 0)
 				goto fail;
-			at += c->len;
 			continue;
 		}
 		in_buf = 0;
 		r = fetch_chunk(ctx, inl, c, buf, &sc, &srcfd, &srcoff);
+		if (r == -ENOENT && op->patched)
+			r = patch_chunk(ctx, op, c, (uint64_t)here, buf, &bsc);
 		if (r == -ENOENT) {
 			if ((r = add_missing(res, i, &alloc)) < 0)
 				goto fail;
@@ -408,10 +458,9 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 		/* An all-zero chunk is skipped: a hole (sparse files stay
 		 * sparse; the final ftruncate sets the size). */
 		zero = all_zero(buf, c->len);
-		if (!zero && (r = put_chunk(fd, at, buf, c->len, srcfd, srcoff)) < 0)
+		if (!zero && (r = put_chunk(fd, here, buf, c->len, srcfd, srcoff)) < 0)
 			goto fail;
 		in_buf = 1;
-		at += c->len;
 	}
 	if (res->nmissing) {
 		r = APPLY_MISSING;
@@ -430,6 +479,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 	}
 	free(buf);
 	src_cache_release(&sc);
+	src_cache_release(&bsc);
 	return 0;
 fail:
 	if (fd >= 0)
@@ -437,6 +487,7 @@ fail:
 	unlinkat(ctx->tmp->fd, tname, 0);
 	free(buf);
 	src_cache_release(&sc);
+	src_cache_release(&bsc);
 	return r;
 }
 

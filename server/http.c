@@ -1031,7 +1031,7 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 		/* "delta": file ops may be deltas of a recorded list */
 		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,"
 					"\"bundle\":true,\"stream\":true,\"refs\":true,\"bare\":true,"
-					"\"zjson\":true,\"brief\":true}");
+					"\"zjson\":true,\"brief\":true,\"patch\":true}");
 	case R_MANIFEST:
 		q->answered = 1;
 		return do_manifest(s, q, c);

@@ -8,6 +8,10 @@
 #   - a folder of 200 files of 10 KiB renamed: one rename, under 64 KiB
 #     (the data would be 2 MiB);
 #   - 4 KiB overwritten in the middle of the 50 MiB file: under 128 KiB;
+#   - 8 blocks of 4 KiB overwritten across it at once: the commit carries
+#     the 32 KiB that changed as patches (mirrord lays them over its copy):
+#     under 48 KiB. Sent as the 8 or more chunks around them, they would
+#     cost about 160 KiB (16 KiB chunks on average);
 #   - a 3 MiB text file made of 16 variants of one 200 KiB block of base64
 #     (every 97th character differs, so no chunk is a duplicate): its
 #     chunks compressed one by one would cost about 2.3 MiB (base64 packs
@@ -76,6 +80,18 @@ b0=$(bytes_up)
 dd if=/dev/urandom of="$M/big" bs=4096 count=1 seek=6400 conv=notrunc status=none
 sync_mirror
 expect_under "4 KiB overwrite of 50 MiB" "$b0" $((128 << 10))
+
+step "8 blocks of 4 KiB overwritten at once: patches"
+head -c $((50 << 20)) "$M/big" >"$T/big.expect"
+b0=$(bytes_up)
+for blk in 700 1900 3100 4300 5500 7700 9100 11300; do
+	dd if=/dev/urandom of="$T/blk" bs=4096 count=1 status=none
+	dd if="$T/blk" of="$M/big" bs=4096 seek=$blk conv=notrunc status=none
+	dd if="$T/blk" of="$T/big.expect" bs=4096 seek=$blk conv=notrunc status=none
+done
+sync_mirror
+expect_under "8 x 4 KiB overwrites of 50 MiB" "$b0" $((48 << 10))
+cmp -s "$T/big.expect" "$T/dir/big" || fail "the patched file differs on the server"
 
 step "a large text file whose chunks compress only with context"
 head -c 150000 /dev/urandom | base64 -w0 >"$T/block"

@@ -351,6 +351,31 @@ req POST /v1/op -H 'Content-Encoding: zstd' --data-binary "@$T/op.bomb"
 expect_err 413 EMSGSIZE "zstd op body over the cap once decoded is 413"
 req POST /v1/op -H 'Content-Encoding: gzip' --data-binary "@$T/op.zst"
 expect_err 415 "" "op in an unknown content-encoding is 415"
+# "patch": a chunk mirrord lacks is built from its copy of the file at
+# the same offset with the patch laid over, used only if it hashes right.
+req GET /v1/ping
+expect 200 '"patch":true' "ping announces patches"
+{ head -c 10 "$T/b3"; printf 'WXYZ'; tail -c +15 "$T/b3"; } >"$T/b3p"
+B3P=$(id_of "$T/b3p")
+op "${BARE_OP/bare\/f/bare\/p}"
+expect 200 '"ok":true' "a copy to patch"
+pop() { # PATCH-JSON: commit of b3p at bare/p with that patch
+	op "{\"op\":\"file\",\"path\":\"bare/p\",\"mode\":420,\"mtime\":[1700000000,0],\"size\":$L3,\"chunks\":[[\"$B3P\",$L3]],\"patch\":$1}"
+}
+pop '[[10,"V1hZWQ=="]]' # WXYY: not the chunk
+expect_err 409 "" "a patch that does not make the chunk is 409"
+[[ $BODY == *'"missing":[0]'* ]] || { echo "FAIL: $NAME: wrong patch: $BODY" >&2; FAILS=$((FAILS + 1)); }
+ok "wrong patch changed nothing" cmp -s "$T/b3" "$D/bare/p"
+pop '[[12,"WVo="],[10,"V1g="]]'
+expect_err 400 EINVAL "unsorted patches are 400"
+pop "[[$((L3 - 1)),\"V1g=\"]]"
+expect_err 400 EINVAL "a patch past the size is 400"
+pop '[[10,"V1h*Wg=="]]'
+expect_err 400 EINVAL "a patch that is not base64 is 400"
+ok "refused patches changed nothing" cmp -s "$T/b3" "$D/bare/p"
+pop '[[10,"V1g="],[12,"WVo="]]'
+expect 200 '"ok":true' "commit built with patches"
+ok "patched file exact" cmp -s "$T/b3p" "$D/bare/p"
 rm -r "$D/bare"
 
 bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null

@@ -322,6 +322,174 @@ static void test_chunk_sums(void)
 				  "\"size\":1,\"chunks\":[]}"), -EINVAL);
 }
 
+/* proto_diff_lists: whatever the change, applying the edits to the old
+ * list gives the new one; a change of a few runs gives a few small edits. */
+static void check_diff(const struct proto_chunk *old, size_t nold, struct proto_chunk *nw,
+		       size_t n, size_t max_edits, size_t max_ins)
+{
+	struct proto_edit *e = NULL;
+	size_t ins = 0, got = 0;
+	int err = 0;
+	int ne = proto_diff_lists(old, nold, nw, n, &e, &ins);
+	CU_ASSERT_FATAL(ne >= 0);
+	CU_ASSERT((size_t)ne <= max_edits);
+	CU_ASSERT(ins <= max_ins);
+	struct proto_chunk *back = proto_apply_edits(old, nold, e, (size_t)ne, &got, &err);
+	CU_ASSERT_FATAL(back != NULL || (n == 0 && err == 0));
+	CU_ASSERT_EQUAL(got, n);
+	CU_ASSERT(n == 0 || memcmp(back, nw, n * sizeof(*nw)) == 0);
+	free(back);
+	free(e);
+}
+
+static void test_diff_lists(void)
+{
+	enum { N = 3000 };
+	static struct proto_chunk old[N], nw[2 * N];
+	unsigned seed = 7;
+	for (size_t i = 0; i < N; i++) {
+		uint32_t v = (uint32_t)i;
+		hash_buf(&v, sizeof(v), &old[i].id);
+		old[i].len = 1000 + (uint32_t)i;
+	}
+	check_diff(old, N, old, N, 0, 0); /* equal */
+	memcpy(nw, old, sizeof(old));
+	/* Seven runs replaced in place, one of them 3 chunks long. */
+	static const size_t at[] = { 0, 100, 700, 701, 1500, 2200, 2999 };
+	for (size_t k = 0; k < 7; k++) {
+		uint32_t v = 100000 + (uint32_t)k;
+		hash_buf(&v, sizeof(v), &nw[at[k]].id);
+	}
+	nw[1501] = nw[1502] = nw[1500];
+	check_diff(old, N, nw, N, 6, 9);
+	/* An insertion at the start, a deletion in the middle, an append. */
+	memcpy(nw + 1, old, 1000 * sizeof(*nw));
+	memcpy(nw + 1001, old + 1010, (N - 1010) * sizeof(*nw));
+	nw[0] = nw[2000];
+	size_t n = 1 + 1000 + (N - 1010);
+	nw[n++] = nw[5];
+	check_diff(old, N, nw, n, 3, 2);
+	/* Random lists over a small alphabet (repeats everywhere), random
+	 * lengths, empty lists: only the round trip is checked. */
+	for (int round = 0; round < 300; round++) {
+		size_t na = (size_t)(rand_r(&seed) % 60), nb = (size_t)(rand_r(&seed) % 60);
+		for (size_t i = 0; i < na; i++)
+			old[i] = old[N - 1 - (size_t)(rand_r(&seed) % 5)];
+		for (size_t i = 0; i < nb; i++)
+			nw[i] = old[N - 1 - (size_t)(rand_r(&seed) % 6)];
+		check_diff(old, na, nw, nb, PROTO_MAX_EDITS, nb);
+	}
+	/* More runs than PROTO_MAX_EDITS: the last edit takes the rest. */
+	static struct proto_chunk big[2 * N + 2], bign[2 * N + 2];
+	for (size_t i = 0; i < 2 * N + 2; i++) {
+		uint32_t v = 500000 + (uint32_t)i;
+		hash_buf(&v, sizeof(v), &big[i].id);
+		big[i].len = 1;
+		bign[i] = big[i];
+		if (i % 2) {
+			v += 1000000;
+			hash_buf(&v, sizeof(v), &bign[i].id);
+		}
+	}
+	check_diff(big, 2 * N + 2, bign, 2 * N + 2, PROTO_MAX_EDITS, 2 * N + 2);
+}
+
+/* Patches: "patch" [[off, base64], ...] round trip (an empty list too:
+ * "build what you lack from your copy"); sorted, disjoint, within the size,
+ * valid base64, within the caps, or refused. */
+static void test_patches(void)
+{
+	static const char *const h = "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8";
+	uint8_t d1[5] = { 0, 1, 2, 0xfe, 0xff }, d2[1] = { 'x' };
+	struct proto_patch pp[2] = { { 10, 5, d1 }, { 15, 1, d2 } };
+	struct proto_chunk ch = { .len = 100 };
+	hash_buf("c", 1, &ch.id);
+	struct proto_op op = { .kind = OP_FILE, .path = "f", .mode = 0644, .mtime = t1,
+			       .size = 100, .chunks = &ch, .nchunks = 1, .patched = 1,
+			       .patches = pp, .npatches = 2 };
+	struct proto_op back;
+	CU_ASSERT_EQUAL_FATAL(wire_roundtrip(&op, &back), 0);
+	CU_ASSERT_EQUAL(back.patched, 1);
+	CU_ASSERT_EQUAL_FATAL(back.npatches, 2);
+	CU_ASSERT_EQUAL(back.patches[0].off, 10);
+	CU_ASSERT_EQUAL(back.patches[0].len, 5);
+	CU_ASSERT(memcmp(back.patches[0].data, d1, 5) == 0);
+	CU_ASSERT_EQUAL(back.patches[1].off, 15);
+	CU_ASSERT(back.patches[1].len == 1 && back.patches[1].data[0] == 'x');
+	proto_op_release(&back);
+
+	op.npatches = 0; /* "patch": [] */
+	CU_ASSERT_EQUAL_FATAL(wire_roundtrip(&op, &back), 0);
+	CU_ASSERT(back.patched == 1 && back.npatches == 0);
+	proto_op_release(&back);
+	op.patched = 0; /* no key at all */
+	CU_ASSERT_EQUAL_FATAL(wire_roundtrip(&op, &back), 0);
+	CU_ASSERT_EQUAL(back.patched, 0);
+	proto_op_release(&back);
+
+	static const struct {
+		const char *patch;
+		int r;
+	} cases[] = {
+		{ "[[0,\"AAEC\"],[3,\"eA==\"]]", 0 },    /* adjacent: fine */
+		{ "[[97,\"AAEC\"]]", 0 },                  /* ends at the size */
+		{ "[[98,\"AAEC\"]]", -EINVAL },            /* past the size */
+		{ "[[3,\"AAEC\"],[0,\"eA==\"]]", -EINVAL }, /* unsorted */
+		{ "[[0,\"AAEC\"],[2,\"eA==\"]]", -EINVAL }, /* overlapping */
+		{ "[[0,\"A*EC\"]]", -EINVAL },             /* not base64 */
+		{ "[[0,\"\"]]", -EINVAL },                 /* empty */
+		{ "[[-1,\"AAEC\"]]", -EINVAL },
+		{ "[[0,\"AAEC\",1]]", -EINVAL },
+		{ "[[0,3]]", -EINVAL },
+		{ "{}", -EINVAL },
+		{ "7", -EINVAL },
+	};
+	char text[512];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int n = snprintf(text, sizeof(text),
+				 "{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],"
+				 "\"size\":100,\"chunks\":[[\"%s\",100]],\"patch\":%s}",
+				 h, cases[i].patch);
+		CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof(text));
+		int r = decode_ok(text);
+		if (r != cases[i].r)
+			fprintf(stderr, "patch case %zu: %d\n", i, r);
+		CU_ASSERT_EQUAL(r, cases[i].r);
+	}
+
+	/* Caps: PROTO_PATCH_BYTES_MAX bytes in all, PROTO_MAX_PATCHES. */
+	size_t big = PROTO_PATCH_BYTES_MAX + 3;
+	uint8_t *data = calloc(1, big);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+	struct proto_patch one = { 0, (uint32_t)big, data };
+	struct proto_chunk c2 = { .len = (uint32_t)big };
+	struct proto_op bop = { .kind = OP_FILE, .path = "f", .mode = 0644, .mtime = t1,
+				.size = big, .chunks = &c2, .nchunks = 1, .patched = 1,
+				.patches = &one, .npatches = 1 };
+	c2.len = 1024 * 1024; /* a valid list: two chunks */
+	struct proto_chunk cl[2] = { c2, { .len = 3 } };
+	bop.chunks = cl;
+	bop.nchunks = 2;
+	CU_ASSERT_EQUAL(wire_roundtrip(&bop, &back), -E2BIG);
+	proto_op_release(&back);
+	one.len = PROTO_PATCH_BYTES_MAX;
+	CU_ASSERT_EQUAL(wire_roundtrip(&bop, &back), 0);
+	proto_op_release(&back);
+	struct proto_patch *many = calloc(PROTO_MAX_PATCHES + 1, sizeof(*many));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(many);
+	for (size_t i = 0; i <= PROTO_MAX_PATCHES; i++)
+		many[i] = (struct proto_patch){ i * 2, 1, data };
+	bop.patches = many;
+	bop.npatches = PROTO_MAX_PATCHES + 1;
+	CU_ASSERT_EQUAL(wire_roundtrip(&bop, &back), -E2BIG);
+	proto_op_release(&back);
+	bop.npatches = PROTO_MAX_PATCHES;
+	CU_ASSERT_EQUAL(wire_roundtrip(&bop, &back), 0);
+	proto_op_release(&back);
+	free(many);
+	free(data);
+}
+
 /* Refs ([k, len]: the chunk of frame k of the same bundle): only with
  * PROTO_REFS; written by the encoder for a chunk with ref set; resolved
  * against the frames' ids, refusing a missing frame or another length. */
@@ -562,7 +730,8 @@ int suite_proto(void)
 	    !CU_add_test(s, "bad paths", test_bad_paths) ||
 	    !CU_add_test(s, "wrong types", test_wrong_types) ||
 	    !CU_add_test(s, "chunk sums", test_chunk_sums) ||
-	    !CU_add_test(s, "refs", test_refs) ||
+	    !CU_add_test(s, "refs", test_refs) || !CU_add_test(s, "patches", test_patches) ||
+	    !CU_add_test(s, "list diff", test_diff_lists) ||
 	    !CU_add_test(s, "unknown op and depth", test_unknown_and_depth) ||
 	    !CU_add_test(s, "times", test_times) || !CU_add_test(s, "errno map", test_errno_map) ||
 	    !CU_add_test(s, "json nul", test_json_nul) ||

@@ -155,6 +155,72 @@ static void test_file_missing_chunks(void)
 	sfx_teardown(&f);
 }
 
+/* A file op with "patch": chunks mirrord lacks are built from its copy
+ * of the file at the same offsets with the patches laid over, and used
+ * only if they hash to their ids. */
+static void test_file_patched(void)
+{
+	SETUP(f, 1);
+	struct proto_chunk old[2];
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "0123456789", 10, &old[0]), 0);
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "abcdefghij", 10, &old[1]), 0);
+	CU_ASSERT_EQUAL_FATAL(put_file(&f, "p", old, 2, 0644), 0);
+
+	/* The new version: "XY" at 2, "klm" appended, cut anew. */
+	static const char *const parts[] = { "01XY4", "56789abcde", "fghijklm" };
+	struct proto_chunk nw[3];
+	for (int i = 0; i < 3; i++) {
+		hash_buf(parts[i], strlen(parts[i]), &nw[i].id);
+		nw[i].len = (uint32_t)strlen(parts[i]);
+	}
+	uint8_t xy[2] = { 'X', 'Y' }, zz[2] = { 'Z', 'Z' }, klm[3] = { 'k', 'l', 'm' };
+	struct proto_patch pp[2] = { { 2, 2, zz }, { 20, 3, klm } };
+	struct proto_op op = mk(OP_FILE, "p");
+	op.chunks = nw;
+	op.nchunks = 3;
+	op.size = 23;
+	struct apply_result res;
+
+	/* Without "patch": all three missing. */
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	CU_ASSERT_EQUAL(res.nmissing, 3);
+	apply_result_release(&res);
+
+	/* A wrong patch: the chunk it makes is not chunk 0, which is missing;
+	 * the others are built. Nothing changes. */
+	op.patched = 1;
+	op.patches = pp;
+	op.npatches = 2;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	CU_ASSERT_EQUAL_FATAL(res.nmissing, 1);
+	CU_ASSERT_EQUAL(res.missing[0], 0);
+	apply_result_release(&res);
+	CU_ASSERT(text_is(&f, "p", "0123456789abcdefghij"));
+
+	/* The right one. */
+	pp[0].data = xy;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), 0);
+	apply_result_release(&res);
+	CU_ASSERT(text_is(&f, "p", "01XY456789abcdefghijklm"));
+	CU_ASSERT_TRUE(state_index_has(f.st, &nw[1].id));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+
+	/* No copy at the path: nothing to build from. */
+	op.path = "elsewhere";
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), 0); /* indexed now */
+	apply_result_release(&res);
+	hash_buf("new!!", 5, &nw[0].id);
+	op.path = "nothing";
+	op.size = 5;
+	op.nchunks = 1;
+	nw[0].len = 5;
+	pp[0].off = 0;
+	op.npatches = 1;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	apply_result_release(&res);
+	sfx_teardown(&f);
+}
+
 /* apply_many's lookup over "inline" chunks: the test's own table. */
 struct inl_tab {
 	const struct proto_chunk *c;
@@ -796,6 +862,7 @@ int suite_server_apply(void)
 		return CU_get_error();
 	if (!CU_add_test(s, "file from the store", test_file_from_store) ||
 	    !CU_add_test(s, "file: missing chunks", test_file_missing_chunks) ||
+	    !CU_add_test(s, "file: patched", test_file_patched) ||
 	    !CU_add_test(s, "many ops, inline chunks", test_many) ||
 	    !CU_add_test(s, "file: replaces read-only file, folder, symlink", test_file_replaces) ||
 	    !CU_add_test(s, "file: sparse", test_file_sparse) ||
