@@ -53,6 +53,13 @@ LIBS_FUSE   := $(call pc_libs,fuse3) $(LIBS_CLIENT)
 
 PROGS := mirrord treecmp fsop $(if $(POLL_ONLY_SRC),mirrorfs-poll) $(if $(HAVE_FUSE),mirrorfs)
 
+# A build elsewhere (SANITIZE=1, BUILD=dir) leaves build/PROG as a link to
+# its binary, which make would take for an up-to-date target of this one:
+# such links are dropped before a default build.
+ifeq ($(BUILD),build)
+$(foreach p,$(PROGS),$(if $(shell test -L build/$(p) && echo y),$(shell rm -f build/$(p))))
+endif
+
 all: $(PROGS:%=$(BUILD)/%)
 ifeq ($(HAVE_FUSE),)
 	@echo "note: libfuse3 not found (pkg-config fuse3): built the polling client only"

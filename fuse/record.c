@@ -15,6 +15,7 @@
 struct record {
 	sqlite3 *db;
 	sqlite3_stmt *put, *get, *forget, *list, *digest, *known, *add_known;
+	sqlite3_stmt *similar, *move, *mh;
 };
 
 /* Lists are stored as proto_list_pack() writes them. */
@@ -37,8 +38,19 @@ static int record_open_once(const char *dir, struct record **out)
 				"CREATE INDEX IF NOT EXISTS synced_digest ON synced (digest);"
 				"CREATE TABLE IF NOT EXISTS known (id BLOB PRIMARY KEY) WITHOUT ROWID",
 			 NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO synced VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+	    /* mh: the least chunk id of the list, a one-value sketch (a
+	     * record.db from before it has no such column: added). */
+	    (sqlite3_exec(r->db, "ALTER TABLE synced ADD COLUMN mh BLOB", NULL, NULL, NULL),
+	     sqlite3_exec(r->db, "CREATE INDEX IF NOT EXISTS synced_mh ON synced (mh)", NULL, NULL,
+			  NULL) != SQLITE_OK) ||
+	    sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO synced (path, ino, size, ms, mn, cs, cn,"
+				      " digest, list, mh) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
 			       -1, &r->put, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(r->db, "SELECT path FROM synced WHERE mh = ?1 AND path != ?2 LIMIT 1",
+			       -1, &r->similar, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(r->db, "UPDATE synced SET path = CAST(?1 || substr(path, ?2) AS BLOB)"
+				      " WHERE path = ?3 OR substr(path, 1, length(?4)) = ?4",
+			       -1, &r->move, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(r->db, "SELECT list FROM synced WHERE path = ?1", -1, &r->list,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(r->db, "SELECT path FROM synced WHERE digest = ?1 LIMIT 1", -1,
@@ -86,6 +98,8 @@ void record_close(struct record *r)
 	sqlite3_finalize(r->digest);
 	sqlite3_finalize(r->known);
 	sqlite3_finalize(r->add_known);
+	sqlite3_finalize(r->similar);
+	sqlite3_finalize(r->move);
 	sqlite3_close(r->db);
 	free(r);
 }
@@ -99,6 +113,7 @@ void record_put(struct record *r, const char *path, const struct stat *st,
 		return;
 	proto_list_pack(c, n, blob);
 	proto_list_digest(c, n, &digest);
+	const struct hash_id *mh = record_sketch(c, n);
 	sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_bind_blob(r->add_known, 1, c[i].id.b, HASH_LEN, SQLITE_STATIC);
@@ -114,6 +129,10 @@ void record_put(struct record *r, const char *path, const struct stat *st,
 	sqlite3_bind_int64(r->put, 5, (sqlite3_int64)st->st_mtim.tv_nsec);
 	sqlite3_bind_int64(r->put, 6, (sqlite3_int64)st->st_ctim.tv_sec);
 	sqlite3_bind_int64(r->put, 7, (sqlite3_int64)st->st_ctim.tv_nsec);
+	if (mh)
+		sqlite3_bind_blob(r->put, 10, mh->b, HASH_LEN, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(r->put, 10);
 	sqlite3_step(r->put);
 	sqlite3_reset(r->put);
 	sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
@@ -151,6 +170,34 @@ struct proto_chunk *record_list(struct record *r, const char *path, size_t *n)
 	}
 	sqlite3_reset(r->list);
 	return c;
+}
+
+const struct hash_id *record_sketch(const struct proto_chunk *c, size_t n)
+{
+	const struct hash_id *m = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!m || memcmp(c[i].id.b, m->b, HASH_LEN) < 0)
+			m = &c[i].id;
+	return m;
+}
+
+char *record_find_similar(struct record *r, const struct proto_chunk *c, size_t n,
+			  const char *path)
+{
+	const struct hash_id *mh = record_sketch(c, n);
+	char *p = NULL;
+	if (!r || !mh)
+		return NULL;
+	sqlite3_bind_blob(r->similar, 1, mh->b, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(r->similar, 2, path, (int)strlen(path), SQLITE_STATIC);
+	if (sqlite3_step(r->similar) == SQLITE_ROW) {
+		const char *b = sqlite3_column_blob(r->similar, 0);
+		int len = sqlite3_column_bytes(r->similar, 0);
+		if (b && len > 0)
+			p = strndup(b, (size_t)len);
+	}
+	sqlite3_reset(r->similar);
+	return p;
 }
 
 char *record_find_digest(struct record *r, const struct hash_id *digest)
@@ -194,6 +241,27 @@ void record_forget(struct record *r, const char *path)
 	sqlite3_step(r->forget);
 	free(prefix);
 	sqlite3_reset(r->forget);
+}
+
+void record_rename(struct record *r, const char *from, const char *to)
+{
+	size_t nf = strlen(from);
+	char *prefix;
+	if (!r || nf == 0 || !(prefix = malloc(nf + 2)))
+		return;
+	memcpy(prefix, from, nf);
+	prefix[nf] = '/';
+	sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
+	record_forget(r, to); /* what the rename replaced */
+	sqlite3_bind_blob(r->move, 1, to, (int)strlen(to), SQLITE_STATIC);
+	sqlite3_bind_int64(r->move, 2, (sqlite3_int64)nf + 1);
+	sqlite3_bind_blob(r->move, 3, from, (int)nf, SQLITE_STATIC);
+	sqlite3_bind_blob(r->move, 4, prefix, (int)nf + 1, SQLITE_STATIC);
+	if (sqlite3_step(r->move) != SQLITE_DONE)
+		record_forget(r, from); /* a hint: when in doubt, none */
+	sqlite3_reset(r->move);
+	sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+	free(prefix);
 }
 
 int record_unchanged(struct record *r, const char *path, const struct stat *st)

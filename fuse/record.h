@@ -66,6 +66,23 @@ int record_known(struct record *r, const struct hash_id *id);
 /* Forget path and everything beneath it. */
 void record_forget(struct record *r, const char *path);
 
+/* The server renamed from to to (replacing what to was): the records of
+ * from and beneath it move there, those of to are forgotten. The moved
+ * file's ctime changed, so record_unchanged() fails for it until it is
+ * sent again; its list still serves as a delta base, as mirrord moved its
+ * own. Not for exchanges (forget both names). */
+void record_rename(struct record *r, const char *from, const char *to);
+
+/* A file's sketch: the least chunk id of its list (NULL for no chunks).
+ * Two lists that share most chunks most likely have the same least one. */
+const struct hash_id *record_sketch(const struct proto_chunk *c, size_t n);
+
+/* A path other than path whose recorded list has the sketch of c[0..n):
+ * a file that probably shares most of its chunks (an editor's save, a
+ * new version next to the old). A new string (caller frees) or NULL. */
+char *record_find_similar(struct record *r, const struct proto_chunk *c, size_t n,
+			  const char *path);
+
 /* 1 if path's record matches st (inode, size, mtime, ctime), else 0. */
 int record_unchanged(struct record *r, const char *path, const struct stat *st);
 

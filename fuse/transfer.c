@@ -353,17 +353,24 @@ static void plan_delta(struct worker *w, const char *path, struct proto_chunk *p
 		op->nedits = 0;
 		return;
 	}
+	/* This path's last version, else a file that probably shares most
+	 * chunks (the one an editor's new copy will replace). */
+	char *base = NULL;
 	old = record_list(w->rec, path, &nold);
+	if (!old && (base = record_find_similar(w->rec, pc, n, path)))
+		old = record_list(w->rec, base, &nold);
 	if (!old || nold == 0) {
 		free(old);
+		free(base);
 		return;
 	}
 	int ne = proto_diff_lists(old, nold, pc, n, edits, &ins);
-	log_debug("%s: list of %zu chunks against %zu: %d edits inserting %zu", path, n, nold, ne,
-		  ins);
+	log_debug("%s: list of %zu chunks against %zu of %s: %d edits inserting %zu", path, n, nold,
+		  base ? base : "its last version", ne, ins);
 	/* Worth it only if it is smaller than the whole list. */
 	if (ne >= 0 && ins * LIST_ENTRY_JSON + (size_t)ne * EDIT_JSON + 300 < n * LIST_ENTRY_JSON &&
-	    (*base_path = strdup(path))) {
+	    (*base_path = base ? base : strdup(path))) {
+		base = NULL; /* *base_path has it */
 		op->base_path = *base_path;
 		proto_list_digest(old, nold, &op->base_digest);
 		op->chunks = NULL;
@@ -371,6 +378,7 @@ static void plan_delta(struct worker *w, const char *path, struct proto_chunk *p
 		op->edits = *edits;
 		op->nedits = (size_t)ne;
 	}
+	free(base);
 	free(old);
 }
 

@@ -88,9 +88,13 @@ static enum send_result do_rename(struct worker *w, struct qentry *e)
 	worker_fill_pmtime(w, e->path2, &op.pmtime2, &op.has_pmtime2);
 	enum send_result r = worker_send_op(w, &op, e->seq, NULL);
 	if (r == SEND_OK) {
-		/* renaming changes ctime: the next mount hashes these again */
-		record_forget(w->rec, e->path);
-		record_forget(w->rec, e->path2);
+		/* The records follow (mirrord moved its lists too). */
+		if (op.rflags == RENAME_F_EXCHANGE) {
+			record_forget(w->rec, e->path);
+			record_forget(w->rec, e->path2);
+		} else {
+			record_rename(w->rec, e->path, e->path2);
+		}
 		/* A rename can change what it moves (a folder's mtime when it
 		 * changes parents): send the moved entry's own state after it. */
 		if (queue_sync_since(w->m->q, e->path2, QF_META, w->since) < 0 ||
@@ -101,8 +105,10 @@ static enum send_result do_rename(struct worker *w, struct qentry *e)
 	if (r != SEND_NOTFOUND && r != SEND_REJECTED)
 		return r;
 	e->fallback = 1; /* if the fallback is interrupted, do not rename again */
+	/* The server did not rename: what it holds at path2 is what the
+	 * record says, a delta base for what replaces it (an editor's copy
+	 * renamed over the original before the copy was sent). */
 	record_forget(w->rec, e->path);
-	record_forget(w->rec, e->path2);
 fallback:
 	/* The server does not hold the source (never uploaded, or changed
 	 * behind its back): make both names match BACKING instead. */

@@ -12,6 +12,16 @@
 #     the 32 KiB that changed as patches (mirrord lays them over its copy):
 #     under 48 KiB. Sent as the 8 or more chunks around them, they would
 #     cost about 160 KiB (16 KiB chunks on average);
+#   - the 50 MiB file renamed, then 4 KiB of it overwritten: the record
+#     of what was sent follows the rename, so the edit is a patch against
+#     the list mirrord moved: under 16 KiB (with the record forgotten at the
+#     rename, the whole list of 3,200 chunks went again: over 100 KiB);
+#   - a 120 MiB file saved as an editor does (a new copy with 4 KiB changed,
+#     renamed over the old one): the copy's list goes as a delta against
+#     the file whose list shares its least chunk id (record.h, sketch):
+#     under 192 KiB, the changed chunk included (its whole list of about
+#     7,700 chunks would be about 300 KB); the same for a new version
+#     written next to the old one under another name;
 #   - a 3 MiB text file made of 16 variants of one 200 KiB block of base64
 #     (every 97th character differs, so no chunk is a duplicate): its
 #     chunks compressed one by one would cost about 2.3 MiB (base64 packs
@@ -92,6 +102,33 @@ done
 sync_mirror
 expect_under "8 x 4 KiB overwrites of 50 MiB" "$b0" $((48 << 10))
 cmp -s "$T/big.expect" "$T/dir/big" || fail "the patched file differs on the server"
+
+step "renamed, then 4 KiB overwritten"
+mv "$M/big" "$M/big2"
+sync_mirror
+b0=$(bytes_up)
+dd if=/dev/urandom of="$M/big2" bs=4096 count=1 seek=3000 conv=notrunc status=none
+sync_mirror
+expect_under "4 KiB overwrite after a rename" "$b0" $((16 << 10))
+cmp -s "$M/big2" "$T/dir/big2" || fail "the renamed and edited file differs on the server"
+
+step "a 120 MiB file saved as an editor saves"
+head -c $((120 << 20)) /dev/urandom >"$M/doc"
+sync_mirror
+b0=$(bytes_up)
+{ head -c $((60 << 20)) "$M/doc"; head -c 4096 /dev/urandom; tail -c +$(((60 << 20) + 4097)) "$M/doc"; } >"$M/.doc.swp"
+mv "$M/.doc.swp" "$M/doc"
+sync_mirror
+expect_under "editor-style save of 120 MiB" "$b0" $((192 << 10))
+cmp -s "$M/doc" "$T/dir/doc" || fail "the saved file differs on the server"
+
+step "a new version next to the old one"
+b0=$(bytes_up)
+{ head -c $((30 << 20)) "$M/doc"; head -c 4096 /dev/urandom; tail -c +$(((30 << 20) + 4097)) "$M/doc"; } >"$M/doc-v2"
+sync_mirror
+expect_under "a 120 MiB file's new version under a new name" "$b0" $((192 << 10))
+cmp -s "$M/doc-v2" "$T/dir/doc-v2" || fail "the new version differs on the server"
+rm "$M/doc" "$M/doc-v2"
 
 step "a large text file whose chunks compress only with context"
 head -c 150000 /dev/urandom | base64 -w0 >"$T/block"

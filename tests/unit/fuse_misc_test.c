@@ -3,8 +3,10 @@
  * uploader_backoff_ms (fuse/uploader) and send_classify (fuse/worker).
  */
 #include <CUnit/CUnit.h>
+#include <sqlite3.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <errno.h>
 #include <limits.h>
@@ -196,6 +198,91 @@ static void test_record_open_together(void)
 	}
 }
 
+/* Lists follow renames (a folder's files too, what the rename replaced is
+ * forgotten); a list sharing its least chunk id is found under another
+ * name; an old record.db without the sketch column is upgraded. */
+static struct proto_chunk *mklist(size_t n, uint32_t seed)
+{
+	struct proto_chunk *c = calloc(n, sizeof(*c));
+	for (size_t i = 0; c && i < n; i++) {
+		uint32_t v = seed + (uint32_t)i;
+		hash_buf(&v, sizeof(v), &c[i].id);
+		c[i].len = 100;
+	}
+	return c;
+}
+
+static void test_record_rename_similar(void)
+{
+	char dir[] = "/tmp/mirrorfs-rec.XXXXXX", cmd[160];
+	struct record *r;
+	struct stat st = { .st_ino = 5, .st_size = 1000 };
+	size_t n;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	/* A record.db of the previous layout (no mh column). */
+	sqlite3 *db;
+	snprintf(cmd, sizeof(cmd), "%s/record.db", dir);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(cmd, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "CREATE TABLE synced (path BLOB PRIMARY KEY, ino INTEGER,"
+					 " size INTEGER, ms INTEGER, mn INTEGER, cs INTEGER,"
+					 " cn INTEGER, digest BLOB, list BLOB)",
+				     NULL, NULL, NULL),
+			SQLITE_OK);
+	sqlite3_close(db);
+	CU_ASSERT_EQUAL_FATAL(record_open(dir, &r), 0);
+	struct proto_chunk *a = mklist(10, 0), *b = mklist(10, 1000), *c;
+	CU_ASSERT_FATAL(a && b);
+	record_put(r, "d/a", &st, a, 10);
+	record_put(r, "d/sub/b", &st, b, 10);
+	record_put(r, "e", &st, b, 10);
+	record_put(r, "dd", &st, b, 10); /* not beneath d */
+
+	record_rename(r, "d", "e");
+	CU_ASSERT_PTR_NULL(record_list(r, "d/a", &n));
+	CU_ASSERT_PTR_NULL(record_list(r, "d/sub/b", &n));
+	c = record_list(r, "e/a", &n);
+	CU_ASSERT(c && n == 10 && memcmp(c, a, 10 * sizeof(*a)) == 0);
+	free(c);
+	c = record_list(r, "e/sub/b", &n);
+	CU_ASSERT(c && n == 10 && memcmp(c, b, 10 * sizeof(*b)) == 0);
+	free(c);
+	c = record_list(r, "dd", &n);
+	CU_ASSERT(c && n == 10);
+	free(c);
+	CU_ASSERT_TRUE(record_unchanged(r, "e/a", &st));
+
+	/* Similar: a new version of a (one chunk changed, not its least). */
+	size_t least = 0;
+	for (size_t i = 1; i < 10; i++)
+		if (memcmp(a[i].id.b, a[least].id.b, HASH_LEN) < 0)
+			least = i;
+	struct proto_chunk v2[10];
+	memcpy(v2, a, sizeof(v2));
+	for (size_t i = 0; i < 10; i++) /* a new chunk, but not a new least one */
+		if (memcmp(b[i].id.b, a[least].id.b, HASH_LEN) > 0) {
+			v2[(least + 5) % 10] = b[i];
+			break;
+		}
+	CU_ASSERT(memcmp(&v2[(least + 5) % 10], &a[(least + 5) % 10], sizeof(*a)) != 0);
+	char *p = record_find_similar(r, v2, 10, "new");
+	CU_ASSERT(p && strcmp(p, "e/a") == 0);
+	free(p);
+	CU_ASSERT_PTR_NULL(record_find_similar(r, a, 10, "e/a")); /* not itself */
+	CU_ASSERT_PTR_NULL(record_find_similar(r, NULL, 0, "new"));
+	record_close(r);
+
+	/* Reopened (the upgraded layout works again). */
+	CU_ASSERT_EQUAL_FATAL(record_open(dir, &r), 0);
+	c = record_list(r, "e/sub/b", &n);
+	CU_ASSERT(c && n == 10);
+	free(c);
+	record_close(r);
+	free(a);
+	free(b);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 int suite_fuse_misc(void)
 {
 	CU_pSuite s = CU_add_suite("fuse_misc", NULL, NULL);
@@ -205,7 +292,8 @@ int suite_fuse_misc(void)
 	    !CU_add_test(s, "backoff_bounds", test_backoff_bounds) ||
 	    !CU_add_test(s, "backoff_jitter", test_backoff_jitter) ||
 	    !CU_add_test(s, "send_classify", test_send_classify) ||
-	    !CU_add_test(s, "record_open_together", test_record_open_together))
+	    !CU_add_test(s, "record_open_together", test_record_open_together) ||
+	    !CU_add_test(s, "record_rename_similar", test_record_rename_similar))
 		return CU_get_error();
 	return 0;
 }
