@@ -9,11 +9,11 @@
 #     (the data would be 2 MiB);
 #   - 4 KiB overwritten in the middle of the 50 MiB file: a patch of the
 #     4 KiB, under 16 KiB (before patches: the chunks around it, 4 to
-#     64 KiB each, most often one);
+#     64 KiB each, most often one: 21,737 and 40,606 B in two runs);
 #   - 8 blocks of 4 KiB overwritten across it at once: the commit carries
 #     the 32 KiB that changed as patches (mirrord lays them over its copy):
-#     under 48 KiB. Sent as the 8 or more chunks around them, they would
-#     cost about 160 KiB (16 KiB chunks on average);
+#     under 48 KiB. Sent as the 8 or more chunks around them, with one
+#     list edit from the first to the last, they cost 390-426 KB;
 #   - the 50 MiB file renamed, then 4 KiB of it overwritten: the record
 #     of what was sent follows the rename, so the edit is a patch against
 #     the list mirrord moved: under 16 KiB (with the record forgotten at the
