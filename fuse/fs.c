@@ -31,6 +31,9 @@
 #define FS_TIMEOUT 1.0 /* entry, attribute and negative-entry cache, s */
 #define FS_HASH_MIN 1024
 #define FS_BACKGROUND 64 /* written-back pages in flight (kernel default: 12) */
+/* A WRITE at least this large starts BACKING's own write-back of its
+ * bytes at once (sync_file_range, no wait): see fs_write_buf. */
+#define FS_EARLY_WB (512u * 1024)
 
 /* One kernel inode: the BACKING inode it stands for. */
 struct node {
@@ -989,6 +992,15 @@ static void fs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 		fuse_reply_err(req, (int)-r);
 		return;
 	}
+	/* Large writes are a file written out in sequence (the kernel's
+	 * write-back sends up to 1 MiB at once), usually before an fsync or
+	 * a close that the application waits for. Left alone, BACKING's
+	 * copy would reach the disk only at that fsync, after every byte
+	 * has crossed the FUSE layer; started now, the two overlap (fio
+	 * 1 GiB sequential write with end_fsync: 0.59x -> 0.79x native,
+	 * medians of 3). SYNC_FILE_RANGE_WRITE only queues the I/O. */
+	if (r >= (ssize_t)FS_EARLY_WB)
+		(void)sync_file_range(h->fd, off, r, SYNC_FILE_RANGE_WRITE);
 	if (r > 0) {
 		ofiles_dirty(&fs->m->ofiles, h->of->dev, h->of->ino, (uint64_t)off, (uint64_t)r);
 		ofiles_written(&fs->m->ofiles, h->of);
