@@ -172,6 +172,21 @@ struct proto_chunk *record_list(struct record *r, const char *path, size_t *n)
 	return c;
 }
 
+/* Run bound statement st, which selects one path: a new string (caller
+ * frees) or NULL; st is reset. */
+static char *step_path(sqlite3_stmt *st)
+{
+	char *p = NULL;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *b = sqlite3_column_blob(st, 0);
+		int len = sqlite3_column_bytes(st, 0);
+		if (b && len > 0)
+			p = strndup(b, (size_t)len);
+	}
+	sqlite3_reset(st);
+	return p;
+}
+
 const struct hash_id *record_sketch(const struct proto_chunk *c, size_t n)
 {
 	const struct hash_id *m = NULL;
@@ -185,35 +200,19 @@ char *record_find_similar(struct record *r, const struct proto_chunk *c, size_t 
 			  const char *path)
 {
 	const struct hash_id *mh = record_sketch(c, n);
-	char *p = NULL;
 	if (!r || !mh)
 		return NULL;
 	sqlite3_bind_blob(r->similar, 1, mh->b, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(r->similar, 2, path, (int)strlen(path), SQLITE_STATIC);
-	if (sqlite3_step(r->similar) == SQLITE_ROW) {
-		const char *b = sqlite3_column_blob(r->similar, 0);
-		int len = sqlite3_column_bytes(r->similar, 0);
-		if (b && len > 0)
-			p = strndup(b, (size_t)len);
-	}
-	sqlite3_reset(r->similar);
-	return p;
+	return step_path(r->similar);
 }
 
 char *record_find_digest(struct record *r, const struct hash_id *digest)
 {
-	char *p = NULL;
 	if (!r)
 		return NULL;
 	sqlite3_bind_blob(r->digest, 1, digest->b, HASH_LEN, SQLITE_STATIC);
-	if (sqlite3_step(r->digest) == SQLITE_ROW) {
-		const char *b = sqlite3_column_blob(r->digest, 0);
-		int len = sqlite3_column_bytes(r->digest, 0);
-		if (b && len > 0)
-			p = strndup(b, (size_t)len);
-	}
-	sqlite3_reset(r->digest);
-	return p;
+	return step_path(r->digest);
 }
 
 int record_known(struct record *r, const struct hash_id *id)
