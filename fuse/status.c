@@ -70,7 +70,9 @@ char *status_json(struct mirror *m, size_t *len)
 	else
 		cJSON_AddNullToObject(o, "offline_since");
 	cJSON_AddNumberToObject(o, "pending_ops", (double)qs.pending);
-	cJSON_AddNumberToObject(o, "pending_bytes", (double)pending_bytes(m));
+	/* Nothing queued: nothing pending, whatever the last count said. */
+	cJSON_AddNumberToObject(o, "pending_bytes",
+				(double)(qs.pending || qs.deferred ? pending_bytes(m) : 0));
 	cJSON_AddNumberToObject(o, "deferred_ops", (double)qs.deferred);
 	cJSON_AddNumberToObject(o, "last_seq", (double)qs.last_seq);
 	cJSON_AddNumberToObject(o, "done_seq", (double)qs.done_below);
