@@ -34,6 +34,13 @@
 #                source code (/usr/include, Python and Perl modules),
 #                text (/usr/share/doc, man pages) and random bytes
 #                standing for compressed media   bytes <= rsync -z, time <= rsync
+# Opt-in scenarios (BENCH_SCENARIOS=extra runs them after the ones above):
+#   insertmid    100 bytes inserted in the middle of the 100 MiB file < 64 KiB
+#   cutmid       1 MiB cut out of the middle of the 100 MiB file      < 64 KiB
+#   copytree     the folder of 1,000 files copied (cp -a)            < 64 KiB
+#   append1000   100 bytes appended to each of the 1,000 files       < 1 MiB
+#   truncate     the 1 GiB file truncated to half its size            < 4 KiB
+#   rewrite      the 100 MiB file rewritten with the same bytes       < 64 KiB
 # Every goal also asks for no more bytes than rsync: the table compares with
 # the smaller of rsync and rsync -z (and the upload's time with the faster).
 # Files are random bytes (/dev/urandom). The base state (the two files and
@@ -69,7 +76,11 @@ TREECMP=$build/treecmp
 
 QUICK=${BENCH_QUICK:-0}
 ALL_SCENARIOS="overwrite4k insert100 copy100 rename1000 append1m mtime upload"
+# Changes the issue does not list, run only when named in BENCH_SCENARIOS
+# (or with BENCH_SCENARIOS=extra, all of them after the listed ones).
+EXTRA_SCENARIOS="insertmid cutmid copytree append1000 truncate rewrite"
 SCENARIOS=${BENCH_SCENARIOS:-$ALL_SCENARIOS}
+[[ $SCENARIOS == extra ]] && SCENARIOS="$ALL_SCENARIOS $EXTRA_SCENARIOS"
 
 if [[ $QUICK == 1 ]]; then
 	BIG_MIB=100 MED_MIB=10 REN_FILES=100 MIX_MIB=50
@@ -544,6 +555,27 @@ define_scenarios() {
 	CHANGE[append1m]='cat "$G/append" >>"$1/big.bin"'
 	CHANGE[mtime]="touch -m -d @$MTIME \"\$1/med.bin\""
 	CHANGE[upload]='cp -a "$G/mixed" "$1/mixed"'
+	# The opt-in ones. Each works on whatever the earlier scenarios left.
+	local medmid=$((MED_MIB * 1048576 / 2))
+	local spliced='t="$G/splice.tmp"; f="$1/med.bin"; n=$(stat -c %s "$f")'
+	CHANGE[insertmid]="$spliced"'; { head -c '"$medmid"' "$f"; cat "$G/patch100"; tail -c +$(('"$medmid"' + 1)) "$f"; } >"$t" && cp "$t" "$f" && rm -f "$t"'
+	CHANGE[cutmid]="$spliced"'; { head -c '"$medmid"' "$f"; tail -c +$(('"$medmid"' + 1048577)) "$f"; } >"$t" && cp "$t" "$f" && rm -f "$t"'
+	CHANGE[copytree]='d="$1/d"; [ -d "$d" ] || d="$1/d-renamed"; cp -a "$d" "$1/d-copy"'
+	CHANGE[append1000]='d="$1/d"; [ -d "$d" ] || d="$1/d-renamed"; for f in "$d"/*; do cat "$G/patch100" >>"$f" || exit 1; done'
+	CHANGE[truncate]='truncate -s $(($(stat -c %s "$1/big.bin") / 2)) "$1/big.bin"'
+	CHANGE[rewrite]='cp "$1/med.bin" "$G/rewrite.tmp" && cp "$G/rewrite.tmp" "$1/med.bin" && rm -f "$G/rewrite.tmp"'
+	LABEL[insertmid]="100 B inserted mid ${MED_MIB} MiB file"
+	LABEL[cutmid]="1 MiB cut from mid ${MED_MIB} MiB file"
+	LABEL[copytree]="folder of $REN_FILES x 10 KiB copied"
+	LABEL[append1000]="100 B appended to $REN_FILES files"
+	LABEL[truncate]="${BIG_MIB} MiB file truncated to half"
+	LABEL[rewrite]="${MED_MIB} MiB file rewritten, same bytes"
+	GOAL[insertmid]=65536
+	GOAL[cutmid]=65536
+	GOAL[copytree]=65536
+	GOAL[append1000]=1048576
+	GOAL[truncate]=4096
+	GOAL[rewrite]=65536
 	LABEL[overwrite4k]="4 KiB overwritten mid ${BIG_MIB} MiB file"
 	LABEL[insert100]="100 B inserted at start of ${MED_MIB} MiB"
 	LABEL[copy100]="${MED_MIB} MiB file copied to a new name"
@@ -837,7 +869,8 @@ report() {
 main() {
 	local s tool parent need avail
 	for s in $SCENARIOS; do
-		[[ " $ALL_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (known: $ALL_SCENARIOS)"
+		[[ " $ALL_SCENARIOS $EXTRA_SCENARIOS " == *" $s "* ]] ||
+			die "unknown scenario '$s' (known: $ALL_SCENARIOS $EXTRA_SCENARIOS, or extra)"
 	done
 	for tool in rsync cc curl perl tar zcat fusermount3 timeout; do
 		command -v "$tool" >/dev/null || die "$tool is not installed (make deps)"

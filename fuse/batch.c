@@ -12,6 +12,7 @@
 #include "chunker.h"
 #include "frame.h"
 #include "log.h"
+#include "patch.h"
 #include "queue.h"
 #include "record.h"
 
@@ -32,6 +33,7 @@ struct bitem {
 	char *target;             /* owned: a symlink's target, or NULL */
 	struct drange dr[OFILE_RANGES];
 	int ndr;
+	struct patchset ps;       /* borrows dr */
 	int64_t started;
 	void *user;               /* the caller's */
 };
@@ -50,6 +52,7 @@ struct batch {
 	size_t ncand, acand;
 	struct buf data;          /* the candidates' bytes */
 	uint64_t skipped;         /* chunks the record says the server has */
+	uint64_t patched;         /* chunks left to mirrord to build (patch.h) */
 	uint8_t *fbuf;            /* owned: one file's bytes */
 	/* The compression stream over this worker's bundles (X-Mirror-Stream):
 	 * each body is compressed with the ones before it as context. */
@@ -81,6 +84,7 @@ static void item_release(struct bitem *it)
 	free(it->cand);
 	free(it->base_path);
 	free(it->target);
+	patchset_release(&it->ps);
 	memset(it, 0, sizeof(*it));
 }
 
@@ -93,6 +97,7 @@ static void batch_reset(struct batch *b)
 	b->n = 0;
 	b->ncand = 0;
 	b->skipped = 0;
+	b->patched = 0;
 	if (b->data.alloc > BATCH_BYTES)
 		buf_release(&b->data);
 	else
@@ -153,6 +158,27 @@ static int add_candidate(struct batch *b, const struct proto_chunk *c, const uin
 	return (int)b->ncand++;
 }
 
+/* Let item it's changed bytes go as patches (patch.h) when the FUSE layer
+ * knows which ranges changed, they are not the whole file, and the record
+ * has the list last sent for this inode (whose size is what mirrord has).
+ * An append to a log or a small edit of a source file then sends the new
+ * bytes only. */
+static void patch_base(struct worker *w, struct bitem *it)
+{
+	size_t nold = 0;
+	uint64_t old_size = 0;
+	if (it->ndr <= 0 || !w->m->server_patch ||
+	    (it->dr[0].start == 0 && it->dr[0].end >= it->op.size))
+		return;
+	struct proto_chunk *old = record_list_ino(w->rec, it->path, it->st.st_ino, &nold);
+	if (!old)
+		return; /* unknown, or out of memory: the chunks go whole */
+	for (size_t i = 0; i < nold; i++)
+		old_size += old[i].len;
+	free(old);
+	patchset_init(&it->ps, it->dr, it->ndr, old_size);
+}
+
 /* Read fd (st_size bytes) into b->fbuf; *got: bytes read. */
 static int read_all(struct batch *b, int fd, size_t size, size_t *got)
 {
@@ -203,6 +229,12 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 	if (got && (!(it->pc = calloc(got / CHUNK_MIN + 2, sizeof(*it->pc))) ||
 		    !(it->cand = calloc(got / CHUNK_MIN + 2, sizeof(*it->cand)))))
 		goto nomem;
+	it->st = *st;
+	it->ndr = ndr > 0 ? ndr : 0;
+	if (it->ndr)
+		memcpy(it->dr, dr, (size_t)it->ndr * sizeof(*dr));
+	else
+		it->ndr = ndr; /* -1: unknown ranges, given back as such */
 	chunker_init(&ck);
 	for (size_t pos = 0; pos < got;) {
 		size_t len = chunker_next(&ck, b->fbuf + pos, got - pos, 1);
@@ -225,27 +257,29 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 		it->op.nchunks = 0;
 	} else {
 		size_t pos = 0;
+		patch_base(w, it);
 		for (size_t i = 0; i < it->n; pos += it->pc[i++].len) {
 			int k;
 			if (record_known(w->rec, &it->pc[i].id))
 				b->skipped++;
+			else if ((k = patchset_chunk(&it->ps, pos, it->pc[i].len, b->fbuf + pos)) < 0)
+				goto nomem;
+			else if (k > 0)
+				b->patched++;
 			else if ((k = add_candidate(b, &it->pc[i], b->fbuf + pos)) < 0)
 				goto nomem;
 			else
 				it->cand[i] = (uint32_t)k + 1;
 		}
+		patchset_attach(&it->ps, &it->op);
+		log_debug("%s: %zu chunks, %d changed ranges, %zu patches of %llu bytes", path,
+			  it->n, ndr, it->ps.n, (unsigned long long)it->ps.bytes);
 	}
-	it->st = *st;
 	it->flags = flags;
 	it->seq = seq;
 	it->since = w->since;
 	it->started = started;
 	it->user = w->batch_user;
-	it->ndr = ndr > 0 ? ndr : 0;
-	if (it->ndr)
-		memcpy(it->dr, dr, (size_t)it->ndr * sizeof(*dr));
-	else
-		it->ndr = ndr; /* -1: unknown ranges, given back as such */
 	b->n++;
 	pthread_mutex_lock(&w->m->stats_lock);
 	w->m->stats.bytes_read += got;
@@ -512,9 +546,9 @@ enum send_result batch_flush(struct worker *w,
 	}
 	if (res == SEND_OK) {
 		pthread_mutex_lock(&w->m->stats_lock);
-		/* Bytes of bundles that carried chunks (folders, symlinks and
+		/* Bytes of bundles that carried chunks or patches (folders, symlinks and
 		 * copies send no data: renames, for one, must count 0). */
-		if (nsent)
+		if (nsent || b->patched)
 			w->m->stats.bytes_sent += wire;
 		w->m->stats.chunks_sent += nsent;
 		w->m->stats.chunks_skipped += b->skipped + (b->ncand - nsent);

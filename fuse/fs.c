@@ -35,6 +35,11 @@
  * bytes at once (sync_file_range, no wait): see fs_write_buf. */
 #define FS_EARLY_WB (512u * 1024)
 
+/* An append through the write-back cache sends the file's last page again,
+ * old bytes and new: up to this many old bytes are compared, so that the
+ * change recorded (and patched to the server) is the appended bytes only. */
+#define FS_TAIL_CMP 4096u
+
 /* One kernel inode: the BACKING inode it stands for. */
 struct node {
 	int fd;                /* O_PATH|O_NOFOLLOW on the BACKING inode, owned */
@@ -348,16 +353,18 @@ static void capture_child(struct fs *fs, struct node *parent, const char *name, 
 	capture_path(fs, p, flags);
 }
 
-/* A mutation of n succeeded: queue it. fi, if not NULL, is an open
- * handle on it, whose record knows the path (and follows renames). */
-static void capture_node(struct fs *fs, struct node *n, struct fuse_file_info *fi,
-			 unsigned flags)
+/* A mutation of n succeeded: queue it, with the bytes [off, off + len)
+ * it changed if flags has QF_CONTENT (len 0: not described by a range).
+ * fi, if not NULL, is an open handle on n, whose record knows the path
+ * (and follows renames). */
+static void capture_range(struct fs *fs, struct node *n, struct fuse_file_info *fi,
+			  unsigned flags, uint64_t off, uint64_t len)
 {
 	struct mirror *m = fs->m;
 	if (fi && FH(fi)->of) {
 		struct ofile *of = FH(fi)->of;
 		if (flags & QF_CONTENT) {
-			ofiles_dirty(&m->ofiles, of->dev, of->ino, 0, 0);
+			ofiles_dirty(&m->ofiles, of->dev, of->ino, off, len);
 			ofiles_written(&m->ofiles, of);
 			return;
 		}
@@ -371,8 +378,18 @@ static void capture_node(struct fs *fs, struct node *n, struct fuse_file_info *f
 	if (node_path(fs, n, p, sizeof(p)) < 0)
 		return; /* no name: nothing the mirror shows */
 	if (flags & QF_CONTENT)
-		ofiles_dirty(&m->ofiles, n->dev, n->ino, 0, 0);
+		ofiles_dirty(&m->ofiles, n->dev, n->ino, off, len);
 	capture_path(fs, p, flags);
+}
+
+/* A mutation of n succeeded: queue it. fi, if not NULL, is an open
+ * handle on it, whose record knows the path (and follows renames). A
+ * content change is one not described by a byte range (the whole file is
+ * read at the next upload). */
+static void capture_node(struct fs *fs, struct node *n, struct fuse_file_info *fi,
+			 unsigned flags)
+{
+	capture_range(fs, n, fi, flags, 0, 0);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -749,6 +766,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	struct node *n = N(req, ino);
 	char proc[64];
 	unsigned flags = 0;
+	uint64_t toff = 0, tlen = 0; /* the bytes a truncate changed; 0: unknown */
 	int r = 0;
 	proc_name(proc, sizeof(proc), n->fd);
 	if (valid & FUSE_SET_ATTR_MODE) {
@@ -766,10 +784,20 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 			goto fail;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
+		/* The bytes between the old and the new end changed (gone, or
+		 * zeros): the upload re-reads only around the new end. */
+		struct stat before;
+		int fd = fi ? FH(fi)->fd : n->fd;
+		int known = fstat(fd, &before) == 0 && before.st_size != attr->st_size;
 		r = fi ? ftruncate(FH(fi)->fd, attr->st_size) : truncate(proc, attr->st_size);
 		if (r < 0)
 			goto fail;
 		flags |= QF_CONTENT;
+		if (known) {
+			uint64_t a = (uint64_t)before.st_size, b = (uint64_t)attr->st_size;
+			toff = a < b ? a : b;
+			tlen = a < b ? b - a : a - b;
+		}
 	}
 	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		     FUSE_SET_ATTR_MTIME_NOW)) {
@@ -780,7 +808,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		flags |= QF_META;
 	}
 	if (flags & QF_CONTENT)
-		capture_node(fs, n, fi, QF_CONTENT);
+		capture_range(fs, n, fi, QF_CONTENT, toff, tlen);
 	if (flags & QF_META)
 		capture_node(fs, n, fi, QF_META);
 	fs_getattr(req, ino, fi);
@@ -963,6 +991,18 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
+/* How many of the bytes now at off in fd equal old[0..n) (the file's
+ * bytes there before a write). */
+static size_t same_prefix(int fd, off_t off, const uint8_t *old, size_t n)
+{
+	uint8_t now[FS_TAIL_CMP];
+	ssize_t g = pread(fd, now, n, off);
+	size_t i = 0;
+	while (g > 0 && i < (size_t)g && now[i] == old[i])
+		i++;
+	return i;
+}
+
 static void fs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf,
 			 off_t off, struct fuse_file_info *fi)
 {
@@ -977,9 +1017,16 @@ static void fs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 	/* With the write-back cache the kernel owns the mtime (it sends it
 	 * with SETATTR, maybe before this write): keep BACKING's as it is. */
 	int keep = fs->writeback;
+	uint8_t tail[FS_TAIL_CMP];
+	size_t ntail = 0;
 	if (keep) {
 		pthread_mutex_lock(&n->tlock);
 		keep = fstat(h->fd, &st) == 0;
+		if (keep && off < st.st_size && st.st_size - off <= (off_t)sizeof(tail) &&
+		    off + (off_t)fuse_buf_size(in_buf) > st.st_size) {
+			ssize_t g = pread(h->fd, tail, (size_t)(st.st_size - off), off);
+			ntail = g > 0 ? (size_t)g : 0;
+		}
 	}
 	ssize_t r = fuse_buf_copy(&dst, in_buf, FUSE_BUF_SPLICE_NONBLOCK);
 	if (keep && r > 0) {
@@ -1002,7 +1049,11 @@ static void fs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 	if (r >= (ssize_t)FS_EARLY_WB)
 		(void)sync_file_range(h->fd, off, r, SYNC_FILE_RANGE_WRITE);
 	if (r > 0) {
-		ofiles_dirty(&fs->m->ofiles, h->of->dev, h->of->ino, (uint64_t)off, (uint64_t)r);
+		size_t same = ntail ? same_prefix(h->fd, off, tail, ntail) : 0;
+		if (same >= (size_t)r)
+			same = 0;
+		ofiles_dirty(&fs->m->ofiles, h->of->dev, h->of->ino, (uint64_t)off + same,
+			     (uint64_t)r - same);
 		ofiles_written(&fs->m->ofiles, h->of);
 	}
 	fuse_reply_write(req, (size_t)r);
@@ -1062,8 +1113,12 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		fuse_reply_err(req, errno);
 		return;
 	}
-	/* may change the size (KEEP_SIZE or not): a change not by range */
-	capture_node(FS(req), N(req, ino), fi, QF_CONTENT);
+	/* Bytes outside [off, off + len) keep their content and place unless
+	 * the mode moves them. */
+	if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))
+		capture_node(FS(req), N(req, ino), fi, QF_CONTENT);
+	else
+		capture_range(FS(req), N(req, ino), fi, QF_CONTENT, (uint64_t)off, (uint64_t)len);
 	fuse_reply_err(req, 0);
 }
 

@@ -27,6 +27,7 @@
 #include "compress.h"
 #include "frame.h"
 #include "log.h"
+#include "patch.h"
 #include "queue.h"
 #include "record.h"
 #include "worker.h"
@@ -51,17 +52,10 @@ struct xfer {
 	unsigned flat_run; /* chunks in a row that did not compress */
 	int streamed;      /* frames go raw, a compressible body in the stream */
 	int zbody;         /* a chunk of this body compressed when tried */
-	/* Patches (mirrord "patch"): set when the record has the list last
-	 * sent for this inode and the FUSE layer says which ranges changed
-	 * since; a new chunk mostly made of unchanged bytes goes as those
-	 * ranges only, and mirrord lays them over its copy of the file. */
-	const struct drange *dr; /* borrowed, sorted and disjoint; NULL: no patches */
-	int ndr;
-	uint64_t old_size;   /* of the version last sent */
-	int patched;         /* a chunk was left to mirrord to build */
-	struct proto_patch *patches; /* owned, and each one's data */
-	size_t npatches, palloc;
-	uint64_t pbytes;
+	/* Patches (mirrord "patch", patch.h): set up when the record has
+	 * the list last sent for this inode and the FUSE layer says which
+	 * ranges changed since. */
+	struct patchset ps;
 };
 
 /* After this many incompressible chunks in a row, only every
@@ -148,63 +142,6 @@ static enum send_result post_body(struct xfer *x)
 	return res;
 }
 
-/* Where changed range r meets [off, off + len): [*a, *b), if anywhere. */
-static int overlap(const struct drange *r, uint64_t off, uint32_t len, uint64_t *a, uint64_t *b)
-{
-	*a = r->start > off ? r->start : off;
-	*b = r->end < off + len ? r->end : off + len;
-	return *a < *b;
-}
-
-/* Bytes of [off, off + len) inside the changed ranges. */
-static uint64_t dirty_in(const struct xfer *x, uint64_t off, uint32_t len)
-{
-	uint64_t n = 0, a, b;
-	for (int k = 0; k < x->ndr; k++)
-		if (overlap(&x->dr[k], off, len, &a, &b))
-			n += b - a;
-	return n;
-}
-
-/* Send chunk c (bytes at data) as patches of its changed bytes (none for
- * a chunk of unchanged bytes cut anew), if they are under half of it and
- * within the caps. Returns 1 if it did, 0 if the chunk must go whole,
- * -ENOMEM. */
-static int patch_chunk(struct xfer *x, const struct chunk_ref *c, const uint8_t *data)
-{
-	if (!x->dr)
-		return 0;
-	uint64_t d = dirty_in(x, c->off, c->len);
-	/* Unchanged bytes past the old end: mirrord has no copy of them. */
-	if ((d == 0 && c->off + c->len > x->old_size) || d * 2 > c->len ||
-	    x->pbytes + d > PROTO_PATCH_BYTES_MAX ||
-	    x->npatches + (size_t)x->ndr > PROTO_MAX_PATCHES)
-		return 0;
-	for (int k = 0; k < x->ndr; k++) {
-		uint64_t a, b;
-		if (!overlap(&x->dr[k], c->off, c->len, &a, &b))
-			continue;
-		if (x->npatches == x->palloc) {
-			size_t na = x->palloc ? x->palloc * 2 : 8;
-			struct proto_patch *p = realloc(x->patches, na * sizeof(*p));
-			if (!p)
-				return -ENOMEM;
-			x->patches = p;
-			x->palloc = na;
-		}
-		struct proto_patch *p = &x->patches[x->npatches];
-		if (!(p->data = malloc(b - a)))
-			return -ENOMEM;
-		memcpy(p->data, data + (a - c->off), b - a);
-		p->off = a;
-		p->len = (uint32_t)(b - a);
-		x->npatches++;
-		x->pbytes += b - a;
-	}
-	x->patched = 1;
-	return 1;
-}
-
 /* Ask which of the chunks ask[0..nask) the server lacks; *missing gets a
  * new array of flags, one per asked chunk (caller frees). */
 static enum send_result query_missing(struct xfer *x, const size_t *ask, size_t nask,
@@ -269,7 +206,8 @@ static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *
 			dup = missing[j] && hash_equal(&x->chunks[ask[j]].id, &x->chunks[i].id);
 		if (dup)
 			continue;
-		int pr = patch_chunk(x, &x->chunks[i], buf + (x->chunks[i].off - base));
+		int pr = patchset_chunk(&x->ps, x->chunks[i].off, x->chunks[i].len,
+					 buf + (x->chunks[i].off - base));
 		if (pr > 0)
 			continue;
 		if (pr < 0 || frame_chunk(x, &x->chunks[i], buf + (x->chunks[i].off - base)) < 0) {
@@ -527,11 +465,8 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 		if (add_old(&x, &part, 0, part.first) < 0)
 			goto out;
 		off = part.ooff[part.first];
-		if (w->m->server_patch) {
-			x.dr = part.dr;
-			x.ndr = part.ndr;
-			x.old_size = part.ooff[part.nold];
-		}
+		if (w->m->server_patch)
+			patchset_init(&x.ps, part.dr, part.ndr, part.ooff[part.nold]);
 	}
 	while (!aligned && (!eof || fill > 0)) {
 		/* While re-chunking a changed range, read little past its end:
@@ -635,13 +570,11 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
 	plan_delta(w, path, pc, x.n, &op, &edits, &base_path);
 	if (op.nedits || op.chunks) { /* not a copy: the patched chunks are needed */
-		op.patched = x.patched;
-		op.patches = x.patches;
-		op.npatches = x.npatches;
+		patchset_attach(&x.ps, &op);
 	}
 	log_debug("%s: %zu chunks, %d changed ranges%s, %zu patches of %llu bytes", path, x.n,
-		  ndr, part.old ? " (re-chunked around them)" : "", x.npatches,
-		  (unsigned long long)x.pbytes);
+		  ndr, part.old ? " (re-chunked around them)" : "", x.ps.n,
+		  (unsigned long long)x.ps.bytes);
 	/* mirrord reports the chunks it cannot produce; it may find more
 	 * stale ones on the next try, so keep going while each round makes
 	 * progress (at most one round per chunk, plus a few). */
@@ -677,7 +610,7 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	if (res == SEND_OK) {
 		pthread_mutex_lock(&w->m->stats_lock);
 		w->m->stats.files_sent++;
-		w->m->stats.bytes_sent += x.bytes_sent + x.pbytes;
+		w->m->stats.bytes_sent += x.bytes_sent + x.ps.bytes;
 		w->m->stats.chunks_sent += x.chunks_sent;
 		w->m->stats.chunks_skipped += x.chunks_skipped;
 		pthread_mutex_unlock(&w->m->stats_lock);
@@ -687,9 +620,7 @@ out:
 	partial_release(&part);
 	free(buf);
 	free(x.chunks);
-	for (size_t i = 0; i < x.npatches; i++)
-		free(x.patches[i].data);
-	free(x.patches);
+	patchset_release(&x.ps);
 	buf_release(&x.body);
 	buf_release(&x.zbuf);
 	return res;

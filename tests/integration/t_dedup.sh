@@ -57,6 +57,14 @@ bytes_up() {
 	echo "$up"
 }
 
+# bytes_read: what mirrorfs has read from BACKING to upload, so far.
+bytes_read() {
+	local v
+	v=$(mirror_status --json | tr -d ' \t' | grep -o '"bytes_read":[0-9]*' | cut -d: -f2)
+	[[ $v =~ ^[0-9]+$ ]] || fail "no bytes_read in mirrorfs status --json"
+	echo "$v"
+}
+
 # expect_under WHAT BEFORE LIMIT: the bytes sent since BEFORE stay below LIMIT.
 expect_under() {
 	local now used
@@ -87,6 +95,13 @@ mv "$M/folder" "$M/renamed"
 sync_mirror
 expect_under "rename of a 2 MiB folder" "$b0" $((64 << 10))
 
+step "100 B appended to each of the 200 files"
+head -c 100 /dev/urandom >"$T/line"
+b0=$(bytes_up)
+for f in "$M"/renamed/f*; do cat "$T/line" >>"$f"; done
+sync_mirror
+expect_under "100 B appended to 200 files of 10 KiB" "$b0" $((64 << 10))
+
 step "4 KiB overwritten in the middle"
 b0=$(bytes_up)
 dd if=/dev/urandom of="$M/big" bs=4096 count=1 seek=6400 conv=notrunc status=none
@@ -113,6 +128,27 @@ dd if=/dev/urandom of="$M/big2" bs=4096 count=1 seek=3000 conv=notrunc status=no
 sync_mirror
 expect_under "4 KiB overwrite after a rename" "$b0" $((16 << 10))
 cmp -s "$M/big2" "$T/dir/big2" || fail "the renamed and edited file differs on the server"
+
+step "truncated to 20 MiB and a bit"
+r0=$(bytes_read)
+b0=$(bytes_up)
+truncate -s $(((20 << 20) + 12345)) "$M/big2"
+sync_mirror
+expect_under "truncate of 50 MiB" "$b0" $((4 << 10))
+r1=$(bytes_read)
+step "truncate: $((r1 - r0)) bytes read again"
+((r1 - r0 < 1 << 20)) || fail "the truncate made mirrorfs read $((r1 - r0)) bytes of the file again"
+cmp -s "$M/big2" "$T/dir/big2" || fail "the truncated file differs on the server"
+
+step "grown to 30 MiB by truncate, then a hole punched in it"
+b0=$(bytes_up)
+truncate -s $((30 << 20)) "$M/big2"
+sync_mirror
+cmp -s "$M/big2" "$T/dir/big2" || fail "the grown file differs on the server"
+fallocate -p -o $((5 << 20)) -l $((256 << 10)) "$M/big2"
+sync_mirror
+cmp -s "$M/big2" "$T/dir/big2" || fail "the file with a hole differs on the server"
+expect_under "truncate up by 10 MiB, then a 256 KiB hole" "$b0" $((64 << 10))
 
 step "a 120 MiB file saved as an editor saves"
 head -c $((120 << 20)) /dev/urandom >"$M/doc"
