@@ -219,13 +219,18 @@ static int pread_full(int fd, uint8_t *buf, size_t len, off_t off)
 	return 0;
 }
 
+/* Places of one chunk tried before it counts as unavailable: each stale one
+ * is dropped on the way, so the next fetch starts further on. */
+#define FETCH_PLACES 8
+
 /*
  * Get the bytes of chunk c into buf, verified. Tries the chunks that came
  * with the op (inl, may be NULL), the store, then the
- * chunk index (a published file in DIR). On success from the index,
+ * chunk index (a published file in DIR; up to FETCH_PLACES of them). On
+ * success from the index,
  * *srcfd and *srcoff say where the verified bytes lie (for copy_file_range; the
- * fd belongs to sc). Returns 0, -ENOENT (unavailable: a stale index entry
- * is dropped), -EBADMSG (c's length contradicts the chunk) or another
+ * fd belongs to sc). Returns 0, -ENOENT (unavailable: stale index entries
+ * are dropped), -EBADMSG (c's length contradicts the chunk) or another
  * negative errno.
  */
 static int fetch_chunk(struct apply_ctx *ctx, const struct apply_inline *inl,
@@ -246,33 +251,37 @@ static int fetch_chunk(struct apply_ctx *ctx, const struct apply_inline *inl,
 	int r = store_get(ctx->store, &c->id, c->len, buf);
 	if (r != -ENOENT || !ctx->state)
 		return r;
-	r = state_index_get(ctx->state, &c->id, &path, &off, &len);
-	if (r <= 0)
-		return r == 0 ? -ENOENT : r;
-	if (len != c->len) {
-		free(path);
-		return -EBADMSG;
-	}
-	int fd = src_open(ctx, sc, path); /* takes path */
-	if (fd >= 0 && off <= (uint64_t)INT64_MAX - len)
-		r = pread_full(fd, buf, len, (off_t)off);
-	else
-		r = fd < 0 ? fd : -EINVAL;
-	if (r == 0) {
-		hash_buf(buf, len, &got);
-		if (hash_equal(&got, &c->id)) {
-			*srcfd = fd;
-			*srcoff = (off_t)off;
-			return 0;
+	for (int tries = 0; tries < FETCH_PLACES; tries++) {
+		r = state_index_get(ctx->state, &c->id, &path, &off, &len);
+		if (r <= 0)
+			return r == 0 ? -ENOENT : r;
+		if (len != c->len) {
+			free(path);
+			return -EBADMSG;
+		}
+		int fd = src_open(ctx, sc, path); /* takes path */
+		if (fd >= 0 && off <= (uint64_t)INT64_MAX - len)
+			r = pread_full(fd, buf, len, (off_t)off);
+		else
+			r = fd < 0 ? fd : -EINVAL;
+		if (r == 0) {
+			hash_buf(buf, len, &got);
+			if (hash_equal(&got, &c->id)) {
+				*srcfd = fd;
+				*srcoff = (off_t)off;
+				return 0;
+			}
+		}
+		if (r == -ENOMEM || r == -EIO)
+			return r;
+		log_debug("dropping stale index entry of a chunk at %s+%llu", sc->path,
+			  (unsigned long long)off);
+		r = state_index_drop(ctx->state, &c->id, sc->path, off);
+		if (r < 0) {
+			log_warn("cannot drop a stale chunk index entry: %s", strerror(-r));
+			break; /* it would come back the same */
 		}
 	}
-	if (r == -ENOMEM || r == -EIO)
-		return r;
-	log_debug("dropping stale index entry of a chunk at %s+%llu", sc->path,
-		  (unsigned long long)off);
-	r = state_index_drop(ctx->state, &c->id, sc->path, off);
-	if (r < 0)
-		log_warn("cannot drop a stale chunk index entry: %s", strerror(-r));
 	return -ENOENT;
 }
 

@@ -39,11 +39,12 @@ enum {
  * '/', so nothing real lives there) for the moment of the swap.
  */
 static const char *const sql_text[Q_COUNT] = {
-	[Q_GET] = "SELECT path, off, len FROM chunks WHERE id = ?1",
-	[Q_DROP] = "DELETE FROM chunks WHERE id = ?1 AND path = ?2 AND off = ?3",
-	[Q_PUT] = "INSERT OR REPLACE INTO chunks(id, path, off, len) VALUES (?1, ?2, ?3, ?4)",
-	[Q_FORGET] = "DELETE FROM chunks WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
-	[Q_MOVE] = "UPDATE chunks SET path = CAST(CAST(?4 AS BLOB) || substr(path, ?5) AS BLOB) "
+	[Q_GET] = "SELECT path, off, len FROM chunkloc WHERE id = ?1 LIMIT 1",
+	[Q_DROP] = "DELETE FROM chunkloc WHERE id = ?1 AND path = ?2 AND off = ?3",
+	/* A chunk's first place in a file (a run of zeros is one entry). */
+	[Q_PUT] = "INSERT OR IGNORE INTO chunkloc(id, path, off, len) VALUES (?1, ?2, ?3, ?4)",
+	[Q_FORGET] = "DELETE FROM chunkloc WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+	[Q_MOVE] = "UPDATE chunkloc SET path = CAST(CAST(?4 AS BLOB) || substr(path, ?5) AS BLOB) "
 		   "WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
 	[Q_LGET] = "SELECT digest, list FROM lists WHERE path = ?1",
 	[Q_LPUT] = "INSERT OR REPLACE INTO lists(path, digest, list) VALUES (?1, ?2, ?3)",
@@ -64,9 +65,11 @@ static const char schema[] =
 	 * they need not reach the disk before a reply. Only the replay record
 	 * must (state_seq_set syncs explicitly). */
 	"PRAGMA synchronous=NORMAL;"
-	"CREATE TABLE IF NOT EXISTS chunks(id BLOB PRIMARY KEY, path BLOB NOT NULL,"
-	" off INTEGER NOT NULL, len INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);"
+	/* Every file a chunk is in (one place in each): when one of them
+	 * changes, the others still have it. */
+	"CREATE TABLE IF NOT EXISTS chunkloc(id BLOB NOT NULL, path BLOB NOT NULL,"
+	" off INTEGER NOT NULL, len INTEGER NOT NULL, PRIMARY KEY(id, path)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS chunkloc_path ON chunkloc(path);"
 	"CREATE TABLE IF NOT EXISTS clients(id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
 	" WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS lists(path BLOB PRIMARY KEY, digest BLOB NOT NULL,"
@@ -110,6 +113,39 @@ static int run(struct state *st, sqlite3_stmt *s)
 	return 0;
 }
 
+/* A database of an older mirrord has the index as chunks(id PRIMARY KEY,
+ * ...), one place per chunk: move its entries over, once. */
+static int upgrade(struct state *st)
+{
+	sqlite3_stmt *s = NULL;
+	int old = 0;
+	if (sqlite3_prepare_v2(st->db,
+			       "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks'",
+			       -1, &s, NULL) == SQLITE_OK)
+		old = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_finalize(s);
+	if (!old)
+		return 0;
+	char *err = NULL;
+	int rc = sqlite3_exec(st->db,
+			      "BEGIN IMMEDIATE;"
+			      "INSERT OR IGNORE INTO chunkloc(id, path, off, len)"
+			      " SELECT id, path, off, len FROM chunks;"
+			      "DROP TABLE chunks;"
+			      "COMMIT;",
+			      NULL, NULL, &err);
+	if (rc != SQLITE_OK) {
+		log_error("state db: moving the chunk index to its new table: %s",
+			  err ? err : sqlite3_errstr(rc));
+		sqlite3_free(err);
+		if (!sqlite3_get_autocommit(st->db))
+			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
+	}
+	log_info("state db: chunk index moved to its new table (a place in every file)");
+	return 0;
+}
+
 int state_open(const char *path, struct state **out)
 {
 	struct state *st = calloc(1, sizeof(*st));
@@ -141,6 +177,8 @@ int state_open(const char *path, struct state **out)
 		r = sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
 		goto fail;
 	}
+	if ((r = upgrade(st)) < 0)
+		goto fail;
 	for (int i = 0; i < Q_COUNT; i++) {
 		rc = sqlite3_prepare_v3(st->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
 					&st->q[i], NULL);

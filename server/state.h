@@ -1,12 +1,15 @@
 /*
  * state: mirrord's SQLite database, <state>/state.db (WAL, synchronous=FULL).
  *
- * Two tables:
- * - chunks(id, path, off, len): where the bytes of a chunk live inside DIR,
- *   filled when a file is published (so the store copy can go and mirrord
- *   keeps no second copy of the data). An entry is a hint, never trusted:
- *   readers verify the bytes by hash and drop a stale entry. One location
- *   per id (the newest). Paths are stored as BLOBs (they are bytes, not
+ * Three tables:
+ * - chunkloc(id, path, off, len): where the bytes of a chunk live inside
+ *   DIR, filled when a file is published (so the store copy can go and
+ *   mirrord keeps no second copy of the data). An entry is a hint, never
+ *   trusted: readers verify the bytes by hash and drop a stale entry, then
+ *   try the next. One entry per file that holds the chunk (its first
+ *   offset there), so that a chunk stays known while any file has it. (An
+ *   older database's chunks table, one entry per chunk, is moved over at
+ *   open.) Paths are stored as BLOBs (they are bytes, not
  *   necessarily UTF-8), which makes comparisons and substr() bytewise.
  * - lists(path, digest, list): the chunk list of each file published at
  *   path (so that a client can commit a delta against it, or a copy of it);
@@ -41,7 +44,7 @@ int state_open(const char *path, struct state **out);
 /* Close the database. Accepts NULL. */
 void state_close(struct state *st);
 
-/* Look up where chunk id lives. Returns 1 and fills *path (caller frees
+/* Look up a place where chunk id lives. Returns 1 and fills *path (caller frees
  * with free()), *off, *len; 0 if unknown; or a negative errno. */
 __attribute__((warn_unused_result))
 int state_index_get(struct state *st, const struct hash_id *id, char **path, uint64_t *off,

@@ -376,6 +376,9 @@ ok "refused patches changed nothing" cmp -s "$T/b3" "$D/bare/p"
 pop '[[10,"V1g="],[12,"WVo="]]'
 expect 200 '"ok":true' "commit built with patches"
 ok "patched file exact" cmp -s "$T/b3p" "$D/bare/p"
+# bare/p held the copy's chunk last; bare/f still holds it.
+req POST /v1/chunks/query --data-binary "{\"ids\":[\"$B3\"]}"
+expect 200 '"missing":[]' "a chunk stays known while another file has it"
 rm -r "$D/bare"
 
 bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null

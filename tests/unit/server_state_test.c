@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sqlite3.h>
 
 #include "server_fixture.h"
 
@@ -84,6 +85,74 @@ static void test_prefixes(void)
 	sfx_teardown(&f);
 }
 
+/* A chunk in several files stays known while any of them has it. */
+static void test_places(void)
+{
+	struct sfx f;
+	CU_ASSERT_FATAL(sfx_setup(&f, 0, 1) == 0);
+	struct proto_chunk x = ck("shared"), y = ck("other"), p3[3], q2[2];
+	p3[0] = y;
+	p3[1] = x;
+	p3[2] = x; /* twice in p: its first place is kept */
+	q2[0] = x;
+	q2[1] = y;
+	CU_ASSERT_EQUAL(state_index_file(f.st, "p", p3, 3), 0);
+	CU_ASSERT_EQUAL(state_index_file(f.st, "q", q2, 2), 0);
+	CU_ASSERT(at(f.st, &x, "p", 5)); /* "p" sorts first */
+	/* p changes: x is still in q */
+	CU_ASSERT_EQUAL(state_index_file(f.st, "p", &y, 1), 0);
+	CU_ASSERT(at(f.st, &x, "q", 0));
+	/* a stale place is dropped; the next one is found */
+	CU_ASSERT_EQUAL(state_index_file(f.st, "a", &x, 1), 0);
+	CU_ASSERT(at(f.st, &x, "a", 0));
+	CU_ASSERT_EQUAL(state_index_drop(f.st, &x.id, "a", 0), 0);
+	CU_ASSERT(at(f.st, &x, "q", 0));
+	/* renames carry every place */
+	CU_ASSERT_EQUAL(state_index_rename(f.st, "q", "r", 0), 0);
+	CU_ASSERT(at(f.st, &x, "r", 0));
+	CU_ASSERT(at(f.st, &y, "p", 0));
+	CU_ASSERT_EQUAL(state_index_forget(f.st, "p"), 0);
+	CU_ASSERT(at(f.st, &y, "r", 6));
+	CU_ASSERT_EQUAL(state_index_forget(f.st, "r"), 0);
+	CU_ASSERT_FALSE(state_index_has(f.st, &x.id));
+	CU_ASSERT_FALSE(state_index_has(f.st, &y.id));
+	sfx_teardown(&f);
+}
+
+/* A database of an older mirrord (one place per chunk, table "chunks")
+ * keeps its entries. */
+static void test_upgrade(void)
+{
+	struct sfx f;
+	char db[160];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *s = NULL;
+	struct proto_chunk x = ck("from before");
+	CU_ASSERT_FATAL(sfx_setup(&f, 0, 0) == 0);
+	snprintf(db, sizeof(db), "%s/state.db", f.state);
+	CU_ASSERT_FATAL(sqlite3_open(db, &h) == SQLITE_OK);
+	CU_ASSERT_FATAL(sqlite3_exec(h,
+				     "CREATE TABLE chunks(id BLOB PRIMARY KEY, path BLOB NOT NULL,"
+				     " off INTEGER NOT NULL, len INTEGER NOT NULL) WITHOUT ROWID;"
+				     "CREATE INDEX chunks_path ON chunks(path);",
+				     NULL, NULL, NULL) == SQLITE_OK);
+	CU_ASSERT_FATAL(sqlite3_prepare_v2(h, "INSERT INTO chunks VALUES (?1, CAST('old/f' AS BLOB),"
+					      " 7, ?2)", -1, &s, NULL) == SQLITE_OK);
+	sqlite3_bind_blob(s, 1, x.id.b, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, x.len);
+	CU_ASSERT_EQUAL(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+	CU_ASSERT_EQUAL_FATAL(state_open(db, &f.st), 0);
+	CU_ASSERT(at(f.st, &x, "old/f", 7));
+	state_close(f.st);
+	f.st = NULL;
+	/* and opens again as a database of this version */
+	CU_ASSERT_EQUAL_FATAL(state_open(db, &f.st), 0);
+	CU_ASSERT(at(f.st, &x, "old/f", 7));
+	sfx_teardown(&f);
+}
+
 static void test_seq(void)
 {
 	struct sfx f;
@@ -119,6 +188,8 @@ int suite_server_state(void)
 		return CU_get_error();
 	if (!CU_add_test(s, "chunk index", test_index) ||
 	    !CU_add_test(s, "prefix rename/exchange/forget", test_prefixes) ||
+	    !CU_add_test(s, "a chunk in several files", test_places) ||
+	    !CU_add_test(s, "upgrade of an older index", test_upgrade) ||
 	    !CU_add_test(s, "replay seqs", test_seq))
 		return CU_get_error();
 	return 0;
