@@ -139,6 +139,11 @@ static int get_int(const cJSON *j, double lo, double hi, int64_t *out)
 	return 0;
 }
 
+int proto_json_int(const cJSON *j, double lo, double hi, int64_t *out)
+{
+	return get_int(j, lo, hi, out);
+}
+
 int proto_time_from_json(const cJSON *j, struct timespec *ts)
 {
 	int64_t s, ns;
@@ -292,6 +297,27 @@ static int add_patches(cJSON *o, const struct proto_patch *p, size_t n)
 	return 0;
 }
 
+/* "move": [[off, len, src], ...] */
+static int add_moves(cJSON *o, const struct rsig_move *m, size_t n)
+{
+	cJSON *arr = cJSON_AddArrayToObject(o, "move");
+	if (!arr)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		cJSON *e = cJSON_CreateArray();
+		if (!e || !cJSON_AddItemToArray(arr, e)) {
+			cJSON_Delete(e);
+			return -ENOMEM;
+		}
+		/* e belongs to arr from here on */
+		if (!cJSON_AddItemToArray(e, cJSON_CreateNumber((double)m[i].off)) ||
+		    !cJSON_AddItemToArray(e, cJSON_CreateNumber((double)m[i].len)) ||
+		    !cJSON_AddItemToArray(e, cJSON_CreateNumber((double)m[i].src)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
 {
 	int refs = (flags & PROTO_REFS) != 0;
@@ -352,6 +378,8 @@ cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
 		}
 		if (op->patched && add_patches(o, op->patches, op->npatches) < 0)
 			goto fail;
+		if (op->nmoves && add_moves(o, op->moves, op->nmoves) < 0)
+			goto fail;
 	}
 	if (op->has_pmtime && add_time(o, "pmtime", &op->pmtime) < 0)
 		goto fail;
@@ -370,6 +398,7 @@ void proto_op_release(struct proto_op *op)
 	for (size_t i = 0; i < op->npatches; i++)
 		free(op->patches[i].data);
 	free(op->patches);
+	free(op->moves);
 	free(op->path);
 	free(op->path2);
 	free(op->target);
@@ -602,6 +631,45 @@ static int get_patches(const cJSON *o, struct proto_op *op, const char **why)
 	return 0;
 }
 
+/* "move" (optional): [[off, len, src], ...], sorted by off, disjoint,
+ * within the file's size; it makes the op patched. */
+static int get_moves(const cJSON *o, struct proto_op *op, const char **why)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "move"), *e;
+	uint64_t end = 0;
+	int64_t v[3];
+
+	if (!arr)
+		return 0;
+	int cnt = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+	if (cnt < 0 || cnt > (int)PROTO_MAX_MOVES) {
+		*why = cnt < 0 ? "invalid move" : "too many moves";
+		return cnt < 0 ? -EINVAL : -E2BIG;
+	}
+	op->patched = 1;
+	if (cnt > 0 && !(op->moves = calloc((size_t)cnt, sizeof(*op->moves))))
+		return -ENOMEM;
+	cJSON_ArrayForEach(e, arr) {
+		const cJSON *x = cJSON_IsArray(e) && cJSON_GetArraySize(e) == 3 ? e->child : NULL;
+		if (!x || get_int(x, 0, 9007199254740992.0, &v[0]) < 0 ||
+		    get_int(x->next, 1, 4294967295.0, &v[1]) < 0 ||
+		    get_int(x->next->next, 0, 9007199254740992.0, &v[2]) < 0) {
+			*why = "invalid move";
+			return -EINVAL;
+		}
+		if ((uint64_t)v[0] < end || (uint64_t)v[0] > op->size ||
+		    (uint64_t)v[1] > op->size - (uint64_t)v[0]) {
+			*why = "moves out of order or beyond the size";
+			return -EINVAL;
+		}
+		op->moves[op->nmoves++] = (struct rsig_move){ .off = (uint64_t)v[0],
+							      .len = (uint32_t)v[1],
+							      .src = (uint64_t)v[2] };
+		end = (uint64_t)v[0] + (uint64_t)v[1];
+	}
+	return 0;
+}
+
 static int resolve_list(struct proto_chunk *c, size_t n, const struct proto_chunk *frames,
 			size_t nframes, const char **why)
 {
@@ -693,7 +761,7 @@ int proto_op_from_json_flags(const cJSON *j, unsigned flags, struct proto_op *op
 		if ((r = get_mode(j, &op->mode, why)) < 0 ||
 		    (r = get_time(j, "mtime", 1, &op->mtime, NULL, why)) < 0 ||
 		    (r = get_chunks(j, (flags & PROTO_REFS) != 0, op, why)) < 0 ||
-		    (r = get_patches(j, op, why)) < 0)
+		    (r = get_patches(j, op, why)) < 0 || (r = get_moves(j, op, why)) < 0)
 			goto fail;
 		break;
 	case OP_MKDIR:

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "hash.h"
+#include "rsig.h"
 
 #define PROTO_VERSION 1
 #define PROTO_OP_BODY_MAX (64u * 1024 * 1024)
@@ -74,6 +75,12 @@ struct proto_patch {
 
 #define PROTO_MAX_PATCHES 1024
 #define PROTO_PATCH_BYTES_MAX (1024u * 1024) /* all of an op's patches */
+/* A file op's moves ("move": [[off, len, src], ...], struct rsig_move):
+ * bytes [off, off + len) of the new version are the bytes at src of the
+ * server's file the op is a delta against (base_path; the op's own path
+ * without one). They serve, with the patches, to build a chunk mirrord
+ * lacks (an insertion shifts bytes: a patch cannot say that). */
+#define PROTO_MAX_MOVES 4096
 
 /* One operation. Strings are owned by the op (proto_op_release frees them)
  * when it comes from proto_op_from_json(); a client may point them at its own
@@ -103,6 +110,10 @@ struct proto_op {
 	int patched;
 	struct proto_patch *patches;
 	size_t npatches;
+	/* file: sorted, disjoint, within size; at most PROTO_MAX_MOVES. Any
+	 * move sets patched. Owned as the strings are. */
+	struct rsig_move *moves;
+	size_t nmoves;
 };
 
 /* Build the JSON object of op. Returns a new cJSON tree (caller deletes with
@@ -183,6 +194,10 @@ struct proto_chunk *proto_apply_edits(const struct proto_chunk *base, size_t nba
 __attribute__((warn_unused_result))
 int proto_diff_lists(const struct proto_chunk *old, size_t nold, struct proto_chunk *pc, size_t n,
 		     struct proto_edit **out, size_t *ins);
+
+/* An integral JSON number within [lo, hi] into *out: 0, or -EINVAL (not
+ * a number, not integral, out of range). Pure. */
+int proto_json_int(const cJSON *j, double lo, double hi, int64_t *out);
 
 /* Maximum nesting depth of a cJSON tree (for the JSON depth cap). */
 int proto_json_depth(const cJSON *j);

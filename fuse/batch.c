@@ -20,6 +20,10 @@
  * first (a round trip costs more), as transfer.c does for one file. */
 #define BATCH_QUERY_MIN (32u * 1024)
 
+/* New chunk bytes of an edited file from which sending it alone, to find
+ * moves (transfer.c), pays for the extra round trip. */
+#define BATCH_MOVE_MIN (4u * 1024)
+
 struct bitem {
 	struct proto_op op;       /* op.path is path; op.chunks is pc */
 	char *path;               /* owned */
@@ -179,6 +183,23 @@ static void patch_base(struct worker *w, struct bitem *it)
 	patchset_init(&it->ps, it->dr, it->ndr, old_size);
 }
 
+/* 1 if item it (its new chunks' bytes start at data offset mark) should go
+ * alone: mirrord takes moves, at least BATCH_MOVE_MIN bytes of new chunks
+ * are left after the patches, and the record has a list for this path
+ * (the version mirrord has: a chunk cut around an insertion may be
+ * mostly its blocks). */
+static int worth_alone(struct worker *w, const struct batch *b, const struct bitem *it,
+		       size_t mark)
+{
+	size_t n = 0;
+	if (!w->m->server_move || b->data.len - mark < BATCH_MOVE_MIN)
+		return 0;
+	struct proto_chunk *old = record_list(w->rec, it->path, &n);
+	int have = old != NULL;
+	free(old);
+	return have;
+}
+
 /* Read fd (st_size bytes) into b->fbuf; *got: bytes read. */
 static int read_all(struct batch *b, int fd, size_t size, size_t *got)
 {
@@ -272,6 +293,12 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 				it->cand[i] = (uint32_t)k + 1;
 		}
 		patchset_attach(&it->ps, &it->op);
+		if (worth_alone(w, b, it, mark_data)) {
+			b->ncand = mark_cand;
+			b->data.len = mark_data;
+			item_release(it);
+			return SEND_ALONE;
+		}
 		log_debug("%s: %zu chunks, %d changed ranges, %zu patches of %llu bytes", path,
 			  it->n, ndr, it->ps.n, (unsigned long long)it->ps.bytes);
 	}

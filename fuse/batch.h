@@ -44,7 +44,9 @@ int batch_wants(const struct worker *w, const struct stat *st);
  * flags, seq: of the queue entry; dr[0..ndr): its written ranges, given
  * back to the open-file table if the batch fails; started: when the sync
  * began (queue_now()). Returns SEND_BATCHED, SEND_CHANGED (changed while
- * read) or SEND_LOCAL (w->why says why). */
+ * read), SEND_ALONE (an edit of a file mirrord has, with new chunks that
+ * moves may save: transfer.c finds them, which a bundle cannot) or
+ * SEND_LOCAL (w->why says why). */
 enum send_result batch_add(struct worker *w, const char *path, int fd, const struct stat *st,
 			   unsigned flags, uint64_t seq, const struct drange *dr, int ndr,
 			   int64_t started);

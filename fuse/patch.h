@@ -41,6 +41,14 @@ void patchset_init(struct patchset *p, const struct drange *dr, int ndr, uint64_
  * must go whole, -ENOMEM. */
 int patchset_chunk(struct patchset *p, uint64_t off, uint32_t len, const uint8_t *data);
 
+/* Add bytes [off, off + len) of the new version (at data) as one patch,
+ * whatever the ranges say (the bytes of a chunk that moves do not cover).
+ * Returns 1, 0 if the caps leave no room, -ENOMEM. */
+int patchset_add(struct patchset *p, uint64_t off, uint32_t len, const uint8_t *data);
+
+/* Sort the patches by offset (chunks may be added out of order). */
+void patchset_sort(struct patchset *p);
+
 /* Point op at the set (op->patched, patches, npatches; borrowed). */
 void patchset_attach(const struct patchset *p, struct proto_op *op);
 

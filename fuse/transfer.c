@@ -56,7 +56,22 @@ struct xfer {
 	 * the list last sent for this inode and the FUSE layer says which
 	 * ranges changed since. */
 	struct patchset ps;
+	/* Moves (mirrord "move", rsig.h): when the record has a list for this
+	 * path, new chunks that neither the server nor a patch has wait here
+	 * (chunk indexes, up to DEFER_MAX bytes) until the whole list is
+	 * known; those inside a changed region of the base file are then
+	 * looked for in its blocks, the rest go whole. */
+	int defer;
+	size_t *wait, nwait, await;
+	uint64_t wait_bytes;
+	struct rsig_move *moves; /* owned */
+	size_t nmoves, amoves;
 };
+
+#define DEFER_MAX (8u * 1024 * 1024)
+/* Old bytes of one changed region looked at (larger: the chunks go whole). */
+#define MOVE_REGION_MAX (2u * 1024 * 1024)
+#define MOVE_BLOCK 512u
 
 /* After this many incompressible chunks in a row, only every
  * COMPRESS_PROBE-th chunk is tried, until one compresses again: media and
@@ -210,16 +225,201 @@ static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *
 					 buf + (x->chunks[i].off - base));
 		if (pr > 0)
 			continue;
-		if (pr < 0 || frame_chunk(x, &x->chunks[i], buf + (x->chunks[i].off - base)) < 0) {
-			snprintf(x->w->why, sizeof(x->w->why), "out of memory");
-			res = SEND_LOCAL;
-			goto out;
+		if (pr == 0 && x->defer && x->wait_bytes + x->chunks[i].len <= DEFER_MAX) {
+			if (x->nwait == x->await) {
+				size_t na = x->await ? 2 * x->await : 16;
+				size_t *v = realloc(x->wait, na * sizeof(*v));
+				if (!v)
+					goto nomem;
+				x->wait = v;
+				x->await = na;
+			}
+			x->wait[x->nwait++] = i;
+			x->wait_bytes += x->chunks[i].len;
+			continue;
 		}
+		if (pr < 0 || frame_chunk(x, &x->chunks[i], buf + (x->chunks[i].off - base)) < 0)
+			goto nomem;
 	}
 	res = post_body(x);
+	goto out;
+nomem:
+	snprintf(x->w->why, sizeof(x->w->why), "out of memory");
+	res = SEND_LOCAL;
 out:
 	free(ask);
 	free(missing);
+	return res;
+}
+
+/* Read chunk c again into data (CHUNK_PROTO_MAX bytes) and check it
+ * against its id: SEND_OK, or SEND_CHANGED if the file changed. */
+static enum send_result reread(struct xfer *x, const struct chunk_ref *c, uint8_t *data)
+{
+	struct hash_id id;
+	if (pread(x->fd, data, c->len, (off_t)c->off) != (ssize_t)c->len)
+		return SEND_CHANGED;
+	hash_buf(data, c->len, &id);
+	return hash_equal(&id, &c->id) ? SEND_OK : SEND_CHANGED;
+}
+
+/* One changed region of the base: old bytes [ooff, ooff + olen), the
+ * signatures mirrord sent for them. */
+struct region {
+	uint64_t ooff, olen;
+	uint8_t *sigs; /* owned */
+	size_t nsig;
+};
+
+/* Chunk c (bytes at data) as moves from region r and patches of what no
+ * block matched, if the moves cover at least half of it. 1 if so, 0 if
+ * it must go whole, -ENOMEM. */
+static int move_chunk(struct xfer *x, const struct region *r, const struct chunk_ref *c,
+		      const uint8_t *data)
+{
+	struct rsig_move *mv = NULL;
+	size_t nmv = 0, mark = x->ps.n;
+	uint64_t mark_bytes = x->ps.bytes;
+	long covered = rsig_match(r->sigs, r->nsig, MOVE_BLOCK, r->ooff, data, c->len, c->off, &mv,
+				  &nmv);
+	if (covered < 0)
+		return -ENOMEM;
+	if ((uint64_t)covered * 2 < c->len || x->nmoves + nmv > PROTO_MAX_MOVES) {
+		free(mv);
+		return 0;
+	}
+	/* The bytes between the moves go as patches. */
+	uint64_t at = c->off;
+	for (size_t k = 0; k <= nmv; k++) {
+		uint64_t to = k < nmv ? mv[k].off : c->off + c->len;
+		int a = to > at ? patchset_add(&x->ps, at, (uint32_t)(to - at), data + (at - c->off)) : 1;
+		if (a <= 0) {
+			/* Undo this chunk's patches: it goes whole. */
+			for (size_t i = mark; i < x->ps.n; i++)
+				free(x->ps.v[i].data);
+			x->ps.n = mark;
+			x->ps.bytes = mark_bytes;
+			free(mv);
+			return a < 0 ? -ENOMEM : 0;
+		}
+		if (k < nmv)
+			at = mv[k].off + mv[k].len;
+	}
+	if (x->nmoves + nmv > x->amoves) {
+		size_t na = x->amoves ? x->amoves : 16;
+		while (na < x->nmoves + nmv)
+			na *= 2;
+		struct rsig_move *v = realloc(x->moves, na * sizeof(*v));
+		if (!v) {
+			free(mv);
+			return -ENOMEM;
+		}
+		x->moves = v;
+		x->amoves = na;
+	}
+	memcpy(x->moves + x->nmoves, mv, nmv * sizeof(*mv));
+	x->nmoves += nmv;
+	x->ps.used = 1;
+	free(mv);
+	return 1;
+}
+
+/* The chunks that waited: find each one's changed region in the list of
+ * src (the file the commit is a delta against, or this path) by diffing
+ * the two lists, ask mirrord for the signatures of those regions, and
+ * send each chunk as moves and patches where that covers most of it,
+ * whole otherwise. pc[0..n): the new list. */
+static enum send_result send_waiting(struct xfer *x, const char *src, struct proto_chunk *pc,
+				     size_t n)
+{
+	struct worker *w = x->w;
+	struct proto_edit *edits = NULL;
+	struct region reg[RSIG_RANGES_MAX];
+	int of[RSIG_RANGES_MAX]; /* the edit of each region */
+	size_t nold = 0, ins = 0, nreg = 0;
+	uint64_t *ooff = NULL;
+	uint8_t *data = malloc(CHUNK_PROTO_MAX);
+	enum send_result res = SEND_LOCAL;
+	int ne = 0;
+
+	memset(reg, 0, sizeof(reg));
+	struct proto_chunk *old = w->m->server_move ? record_list(w->rec, src, &nold) : NULL;
+	if (!data)
+		goto out;
+	if (old && nold && (ooff = malloc((nold + 1) * sizeof(*ooff))) &&
+	    (ne = proto_diff_lists(old, nold, pc, n, &edits, &ins)) > 0) {
+		ooff[0] = 0;
+		for (size_t i = 0; i < nold; i++)
+			ooff[i + 1] = ooff[i] + old[i].len;
+		/* The regions: edits that replace old chunks with waiting ones. */
+		size_t k = 0;
+		for (int e = 0; e < ne && k < x->nwait; e++) {
+			size_t first = (size_t)(edits[e].chunks - pc), end = first + edits[e].n;
+			while (k < x->nwait && x->wait[k] < first)
+				k++;
+			if (k == x->nwait || x->wait[k] >= end || edits[e].del == 0)
+				continue;
+			uint64_t a = ooff[edits[e].start], b = ooff[edits[e].start + edits[e].del];
+			if (b - a > MOVE_REGION_MAX || nreg == RSIG_RANGES_MAX)
+				continue;
+			reg[nreg] = (struct region){ .ooff = a, .olen = b - a };
+			of[nreg++] = e;
+		}
+	}
+	if (nreg) {
+		uint64_t offs[RSIG_RANGES_MAX], lens[RSIG_RANGES_MAX], blocks = 0;
+		uint8_t *sigs[RSIG_RANGES_MAX];
+		size_t cnt[RSIG_RANGES_MAX];
+		for (size_t i = 0; i < nreg; i++) {
+			offs[i] = reg[i].ooff;
+			lens[i] = reg[i].olen;
+			blocks += lens[i] / MOVE_BLOCK;
+		}
+		while (blocks > RSIG_BLOCKS_MAX && nreg > 1)
+			blocks -= lens[--nreg] / MOVE_BLOCK; /* the rest go whole */
+		res = worker_signatures(w, src, MOVE_BLOCK, offs, lens, nreg, sigs, cnt);
+		if (res == SEND_RETRY)
+			goto out;
+		for (size_t i = 0; i < nreg; i++) {
+			reg[i].sigs = res == SEND_OK ? sigs[i] : NULL;
+			reg[i].nsig = res == SEND_OK ? cnt[i] : 0;
+		}
+		log_debug("%s: %zu changed regions of %s looked up for %zu waiting chunks (%s)",
+			  x->path, nreg, src, x->nwait, res == SEND_OK ? "signatures" : w->why);
+	}
+	size_t r = 0;
+	for (size_t k = 0; k < x->nwait; k++) {
+		const struct chunk_ref *c = &x->chunks[x->wait[k]];
+		if ((res = reread(x, c, data)) != SEND_OK)
+			goto out;
+		/* Its region, if it has one: regions follow the chunk order. */
+		while (r < nreg &&
+		       (size_t)(edits[of[r]].chunks - pc) + edits[of[r]].n <= x->wait[k])
+			r++;
+		int m = 0;
+		if (r < nreg && (size_t)(edits[of[r]].chunks - pc) <= x->wait[k] && reg[r].nsig &&
+		    (m = move_chunk(x, &reg[r], c, data)) < 0)
+			goto nomem;
+		if (m > 0)
+			continue;
+		if (frame_chunk(x, c, data) < 0)
+			goto nomem;
+		if (x->body.len >= TRANSFER_BATCH && (res = post_body(x)) != SEND_OK)
+			goto out;
+	}
+	res = post_body(x);
+	patchset_sort(&x->ps);
+	goto out;
+nomem:
+	snprintf(w->why, sizeof(w->why), "out of memory");
+	res = SEND_LOCAL;
+out:
+	for (size_t i = 0; i < nreg; i++)
+		free(reg[i].sigs);
+	free(edits);
+	free(ooff);
+	free(old);
+	free(data);
 	return res;
 }
 
@@ -461,6 +661,12 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		goto out;
 	}
+	if (w->m->server_move) {
+		size_t nrec = 0;
+		struct proto_chunk *rec = part.old ? NULL : record_list(w->rec, path, &nrec);
+		x.defer = part.old || rec;
+		free(rec);
+	}
 	if (part.old) {
 		if (add_old(&x, &part, 0, part.first) < 0)
 			goto out;
@@ -570,7 +776,16 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	worker_fill_pmtime(w, path, &op.pmtime, &op.has_pmtime);
 	plan_delta(w, path, pc, x.n, &op, &edits, &base_path);
 	if (op.nedits || op.chunks) { /* not a copy: the patched chunks are needed */
+		if (x.nwait && (res = send_waiting(&x, op.base_path ? op.base_path : path, pc,
+						    x.n)) != SEND_OK) {
+			free(base_path);
+			free(edits);
+			free(pc);
+			goto out;
+		}
 		patchset_attach(&x.ps, &op);
+		op.moves = x.moves;
+		op.nmoves = x.nmoves;
 	}
 	log_debug("%s: %zu chunks, %d changed ranges%s, %zu patches of %llu bytes", path, x.n,
 		  ndr, part.old ? " (re-chunked around them)" : "", x.ps.n,
@@ -621,6 +836,8 @@ out:
 	free(buf);
 	free(x.chunks);
 	patchset_release(&x.ps);
+	free(x.wait);
+	free(x.moves);
 	buf_release(&x.body);
 	buf_release(&x.zbuf);
 	return res;

@@ -180,6 +180,7 @@ static int settle(struct worker *w, struct qentry *e, enum send_result r)
 		break;
 	case SEND_RETRY: /* stopping */
 	case SEND_BATCHED: /* not here: the batch settles it */
+	case SEND_ALONE:   /* not here: worker_sync_path sends it */
 		queue_retry(m->q, e, 0);
 		return -1;
 	case SEND_CHANGED:

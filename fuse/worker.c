@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "batch.h"
@@ -153,6 +154,7 @@ enum send_result worker_probe(struct worker *w)
 	w->m->server_zjson = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "zjson"));
 	w->m->server_brief = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "brief"));
 	w->m->server_patch = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "patch"));
+	w->m->server_move = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "move"));
 	w->m->server_bare = w->m->server_stream &&
 			    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bare"));
 	cJSON_Delete(j);
@@ -259,6 +261,77 @@ out:
 	if (res != SEND_OK) {
 		free(*missing);
 		*missing = NULL;
+	}
+	cJSON_Delete(q);
+	cJSON_Delete(reply);
+	free(body);
+	return res;
+}
+
+enum send_result worker_signatures(struct worker *w, const char *path, uint32_t block,
+				   const uint64_t *off, const uint64_t *len, size_t nr,
+				   uint8_t **sigs, size_t *cnt)
+{
+	long status = 0;
+	enum send_result res = SEND_LOCAL;
+	cJSON *reply = NULL, *e;
+	char *body = NULL;
+
+	memset(sigs, 0, nr * sizeof(*sigs));
+	memset(cnt, 0, nr * sizeof(*cnt));
+	cJSON *q = cJSON_CreateObject();
+	cJSON *arr = q ? cJSON_AddArrayToObject(q, "ranges") : NULL;
+	if (!arr || !cJSON_AddStringToObject(q, "path", path) ||
+	    !cJSON_AddNumberToObject(q, "block", block))
+		goto out;
+	for (size_t i = 0; i < nr; i++) {
+		cJSON *r = cJSON_CreateArray();
+		if (!r || !cJSON_AddItemToArray(arr, r)) {
+			cJSON_Delete(r);
+			goto out;
+		}
+		if (!cJSON_AddItemToArray(r, cJSON_CreateNumber((double)off[i])) ||
+		    !cJSON_AddItemToArray(r, cJSON_CreateNumber((double)len[i])))
+			goto out;
+	}
+	if (!(body = cJSON_PrintUnformatted(q)))
+		goto out;
+	res = post_json(w, "/v1/sig", body, 0, &status);
+	if (res != SEND_OK)
+		goto out;
+	if (status == 404)
+		goto out; /* SEND_OK, no signatures */
+	res = SEND_LOCAL;
+	if (status != 200) {
+		snprintf(w->why, sizeof(w->why), "signature request refused with %ld", status);
+		goto out;
+	}
+	reply = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(reply, "sigs");
+	if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != (int)nr)
+		goto bad;
+	size_t i = 0;
+	cJSON_ArrayForEach(e, list) {
+		size_t max = (size_t)(len[i] / block) * RSIG_ENTRY, got = 0;
+		if (!cJSON_IsString(e) || strlen(e->valuestring) / 4 * 3 > max + 2 ||
+		    !(sigs[i] = malloc(max + 3)) ||
+		    sodium_base642bin(sigs[i], max + 3, e->valuestring, strlen(e->valuestring), NULL,
+				      &got, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    got > max || got % RSIG_ENTRY)
+			goto bad;
+		cnt[i++] = got / RSIG_ENTRY;
+	}
+	res = SEND_OK;
+	goto out;
+bad:
+	snprintf(w->why, sizeof(w->why), "malformed answer to a signature request");
+out:
+	if (res != SEND_OK) {
+		for (size_t i = 0; i < nr; i++) {
+			free(sigs[i]);
+			sigs[i] = NULL;
+			cnt[i] = 0;
+		}
 	}
 	cJSON_Delete(q);
 	cJSON_Delete(reply);
@@ -374,6 +447,8 @@ static enum send_result sync_file(struct worker *w, const char *path, unsigned f
 	enum send_result r = batch_wants(w, &fst) ?
 				     batch_add(w, path, fd, &fst, flags, seq, dr, ndr, now) :
 				     transfer_file(w, path, fd, &fst, seq, dr, ndr);
+	if (r == SEND_ALONE)
+		r = transfer_file(w, path, fd, &fst, seq, dr, ndr);
 	if (r == SEND_BATCHED) {
 		close(fd); /* the batch finishes the rest when it is sent */
 		return r;

@@ -29,6 +29,7 @@ enum send_result {
 	SEND_CHANGED,  /* the file changed while being read: sync it again */
 	SEND_LOCAL,    /* a local error (out of memory, I/O on BACKING) */
 	SEND_BATCHED,  /* only with w->batching: held in the batch (batch.h) */
+	SEND_ALONE,    /* batch_add only: send this file alone (transfer_file) */
 };
 
 struct batch;
@@ -119,6 +120,16 @@ void worker_sync_links(struct worker *w, const char *path, const struct stat *st
  * flags (caller frees) on SEND_OK. */
 enum send_result worker_query(struct worker *w, const struct hash_id *const *ids, size_t n,
 			      uint8_t **missing);
+
+/* Ask for the signatures (rsig.h) of nr ranges [off[i], off[i] + len[i])
+ * of the server's file path, in blocks of block bytes (POST /v1/sig). On
+ * SEND_OK, sigs[i] is a new buffer (caller frees; NULL if none) of cnt[i]
+ * entries, at most len[i] / block; a file the server does not have gives
+ * none. SEND_LOCAL when the request is refused or the answer is not
+ * well-formed (the caller does without). */
+enum send_result worker_signatures(struct worker *w, const char *path, uint32_t block,
+				   const uint64_t *off, const uint64_t *len, size_t nr,
+				   uint8_t **sigs, size_t *cnt);
 
 /* Fill op->pmtime (and has_pmtime) from BACKING's parent of path. */
 void worker_fill_pmtime(struct worker *w, const char *path, struct timespec *ts, int *has);

@@ -7,7 +7,8 @@
  * what a client can say. Inputs of odd length are decoded as ops of a
  * bundle with refs ([k, len] entries), encoded back with refs, and their
  * refs resolved against four frames: a resolved op names no frame any
- * more. Patches ("patch") must come back byte for byte.
+ * more. Patches ("patch") must come back byte for byte, moves ("move")
+ * exactly.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +46,12 @@ static int same_op(const struct proto_op *a, const struct proto_op *b)
 	for (size_t i = 0; i < a->npatches; i++)
 		if (a->patches[i].off != b->patches[i].off || a->patches[i].len != b->patches[i].len ||
 		    memcmp(a->patches[i].data, b->patches[i].data, a->patches[i].len) != 0)
+			return 0;
+	if (a->nmoves != b->nmoves)
+		return 0;
+	for (size_t i = 0; i < a->nmoves; i++)
+		if (a->moves[i].off != b->moves[i].off || a->moves[i].len != b->moves[i].len ||
+		    a->moves[i].src != b->moves[i].src)
 			return 0;
 	for (size_t i = 0; i < a->nedits; i++)
 		if (a->edits[i].start != b->edits[i].start || a->edits[i].del != b->edits[i].del ||

@@ -219,6 +219,47 @@ static int pread_full(int fd, uint8_t *buf, size_t len, off_t off)
 	return 0;
 }
 
+int apply_signatures(struct apply_ctx *ctx, const char *path, uint32_t block, const uint64_t *off,
+		     const uint64_t *len, size_t nr, uint8_t *out, size_t *cnt)
+{
+	struct src_cache sc = { .path = NULL, .fd = -1 };
+	struct stat st;
+	uint8_t *buf = NULL;
+	int r = -ENOMEM;
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	int fd = src_open(ctx, &sc, p); /* takes p */
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = fd == -ENOMEM ? -ENOMEM : -ENOENT;
+		goto out;
+	}
+	/* Read in pieces of whole blocks, about 1 MiB. */
+	size_t piece = (1u << 20) / block * block;
+	if (!(buf = malloc(piece)))
+		goto out;
+	for (size_t i = 0; i < nr; i++) {
+		uint64_t have = off[i] < (uint64_t)st.st_size ? (uint64_t)st.st_size - off[i] : 0;
+		uint64_t n = (len[i] < have ? len[i] : have) / block * block;
+		cnt[i] = (size_t)(n / block);
+		for (uint64_t at = 0; at < n;) {
+			size_t want = n - at < piece ? (size_t)(n - at) : piece;
+			if ((r = pread_full(fd, buf, want, (off_t)(off[i] + at))) < 0) {
+				r = r == -ENODATA ? -ENOENT : -EIO; /* it shrank meanwhile */
+				goto out;
+			}
+			rsig_make(buf, want, block, out);
+			out += want / block * RSIG_ENTRY;
+			at += want;
+		}
+	}
+	r = 0;
+out:
+	free(buf);
+	src_cache_release(&sc);
+	return r;
+}
+
 /* Places of one chunk tried before it counts as unavailable: each stale one
  * is dropped on the way, so the next fetch starts further on. */
 #define FETCH_PLACES 8
@@ -348,34 +389,67 @@ static int put_chunk(int fd, off_t at, const uint8_t *buf, size_t len, int srcfd
 
 /*
  * Build chunk c, at offset at of op's new version, from the file now at
- * op->path with op's patches laid over it (a small edit of a large file
- * sends the bytes it changed, not the chunks around them). Bytes past
- * that file's end read as zeros. The result counts only if it has c's
- * id. Returns 0 (buf holds the chunk), -ENOENT (no such file, or not
- * the chunk) or -ENOMEM.
+ * op->path with op's moves and then its patches laid over it (a small
+ * edit of a large file sends the bytes it changed, not the chunks around
+ * them). Bytes past that file's end, or with no such file, read as zeros;
+ * moves read the file the op is a delta against (base_path, else
+ * op->path). The result counts only if it has c's id. Returns 0 (buf
+ * holds the chunk), -ENOENT (not the chunk, or a source missing) or
+ * -ENOMEM.
  */
 static int patch_chunk(struct apply_ctx *ctx, const struct proto_op *op,
 		       const struct proto_chunk *c, uint64_t at, uint8_t *buf,
-		       struct src_cache *bsc)
+		       struct src_cache *bsc, struct src_cache *msc)
 {
 	struct hash_id got;
 	struct stat st;
 	size_t have = 0;
+	if (at > (uint64_t)INT64_MAX - c->len)
+		return -ENOENT;
 	char *p = strdup(op->path);
 	if (!p)
 		return -ENOMEM;
 	int fd = src_open(ctx, bsc, p); /* takes p */
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || at > (uint64_t)INT64_MAX - c->len)
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		while (have < c->len) {
+			ssize_t n = pread(fd, buf + have, c->len - have, (off_t)(at + have));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			have += (size_t)n;
+		}
+	} else if (!op->nmoves) {
 		return -ENOENT;
-	while (have < c->len) {
-		ssize_t n = pread(fd, buf + have, c->len - have, (off_t)(at + have));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		have += (size_t)n;
 	}
 	memset(buf + have, 0, c->len - have);
+	/* Moves: bytes of the base file at other offsets (the first one that
+	 * ends past at is found by bisection; they are sorted). */
+	size_t lo = 0, hi = op->nmoves;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (op->moves[mid].off + op->moves[mid].len <= at)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	int mfd = -1;
+	for (size_t k = lo; k < op->nmoves && op->moves[k].off < at + c->len; k++) {
+		const struct rsig_move *m = &op->moves[k];
+		uint64_t from = m->off > at ? m->off : at;
+		uint64_t to = m->off + m->len < at + c->len ? m->off + m->len : at + c->len;
+		if (mfd < 0) {
+			char *q = strdup(op->base_path ? op->base_path : op->path);
+			if (!q)
+				return -ENOMEM;
+			if ((mfd = src_open(ctx, msc, q)) < 0) /* takes q */
+				return -ENOENT;
+		}
+		if (m->src + (from - m->off) > (uint64_t)INT64_MAX - (to - from) ||
+		    pread_full(mfd, buf + (from - at), (size_t)(to - from),
+			       (off_t)(m->src + (from - m->off))) < 0)
+			return -ENOENT;
+	}
 	for (size_t k = 0; k < op->npatches; k++) {
 		const struct proto_patch *pp = &op->patches[k];
 		if (pp->off >= at + c->len)
@@ -407,6 +481,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 {
 	struct src_cache sc = { .path = NULL, .fd = -1 };
 	struct src_cache bsc = { .path = NULL, .fd = -1 }; /* op->path, for patches */
+	struct src_cache msc = { .path = NULL, .fd = -1 }; /* the base, for moves */
 	size_t alloc = 0;
 	uint8_t *buf = NULL;
 	off_t at = 0;
@@ -456,7 +531,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 		in_buf = 0;
 		r = fetch_chunk(ctx, inl, c, buf, &sc, &srcfd, &srcoff);
 		if (r == -ENOENT && op->patched)
-			r = patch_chunk(ctx, op, c, (uint64_t)here, buf, &bsc);
+			r = patch_chunk(ctx, op, c, (uint64_t)here, buf, &bsc, &msc);
 		if (r == -ENOENT) {
 			if ((r = add_missing(res, i, &alloc)) < 0)
 				goto fail;
@@ -489,6 +564,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 	free(buf);
 	src_cache_release(&sc);
 	src_cache_release(&bsc);
+	src_cache_release(&msc);
 	return 0;
 fail:
 	if (fd >= 0)
@@ -497,6 +573,7 @@ fail:
 	free(buf);
 	src_cache_release(&sc);
 	src_cache_release(&bsc);
+	src_cache_release(&msc);
 	return r;
 }
 

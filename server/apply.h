@@ -81,6 +81,17 @@ struct apply_result {
 /* Returned by apply_op() when a file op lacks chunks (res->missing). */
 #define APPLY_MISSING 1
 
+/* Signatures (common/rsig.h) of the regular file at the mirror path path,
+ * over nr ranges [off[i], off[i] + len[i]), in blocks of block bytes: for
+ * each range, the entries of its whole blocks (fewer where the file ends
+ * first), one range after the other in out (the caller's: room for
+ * sum(len[i] / block) entries); cnt[i] gets the number of range i. The
+ * client asks for them to find old blocks in a changed chunk (moves).
+ * Returns 0, -ENOENT (no regular file there), -ENOMEM or -EIO. */
+__attribute__((warn_unused_result))
+int apply_signatures(struct apply_ctx *ctx, const char *path, uint32_t block, const uint64_t *off,
+		     const uint64_t *len, size_t nr, uint8_t *out, size_t *cnt);
+
 /* Apply op. origin may be NULL. Fills *res (caller releases with
  * apply_result_release(), also on failure). Returns 0, APPLY_MISSING, or
  * a negative errno: -ENOENT (rename/meta: source missing or of another

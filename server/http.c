@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <sodium.h>
 
 #include "buf.h"
 #include "bundle.h"
@@ -94,7 +95,7 @@ struct req {
 	int answered;             /* a response is queued: ignore the rest */
 	unsigned status;          /* of the queued response; 0: none yet */
 	uint64_t total;           /* body bytes received */
-	struct buf body;          /* R_QUERY, R_OP: the JSON text */
+	struct buf body;          /* R_QUERY, R_OP, R_SIG: the JSON text */
 	struct frame_parser fp;   /* R_CHUNKS */
 	int fp_ready;
 	uint8_t *raw;             /* R_CHUNKS: decompression buffer (owned) */
@@ -106,7 +107,7 @@ struct req {
 	struct buf inl;           /* R_BUNDLE: verified chunk bytes in memory */
 	struct inl_chunk *inlv;   /* R_BUNDLE: where each lies in inl (owned) */
 	size_t ninl, ainl;
-	int zbody;                /* R_OP, R_QUERY: the body is zstd (Content-Encoding) */
+	int zbody;                /* R_OP, R_QUERY, R_SIG: the body is zstd (Content-Encoding) */
 	int refs;                 /* R_BUNDLE: "refs": short frames, ops name them */
 	int brief;                /* R_BUNDLE: "brief": all applied -> no results list */
 	struct proto_chunk *fids; /* R_BUNDLE with refs: each frame's id (owned) */
@@ -684,6 +685,83 @@ out:
 	return ret;
 }
 
+/* POST /v1/sig: the signatures of ranges of a file (docs/PROTOCOL.md). */
+static enum MHD_Result do_sig(struct http_server *s, struct req *q, struct MHD_Connection *c)
+{
+	enum MHD_Result ret = MHD_NO;
+	uint64_t off[ROUTE_SIG_RANGES_MAX], len[ROUTE_SIG_RANGES_MAX], blocks = 0;
+	size_t cnt[ROUTE_SIG_RANGES_MAX], nr = 0;
+	uint8_t *sigs = NULL;
+	char *b64 = NULL;
+	struct buf b;
+	int64_t v, w;
+	buf_init(&b, 0);
+	cJSON *j = parse_body(q, c, &ret);
+	if (!j)
+		return ret;
+	const cJSON *path = cJSON_GetObjectItemCaseSensitive(j, "path");
+	const cJSON *block = cJSON_GetObjectItemCaseSensitive(j, "block");
+	const cJSON *ranges = cJSON_GetObjectItemCaseSensitive(j, "ranges"), *e;
+	if (!cJSON_IsString(path) || path_check(path->valuestring, strlen(path->valuestring), 0) < 0 ||
+	    proto_json_int(block, RSIG_BLOCK_MIN, RSIG_BLOCK_MAX, &w) < 0 || !cJSON_IsArray(ranges)) {
+		log_warn("signature request without a valid path, block or ranges");
+		ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "invalid signature request");
+		goto out;
+	}
+	if (cJSON_GetArraySize(ranges) > ROUTE_SIG_RANGES_MAX) {
+		ret = reply_error(q, c, MHD_HTTP_CONTENT_TOO_LARGE, E2BIG, "too many ranges");
+		goto out;
+	}
+	cJSON_ArrayForEach(e, ranges) {
+		if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 ||
+		    proto_json_int(e->child, 0, 9007199254740992.0, &v) < 0 ||
+		    proto_json_int(e->child->next, 0, 9007199254740992.0, (int64_t *)&len[nr]) < 0) {
+			ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "invalid range");
+			goto out;
+		}
+		off[nr] = (uint64_t)v;
+		blocks += len[nr++] / (uint64_t)w;
+	}
+	if (blocks > RSIG_BLOCKS_MAX) {
+		ret = reply_error(q, c, MHD_HTTP_CONTENT_TOO_LARGE, E2BIG, "too many blocks");
+		goto out;
+	}
+	if (!(sigs = malloc(blocks ? blocks * RSIG_ENTRY : 1))) {
+		ret = reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+		goto out;
+	}
+	int r = apply_signatures(s->cfg.apply, path->valuestring, (uint32_t)w, off, len, nr, sigs,
+				 cnt);
+	if (r < 0) {
+		ret = r == -ENOENT ? reply_error(q, c, MHD_HTTP_NOT_FOUND, ENOENT, "no such file")
+				   : reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, -r,
+						 "cannot read the file");
+		goto out;
+	}
+	size_t blen = sodium_base64_encoded_len(blocks * RSIG_ENTRY, sodium_base64_VARIANT_ORIGINAL);
+	if (!(b64 = malloc(blen)) || buf_appendf(&b, "{\"ok\":true,\"block\":%lld,\"sigs\":[",
+						   (long long)w) < 0)
+		goto nomem;
+	const uint8_t *p = sigs;
+	for (size_t i = 0; i < nr; p += cnt[i] * RSIG_ENTRY, i++) {
+		sodium_bin2base64(b64, blen, p, cnt[i] * RSIG_ENTRY, sodium_base64_VARIANT_ORIGINAL);
+		if (buf_appendf(&b, "%s\"%s\"", i ? "," : "", b64) < 0)
+			goto nomem;
+	}
+	if (buf_append(&b, "]}", 2) < 0)
+		goto nomem;
+	ret = queue_buf(q, c, MHD_HTTP_OK, &b, NULL, NULL, NULL);
+	goto out;
+nomem:
+	ret = reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+out:
+	buf_release(&b);
+	free(b64);
+	free(sigs);
+	cJSON_Delete(j);
+	return ret;
+}
+
 /* X-Mirror-Client / X-Mirror-Seq. Both optional (without them there is no
  * replay detection); present but malformed: -EINVAL. */
 static int get_origin(struct MHD_Connection *c, struct apply_origin *o)
@@ -913,6 +991,8 @@ static enum MHD_Result finish(struct http_server *s, struct req *q, struct MHD_C
 		return do_query(s, q, c);
 	case R_OP:
 		return do_op(s, q, c);
+	case R_SIG:
+		return do_sig(s, q, c);
 	case R_BUNDLE:
 		return do_bundle(s, q, c);
 	case R_CHUNKS:
@@ -1031,7 +1111,7 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 		/* "delta": file ops may be deltas of a recorded list */
 		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,"
 					"\"bundle\":true,\"stream\":true,\"refs\":true,\"bare\":true,"
-					"\"zjson\":true,\"brief\":true,\"patch\":true}");
+					"\"zjson\":true,\"brief\":true,\"patch\":true,\"move\":true}");
 	case R_MANIFEST:
 		q->answered = 1;
 		return do_manifest(s, q, c);
@@ -1057,14 +1137,15 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 	const char *ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_CONTENT_ENCODING);
 	int z = ce && strcasecmp(ce, "zstd") == 0;
-	if ((q->route == R_BUNDLE || q->route == R_OP || q->route == R_QUERY) && ce && !z &&
+	if ((q->route == R_BUNDLE || q->route == R_OP || q->route == R_QUERY || q->route == R_SIG) &&
+	    ce && !z &&
 	    strcasecmp(ce, "identity") != 0) {
 		q->answered = 1;
 		log_warn("%s %s: unsupported content-encoding", method, url);
 		return reply_error(q, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, EINVAL,
 				   "unsupported content-encoding (zstd or identity)");
 	}
-	if (q->route == R_OP || q->route == R_QUERY)
+	if (q->route == R_OP || q->route == R_QUERY || q->route == R_SIG)
 		q->zbody = z;
 	if (q->route == R_BUNDLE) {
 		const char *sh = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Mirror-Stream");

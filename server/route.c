@@ -10,6 +10,7 @@ static const struct route_info routes[] = {
 	{ "/v1/op", "POST", R_OP, PROTO_OP_BODY_MAX, "op" },
 	{ "/v1/bundle", "POST", R_BUNDLE, PROTO_BUNDLE_BODY_MAX, "bundle" },
 	{ "/metrics", "GET", R_METRICS, 0, "metrics" },
+	{ "/v1/sig", "POST", R_SIG, ROUTE_SIG_BODY_MAX, "sig" },
 };
 
 _Static_assert(sizeof(routes) / sizeof(routes[0]) == R_COUNT, "one table entry per route");

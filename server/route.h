@@ -10,6 +10,7 @@
 #ifndef MIRRORD_ROUTE_H
 #define MIRRORD_ROUTE_H
 
+#include <limits.h>
 #include <stddef.h>
 
 #include "bundle.h"
@@ -18,9 +19,15 @@
 /* {"ids":[...]}: 64 hex chars, quotes and a comma per id, and some slack. */
 #define ROUTE_QUERY_BODY_MAX ((size_t)PROTO_QUERY_MAX_IDS * 80 + 4096)
 
+/* {"path":...,"block":B,"ranges":[[off,len],...]}: a path, and a few dozen
+ * bytes per range. */
+#define ROUTE_SIG_RANGES_MAX RSIG_RANGES_MAX
+#define ROUTE_SIG_BODY_MAX ((size_t)PATH_MAX * 6 + ROUTE_SIG_RANGES_MAX * 48 + 1024)
+
 /* After a failure the rest of a body is discarded up to the largest cap of
  * any route, then the connection is dropped (see http.c). */
 _Static_assert(ROUTE_QUERY_BODY_MAX <= PROTO_CHUNKS_BODY_MAX &&
+		       ROUTE_SIG_BODY_MAX <= PROTO_CHUNKS_BODY_MAX &&
 		       PROTO_OP_BODY_MAX <= PROTO_CHUNKS_BODY_MAX &&
 		       PROTO_BUNDLE_BODY_MAX <= PROTO_CHUNKS_BODY_MAX,
 	       "the chunk body cap must be the largest");
@@ -33,6 +40,7 @@ enum route {
 	R_OP,
 	R_BUNDLE,
 	R_METRICS,
+	R_SIG,
 	R_COUNT,  /* number of routes */
 	R_NONE = R_COUNT, /* no route (404/405), for counting */
 };

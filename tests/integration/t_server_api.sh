@@ -379,6 +379,46 @@ ok "patched file exact" cmp -s "$T/b3p" "$D/bare/p"
 # bare/p held the copy's chunk last; bare/f still holds it.
 req POST /v1/chunks/query --data-binary "{\"ids\":[\"$B3\"]}"
 expect 200 '"missing":[]' "a chunk stays known while another file has it"
+# "move" and POST /v1/sig: the client gets block signatures of a range of
+# the server's file and names the blocks it found in the new version.
+req GET /v1/ping
+expect 200 '"move":true' "ping announces moves"
+LP=$(stat -c %s "$T/b3p")
+sig() { req POST /v1/sig -H 'Content-Type: application/json' --data-binary "$1"; }
+sig "{\"path\":\"bare/p\",\"block\":512,\"ranges\":[[0,$LP],[100,600]]}"
+expect 200 '"block":512' "signatures of a file"
+n=$(grep -o '"sigs":\["[^"]*"' <<<"$BODY" | cut -d'"' -f4 | base64 -d | wc -c)
+ok "one 12-byte signature per whole block ($n bytes)" test "$n" -eq $((LP / 512 * 12))
+ok "the second range: one block" test "$(grep -o '","[^"]*"' <<<"$BODY" | cut -d'"' -f3 | base64 -d | wc -c)" -eq 12
+sig '{"path":"bare/none","block":512,"ranges":[[0,100]]}'
+expect_err 404 ENOENT "signatures of a file that is not there are 404"
+sig '{"path":"../outside","block":512,"ranges":[[0,100]]}'
+expect_err 400 EINVAL "signatures of a path outside are 400"
+sig '{"path":"bare/p","block":32,"ranges":[[0,100]]}'
+expect_err 400 EINVAL "a block under the minimum is 400"
+sig '{"path":"bare/p","block":512,"ranges":[[0,-1]]}'
+expect_err 400 EINVAL "a negative range is 400"
+sig "{\"path\":\"bare/p\",\"block\":64,\"ranges\":[$(printf '[0,64],%.0s' {1..64})[0,64]]}"
+expect_err 413 E2BIG "65 ranges are 413"
+sig '{"path":"bare/p","block":64,"ranges":[[0,1048640]]}'
+expect_err 413 E2BIG "16,385 blocks are 413"
+sig '{"path":"bare/p","block":512}'
+expect_err 400 EINVAL "signatures without ranges are 400"
+{ head -c 100 "$T/b3p"; printf 'INSERTED'; tail -c +101 "$T/b3p"; } >"$T/b3m"
+B3M=$(id_of "$T/b3m")
+mop() { # MOVES: commit of b3m at bare/p with "INSERTED" as a patch
+	op "{\"op\":\"file\",\"path\":\"bare/p\",\"mode\":420,\"mtime\":[1700000000,0],\"size\":$((LP + 8)),\"chunks\":[[\"$B3M\",$((LP + 8))]],\"patch\":[[100,\"SU5TRVJURUQ=\"]],\"move\":$1}"
+}
+mop "[[0,100,0],[108,$((LP - 100)),101]]"
+expect_err 409 "" "a wrong move is 409"
+ok "a wrong move changed nothing" cmp -s "$T/b3p" "$D/bare/p"
+mop "[[0,100,0],[108,$((LP - 100)),$LP]]"
+expect_err 409 "" "a move past the end of the base is 409"
+mop "[[0,100,0],[108,$((LP - 99)),100]]"
+expect_err 400 EINVAL "a move past the size is 400"
+mop "[[0,100,0],[108,$((LP - 100)),100]]"
+expect 200 '"ok":true' "commit built with moves"
+ok "file built with moves exact" cmp -s "$T/b3m" "$D/bare/p"
 rm -r "$D/bare"
 
 bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null

@@ -394,6 +394,71 @@ static void test_diff_lists(void)
 	check_diff(big, 2 * N + 2, bign, 2 * N + 2, PROTO_MAX_EDITS, 2 * N + 2);
 }
 
+/* Moves: "move" [[off, len, src], ...] round trip; any makes the op
+ * patched; sorted, disjoint, within the size, or refused. */
+static void test_moves(void)
+{
+	static const char *const h = "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8";
+	struct rsig_move mv[2] = { { 0, 40, 1000 }, { 50, 50, 0 } };
+	struct proto_chunk ch = { .len = 100 };
+	hash_buf("c", 1, &ch.id);
+	struct proto_op op = { .kind = OP_FILE, .path = "f", .mode = 0644, .mtime = t1,
+			       .size = 100, .chunks = &ch, .nchunks = 1, .moves = mv, .nmoves = 2 };
+	struct proto_op back;
+	CU_ASSERT_EQUAL_FATAL(wire_roundtrip(&op, &back), 0);
+	CU_ASSERT_EQUAL(back.patched, 1);
+	CU_ASSERT_EQUAL_FATAL(back.nmoves, 2);
+	CU_ASSERT(back.moves[0].off == 0 && back.moves[0].len == 40 && back.moves[0].src == 1000);
+	CU_ASSERT(back.moves[1].off == 50 && back.moves[1].len == 50 && back.moves[1].src == 0);
+	proto_op_release(&back);
+
+	static const struct {
+		const char *move;
+		int r;
+	} cases[] = {
+		{ "[[0,10,5],[10,90,0]]", 0 },              /* adjacent, to the end */
+		{ "[[0,10,9007199254740992]]", 0 },         /* src anywhere */
+		{ "[[0,101,0]]", -EINVAL },                 /* past the size */
+		{ "[[99,2,0]]", -EINVAL },
+		{ "[[10,5,0],[0,5,0]]", -EINVAL },          /* unsorted */
+		{ "[[0,10,0],[9,5,0]]", -EINVAL },          /* overlapping */
+		{ "[[0,0,0]]", -EINVAL },                   /* empty */
+		{ "[[-1,5,0]]", -EINVAL },
+		{ "[[0,5,-1]]", -EINVAL },
+		{ "[[0,5]]", -EINVAL },
+		{ "[[0,5,0,0]]", -EINVAL },
+		{ "[[0.5,5,0]]", -EINVAL },
+		{ "[\"x\"]", -EINVAL },
+		{ "{}", -EINVAL },
+	};
+	char text[512];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int n = snprintf(text, sizeof(text),
+				 "{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],"
+				 "\"size\":100,\"chunks\":[[\"%s\",100]],\"move\":%s}",
+				 h, cases[i].move);
+		CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof(text));
+		int r = decode_ok(text);
+		if (r != cases[i].r)
+			fprintf(stderr, "move case %zu: %d\n", i, r);
+		CU_ASSERT_EQUAL(r, cases[i].r);
+	}
+	/* The cap on their number. */
+	struct rsig_move *many = calloc(PROTO_MAX_MOVES + 1, sizeof(*many));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(many);
+	for (size_t i = 0; i <= PROTO_MAX_MOVES; i++)
+		many[i] = (struct rsig_move){ .off = i, .len = 1, .src = 0 };
+	struct proto_chunk big = { .len = PROTO_MAX_MOVES + 1 };
+	struct proto_op m2 = { .kind = OP_FILE, .path = "f", .mode = 0644, .mtime = t1,
+			       .size = PROTO_MAX_MOVES + 1, .chunks = &big, .nchunks = 1,
+			       .moves = many, .nmoves = PROTO_MAX_MOVES };
+	CU_ASSERT_EQUAL(wire_roundtrip(&m2, &back), 0);
+	proto_op_release(&back);
+	m2.nmoves = PROTO_MAX_MOVES + 1;
+	CU_ASSERT_EQUAL(wire_roundtrip(&m2, &back), -E2BIG);
+	free(many);
+}
+
 /* Patches: "patch" [[off, base64], ...] round trip (an empty list too:
  * "build what you lack from your copy"); sorted, disjoint, within the size,
  * valid base64, within the caps, or refused. */
@@ -731,6 +796,7 @@ int suite_proto(void)
 	    !CU_add_test(s, "wrong types", test_wrong_types) ||
 	    !CU_add_test(s, "chunk sums", test_chunk_sums) ||
 	    !CU_add_test(s, "refs", test_refs) || !CU_add_test(s, "patches", test_patches) ||
+	    !CU_add_test(s, "moves", test_moves) ||
 	    !CU_add_test(s, "list diff", test_diff_lists) ||
 	    !CU_add_test(s, "unknown op and depth", test_unknown_and_depth) ||
 	    !CU_add_test(s, "times", test_times) || !CU_add_test(s, "errno map", test_errno_map) ||

@@ -221,6 +221,71 @@ static void test_file_patched(void)
 	sfx_teardown(&f);
 }
 
+/* A file op with moves: a chunk is built from bytes of the base file at
+ * other offsets (an insertion shifted them), patches laid over; used only
+ * if it hashes right. apply_signatures() gives what the client matches. */
+static void test_file_moves(void)
+{
+	SETUP(f, 1);
+	struct proto_chunk old;
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "0123456789abcdefghij", 20, &old), 0);
+	CU_ASSERT_EQUAL_FATAL(put_file(&f, "m", &old, 1, 0644), 0);
+
+	/* Signatures of two ranges, blocks of 64 bytes: the file is shorter. */
+	uint8_t sig[RSIG_ENTRY * 2];
+	uint64_t off[2] = { 0, 5 }, len[2] = { 64, 1000 };
+	size_t cnt[2] = { 9, 9 };
+	CU_ASSERT_EQUAL(apply_signatures(&f.ax, "m", 64, off, len, 2, sig, cnt), 0);
+	CU_ASSERT(cnt[0] == 0 && cnt[1] == 0);
+	CU_ASSERT_EQUAL(apply_signatures(&f.ax, "none", 64, off, len, 2, sig, cnt), -ENOENT);
+	CU_ASSERT_EQUAL(apply_signatures(&f.ax, "../x", 64, off, len, 2, sig, cnt), -ENOENT);
+
+	/* New: "0123" "++" "456789abcdefghij" - bytes 4.. moved by two. */
+	const char *text = "0123++456789abcdefghij";
+	struct proto_chunk nw;
+	hash_buf(text, 22, &nw.id);
+	nw.len = 22;
+	uint8_t plus[2] = { '+', '+' };
+	struct rsig_move mv[2] = { { 0, 4, 0 }, { 6, 16, 4 } };
+	struct proto_patch pp = { 4, 2, plus };
+	struct proto_op op = mk(OP_FILE, "m");
+	op.chunks = &nw;
+	op.nchunks = 1;
+	op.size = 22;
+	op.patched = 1;
+	op.patches = &pp;
+	op.npatches = 1;
+	op.moves = mv;
+	op.nmoves = 2;
+	struct apply_result res;
+	/* A wrong move: not the chunk, missing, nothing changed. */
+	mv[1].src = 3;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	CU_ASSERT_EQUAL(res.nmissing, 1);
+	apply_result_release(&res);
+	CU_ASSERT(text_is(&f, "m", "0123456789abcdefghij"));
+	/* A move past the end of the base: missing. */
+	mv[1].src = 5;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	apply_result_release(&res);
+	mv[1].src = 4;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), 0);
+	apply_result_release(&res);
+	CU_ASSERT(text_is(&f, "m", text));
+
+	/* Without a delta base, moves read the op's own path: a new name has
+	 * nothing there (and the index no longer knows the chunk either). */
+	struct rsig_move whole = { 0, 22, 0 };
+	CU_ASSERT_EQUAL(state_index_forget(f.st, "m"), 0);
+	op.path = "n";
+	op.npatches = 0;
+	op.moves = &whole;
+	op.nmoves = 1;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING); /* no "n" to read */
+	apply_result_release(&res);
+	sfx_teardown(&f);
+}
+
 /* apply_many's lookup over "inline" chunks: the test's own table. */
 struct inl_tab {
 	const struct proto_chunk *c;
@@ -863,6 +928,7 @@ int suite_server_apply(void)
 	if (!CU_add_test(s, "file from the store", test_file_from_store) ||
 	    !CU_add_test(s, "file: missing chunks", test_file_missing_chunks) ||
 	    !CU_add_test(s, "file: patched", test_file_patched) ||
+	    !CU_add_test(s, "file: moves, signatures", test_file_moves) ||
 	    !CU_add_test(s, "many ops, inline chunks", test_many) ||
 	    !CU_add_test(s, "file: replaces read-only file, folder, symlink", test_file_replaces) ||
 	    !CU_add_test(s, "file: sparse", test_file_sparse) ||
