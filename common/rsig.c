@@ -66,7 +66,8 @@ static int table_build(struct table *t, const uint8_t *sigs, size_t nblocks)
 }
 
 /* The block matching data[0..block) with weak sum w, or -1. The block
- * after prev is tried first (runs stay contiguous). */
+ * after prev is tried first (runs stay contiguous where the old blocks
+ * are). */
 static long lookup(const struct table *t, const uint8_t *sigs, size_t nblocks, uint32_t w,
 		   const uint8_t *data, uint32_t block, long prev)
 {
@@ -117,7 +118,7 @@ static int add_move(struct rsig_move **v, size_t *n, size_t *cap, uint64_t off, 
 	return 0;
 }
 
-long rsig_match(const uint8_t *sigs, size_t nblocks, uint32_t block, uint64_t ooff,
+long rsig_match(const uint8_t *sigs, size_t nblocks, uint32_t block, const uint64_t *boff,
 		const uint8_t *data, size_t n, uint64_t noff, struct rsig_move **moves,
 		size_t *nmoves)
 {
@@ -145,7 +146,7 @@ long rsig_match(const uint8_t *sigs, size_t nblocks, uint32_t block, uint64_t oo
 		uint32_t w = (a & 0xffff) | (b << 16);
 		long k = lookup(&t, sigs, nblocks, w, data + i, block, prev);
 		if (k >= 0) {
-			if (add_move(&v, &nv, &cap, noff + i, block, ooff + (uint64_t)k * block) < 0) {
+			if (add_move(&v, &nv, &cap, noff + i, block, boff[k]) < 0) {
 				free(t.slot);
 				free(v);
 				return -ENOMEM;

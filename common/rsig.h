@@ -42,13 +42,13 @@ struct rsig_move {
 };
 
 /* Find the old blocks in data[0..n) (new bytes at offset noff).
- * sigs: nblocks entries of consecutive old blocks of block bytes, the
- * first at old offset ooff. Matches are merged into runs where both sides
- * are contiguous. *moves gets a new array (caller frees; NULL if none),
+ * sigs: nblocks entries of old blocks of block bytes, block k at old
+ * offset boff[k]. Matches are merged into runs where both sides are
+ * contiguous. *moves gets a new array (caller frees; NULL if none),
  * sorted and disjoint, *nmoves its length. Returns the bytes covered, or
  * -ENOMEM. */
 __attribute__((warn_unused_result))
-long rsig_match(const uint8_t *sigs, size_t nblocks, uint32_t block, uint64_t ooff,
+long rsig_match(const uint8_t *sigs, size_t nblocks, uint32_t block, const uint64_t *boff,
 		const uint8_t *data, size_t n, uint64_t noff, struct rsig_move **moves,
 		size_t *nmoves);
 

@@ -56,14 +56,26 @@ static size_t check_moves(const uint8_t *old, size_t nold, const uint8_t *new, s
 	return covered;
 }
 
+/* Old offsets of consecutive blocks from base (the caller frees). */
+static uint64_t *offsets(size_t nblocks, uint32_t block, uint64_t base)
+{
+	uint64_t *o = malloc((nblocks + 1) * sizeof(*o));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	for (size_t k = 0; k < nblocks; k++)
+		o[k] = base + k * block;
+	return o;
+}
+
 static long match(const uint8_t *old, size_t nold, const uint8_t *new, size_t n, uint32_t block,
 		  struct rsig_move **m, size_t *nm)
 {
 	uint8_t *sigs = malloc(nold / block * RSIG_ENTRY + 1);
+	uint64_t *o = offsets(nold / block, block, 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(sigs);
 	rsig_make(old, nold, block, sigs);
-	long r = rsig_match(sigs, nold / block, block, 0, new, n, 1000, m, nm);
+	long r = rsig_match(sigs, nold / block, block, o, new, n, 1000, m, nm);
 	free(sigs);
+	free(o);
 	return r;
 }
 
@@ -148,27 +160,39 @@ static void test_edges(void)
 	uint8_t a[4096], b[4096], sig[RSIG_ENTRY * 8];
 	struct rsig_move *m = (struct rsig_move *)1;
 	size_t nm = 5;
+	uint64_t *o0 = offsets(8, 512, 0), *o7 = offsets(8, 512, 7000);
 	fill(a, sizeof(a));
 	fill(b, sizeof(b));
 	rsig_make(a, sizeof(a), 512, sig);
-	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, 0, b, sizeof(b), 0, &m, &nm), 0);
+	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, o0, b, sizeof(b), 0, &m, &nm), 0);
 	CU_ASSERT_PTR_NULL(m);
 	CU_ASSERT_EQUAL(nm, 0);
-	CU_ASSERT_EQUAL(rsig_match(sig, 0, 512, 0, a, sizeof(a), 0, &m, &nm), 0);
-	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, 0, a, 100, 0, &m, &nm), 0);
-	/* identical: one run over all of it, at the old offset given */
-	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, 7000, a, sizeof(a), 50, &m, &nm), 4096);
+	CU_ASSERT_EQUAL(rsig_match(sig, 0, 512, o0, a, sizeof(a), 0, &m, &nm), 0);
+	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, o0, a, 100, 0, &m, &nm), 0);
+	/* identical: one run over all of it, at the old offsets given */
+	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, o7, a, sizeof(a), 50, &m, &nm), 4096);
 	CU_ASSERT_EQUAL_FATAL(nm, 1);
 	CU_ASSERT_EQUAL(m[0].off, 50);
 	CU_ASSERT_EQUAL(m[0].len, 4096);
 	CU_ASSERT_EQUAL(m[0].src, 7000);
 	free(m);
+	/* blocks from two places: two runs, each where its blocks were */
+	o7[4] = 90000;
+	for (int k = 5; k < 8; k++)
+		o7[k] = o7[k - 1] + 512;
+	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, o7, a, sizeof(a), 0, &m, &nm), 4096);
+	CU_ASSERT_EQUAL_FATAL(nm, 2);
+	CU_ASSERT(m[0].off == 0 && m[0].len == 2048 && m[0].src == 7000);
+	CU_ASSERT(m[1].off == 2048 && m[1].len == 2048 && m[1].src == 90000);
+	free(m);
 	/* a repeated block: runs stay contiguous where they can */
 	memset(a, 'x', sizeof(a));
 	rsig_make(a, sizeof(a), 512, sig);
-	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, 0, a, sizeof(a), 0, &m, &nm), 4096);
+	CU_ASSERT_EQUAL(rsig_match(sig, 8, 512, o0, a, sizeof(a), 0, &m, &nm), 4096);
 	CU_ASSERT_EQUAL(nm, 1);
 	free(m);
+	free(o0);
+	free(o7);
 }
 
 int suite_rsig(void)
