@@ -244,6 +244,7 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 	memset(it, 0, sizeof(*it));
 	mark_cand = b->ncand;
 	mark_data = b->data.len;
+	uint64_t mark_skipped = b->skipped, mark_patched = b->patched;
 	if (!(it->path = strdup(path)))
 		goto nomem;
 	/* At most one chunk per CHUNK_MIN bytes, plus the last. */
@@ -296,6 +297,8 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 		if (worth_alone(w, b, it, mark_data)) {
 			b->ncand = mark_cand;
 			b->data.len = mark_data;
+			b->skipped = mark_skipped;
+			b->patched = mark_patched;
 			item_release(it);
 			return SEND_ALONE;
 		}
@@ -315,6 +318,8 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 nomem:
 	b->ncand = mark_cand;
 	b->data.len = mark_data;
+	b->skipped = mark_skipped;
+	b->patched = mark_patched;
 	item_release(it);
 	snprintf(w->why, sizeof(w->why), "out of memory");
 	return SEND_LOCAL;

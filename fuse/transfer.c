@@ -215,10 +215,11 @@ static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *
 			x->chunks_skipped++;
 			continue;
 		}
-		/* The same chunk twice in one batch goes once. */
+		/* The same chunk twice in one batch goes once, if it went in
+		 * the body (mirrord keeps no chunk it built from patches). */
 		int dup = 0;
 		for (size_t j = 0; j < k && !dup; j++)
-			dup = missing[j] && hash_equal(&x->chunks[ask[j]].id, &x->chunks[i].id);
+			dup = missing[j] == 2 && hash_equal(&x->chunks[ask[j]].id, &x->chunks[i].id);
 		if (dup)
 			continue;
 		int pr = patchset_chunk(&x->ps, x->chunks[i].off, x->chunks[i].len,
@@ -240,6 +241,7 @@ static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *
 		}
 		if (pr < 0 || frame_chunk(x, &x->chunks[i], buf + (x->chunks[i].off - base)) < 0)
 			goto nomem;
+		missing[k] = 2; /* in the body */
 	}
 	res = post_body(x);
 	goto out;
@@ -291,6 +293,7 @@ static int move_chunk(struct xfer *x, const struct region *r, const struct chunk
 	struct rsig_move *mv = NULL;
 	size_t nmv = 0, mark = x->ps.n;
 	uint64_t mark_bytes = x->ps.bytes;
+	int mark_used = x->ps.used;
 	long covered = rsig_match(r->sigs, r->nsig, MOVE_BLOCK, r->boff, data, c->len, c->off, &mv,
 				  &nmv);
 	if (covered < 0)
@@ -310,6 +313,7 @@ static int move_chunk(struct xfer *x, const struct region *r, const struct chunk
 				free(x->ps.v[i].data);
 			x->ps.n = mark;
 			x->ps.bytes = mark_bytes;
+			x->ps.used = mark_used;
 			free(mv);
 			return a < 0 ? -ENOMEM : 0;
 		}
@@ -855,6 +859,11 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 			op.nedits = 0;
 			op.chunks = pc;
 			op.nchunks = x.n;
+			/* Patches and moves describe the version we thought it
+			 * had: the 409s that follow name what to send whole. */
+			op.patched = 0;
+			op.npatches = 0;
+			op.nmoves = 0;
 			res = SEND_MISSING;
 			continue;
 		}

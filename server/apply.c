@@ -313,8 +313,15 @@ static int fetch_chunk(struct apply_ctx *ctx, const struct apply_inline *inl,
 				return 0;
 			}
 		}
+		/* Stale: the file is gone, shorter, or holds other bytes there
+		 * (or the entry is nonsense). Anything else (no descriptors
+		 * left, EACCES) passes: the entry stays, and the chunk counts
+		 * as unavailable this time. */
 		if (r == -ENOMEM || r == -EIO)
 			return r;
+		if (r != 0 && r != -ENOENT && r != -ENODATA && r != -ENOTDIR && r != -ELOOP &&
+		    r != -EINVAL)
+			return -ENOENT;
 		log_debug("dropping stale index entry of a chunk at %s+%llu", sc->path,
 			  (unsigned long long)off);
 		r = state_index_drop(ctx->state, &c->id, sc->path, off);
@@ -516,10 +523,20 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 		off_t srcoff;
 		at += c->len;
 		if (res->nmissing) {
-			/* Already failing: only find the rest of the missing. */
-			if (!chunk_available(ctx, inl, c) && !op->patched &&
-			    (r = add_missing(res, i, &alloc)) < 0)
-				goto fail;
+			/* Already failing: only find the rest of the missing. A
+			 * chunk to be built from patches or moves is tried too,
+			 * or each one that fails would cost a round trip. */
+			if (!chunk_available(ctx, inl, c)) {
+				int pr = op->patched ? patch_chunk(ctx, op, c, (uint64_t)here, buf,
+								   &bsc, &msc)
+						     : -ENOENT;
+				if (pr == -ENOMEM) {
+					r = pr;
+					goto fail;
+				}
+				if (pr < 0 && (r = add_missing(res, i, &alloc)) < 0)
+					goto fail;
+			}
 			continue;
 		}
 		if (in_buf && same_as_prev(op, i)) {
@@ -1086,7 +1103,7 @@ static int resolve_delta(struct apply_ctx *ctx, const struct proto_op *op, struc
 		return -ESTALE;
 	}
 	*full = *op;
-	full->base_path = NULL;
+	/* full keeps base_path (borrowed): its moves read that file. */
 	full->edits = NULL;
 	full->nedits = 0;
 	full->chunks = proto_apply_edits(base, nbase, op->edits, op->nedits, &n, &err);

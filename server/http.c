@@ -733,9 +733,13 @@ static enum MHD_Result do_sig(struct http_server *s, struct req *q, struct MHD_C
 	int r = apply_signatures(s->cfg.apply, path->valuestring, (uint32_t)w, off, len, nr, sigs,
 				 cnt);
 	if (r < 0) {
-		ret = r == -ENOENT ? reply_error(q, c, MHD_HTTP_NOT_FOUND, ENOENT, "no such file")
-				   : reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, -r,
-						 "cannot read the file");
+		/* Signatures are optional: a file that cannot be read now is a
+		 * 409 (the client sends its chunks whole), not a 5xx it would
+		 * retry. */
+		ret = r == -ENOENT   ? reply_error(q, c, MHD_HTTP_NOT_FOUND, ENOENT, "no such file")
+		      : r == -ENOMEM ? reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM,
+						   "out of memory")
+				     : reply_error(q, c, MHD_HTTP_CONFLICT, -r, "cannot read the file");
 		goto out;
 	}
 	size_t blen = sodium_base64_encoded_len(blocks * RSIG_ENTRY, sodium_base64_VARIANT_ORIGINAL);

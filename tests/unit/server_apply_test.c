@@ -283,6 +283,26 @@ static void test_file_moves(void)
 	op.nmoves = 1;
 	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING); /* no "n" to read */
 	apply_result_release(&res);
+
+	/* Every chunk that cannot be built is reported at once, not one a
+	 * round trip. */
+	struct proto_chunk two[3];
+	hash_buf("first", 5, &two[0].id);
+	hash_buf("second", 6, &two[1].id);
+	hash_buf("third!", 6, &two[2].id);
+	two[0].len = 5;
+	two[1].len = 6;
+	two[2].len = 6;
+	struct rsig_move none = { 0, 1, 0 };
+	op.path = "m";
+	op.chunks = two;
+	op.nchunks = 3;
+	op.size = 17;
+	op.moves = &none;
+	op.nmoves = 1;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	CU_ASSERT_EQUAL(res.nmissing, 3);
+	apply_result_release(&res);
 	sfx_teardown(&f);
 }
 
