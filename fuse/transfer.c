@@ -332,7 +332,8 @@ static int move_chunk(struct xfer *x, const struct region *r, const struct chunk
 		x->moves = v;
 		x->amoves = na;
 	}
-	memcpy(x->moves + x->nmoves, mv, nmv * sizeof(*mv));
+	if (nmv) /* mv is NULL when there are none */
+		memcpy(x->moves + x->nmoves, mv, nmv * sizeof(*mv));
 	x->nmoves += nmv;
 	x->ps.used = 1;
 	free(mv);
@@ -423,7 +424,9 @@ static enum send_result send_waiting(struct xfer *x, const char *src, struct pro
 			if (!g->sigs || !g->boff)
 				res = SEND_LOCAL;
 			for (int h = 0; h < g->nr && res == SEND_OK; h++, q++) {
-				memcpy(g->sigs + g->nsig * RSIG_ENTRY, sigs[q], cnt[q] * RSIG_ENTRY);
+				if (cnt[q]) /* none: sigs[q] is NULL */
+					memcpy(g->sigs + g->nsig * RSIG_ENTRY, sigs[q],
+					       cnt[q] * RSIG_ENTRY);
 				for (size_t j = 0; j < cnt[q]; j++)
 					g->boff[g->nsig + j] = offs[q] + j * MOVE_BLOCK;
 				g->nsig += cnt[q];
