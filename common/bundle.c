@@ -87,6 +87,11 @@ void bundle_parser_short_frames(struct bundle_parser *p)
 	p->fp.noid = 1;
 }
 
+void bundle_parser_staged_frames(struct bundle_parser *p)
+{
+	p->fp.staged = 1;
+}
+
 /* Decoded bytes data[0..len). */
 static int bundle__take(struct bundle_parser *p, const uint8_t *data, size_t len,
 			const struct bundle_cb *cb)

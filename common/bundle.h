@@ -78,6 +78,10 @@ void bundle_dstream_free(void *zd);
  * headers). Called from the json callback of a bundle with "refs". */
 void bundle_parser_short_frames(struct bundle_parser *p);
 
+/* The frames after the JSON are staged (frame.h: each carries its chunk's
+ * offset). Called from the json callback of a bundle with "stage". */
+void bundle_parser_staged_frames(struct bundle_parser *p);
+
 /* Parse a body that continues the stream zd (borrowed; its state carries
  * over from the previous body). The body need not end the zstd frame.
  * Cannot fail. */

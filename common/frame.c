@@ -46,6 +46,12 @@ void frame_encode_short_header(uint8_t out[FRAME_SHORT_HEADER_LEN], uint32_t raw
 	frame__put_be32(out + 4, (wire_len & ~FRAME_ZSTD) | (zstd ? FRAME_ZSTD : 0));
 }
 
+void frame_encode_offset(uint8_t out[FRAME_OFFSET_LEN], uint64_t off)
+{
+	frame__put_be32(out, (uint32_t)(off >> 32));
+	frame__put_be32(out + 4, (uint32_t)off);
+}
+
 void frame_parser_init(struct frame_parser *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -73,6 +79,15 @@ static int frame__take_header(struct frame_parser *p)
 	wire &= ~FRAME_ZSTD;
 	if (raw == 0 || raw > CHUNK_PROTO_MAX || wire > FRAME__WIRE_MAX || (!zstd && wire != raw))
 		return -EBADMSG;
+	p->cur.staged = p->staged;
+	p->cur.off = 0;
+	if (p->staged) {
+		const uint8_t *o = lens + 8;
+		uint64_t off = (uint64_t)frame__get_be32(o) << 32 | frame__get_be32(o + 4);
+		if (off >= FRAME_OFFSET_MAX - raw)
+			return -EBADMSG;
+		p->cur.off = off;
+	}
 	if (p->noid)
 		memset(p->cur.id.b, 0, HASH_LEN);
 	else
@@ -110,7 +125,8 @@ int frame_parser_feed(struct frame_parser *p, const uint8_t **data, size_t *len,
 		case FRAME__HEADER: {
 			if (*len == 0)
 				return 0;
-			size_t want = p->noid ? FRAME_SHORT_HEADER_LEN : FRAME_HEADER_LEN;
+			size_t want = (p->noid ? FRAME_SHORT_HEADER_LEN : FRAME_HEADER_LEN) +
+				      (p->staged ? FRAME_OFFSET_LEN : 0);
 			size_t n = want - p->hdr_have;
 			if (n > *len)
 				n = *len;

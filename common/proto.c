@@ -380,6 +380,12 @@ cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
 			goto fail;
 		if (op->nmoves && add_moves(o, op->moves, op->nmoves) < 0)
 			goto fail;
+		if (op->has_stage) {
+			char hex[2 * PROTO_STAGE_LEN + 1];
+			sodium_bin2hex(hex, sizeof(hex), op->stage, PROTO_STAGE_LEN);
+			if (!cJSON_AddStringToObject(o, "stage", hex))
+				goto fail;
+		}
 	}
 	if (op->has_pmtime && add_time(o, "pmtime", &op->pmtime) < 0)
 		goto fail;
@@ -574,6 +580,31 @@ static int get_chunks(const cJSON *o, int refs, struct proto_op *op, const char 
 	return 0;
 }
 
+/* "stage" (optional): 32 hex digits. */
+static int get_stage(const cJSON *o, struct proto_op *op, const char **why)
+{
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "stage");
+	if (!st)
+		return 0;
+	if (!cJSON_IsString(st) || proto_stage_from_hex(st->valuestring, op->stage) < 0) {
+		*why = "invalid stage";
+		return -EINVAL;
+	}
+	op->has_stage = 1;
+	return 0;
+}
+
+int proto_stage_from_hex(const char *hex, uint8_t out[PROTO_STAGE_LEN])
+{
+	size_t got = 0;
+	const char *end = NULL;
+	if (strlen(hex) != 2 * PROTO_STAGE_LEN ||
+	    sodium_hex2bin(out, PROTO_STAGE_LEN, hex, 2 * PROTO_STAGE_LEN, NULL, &got, &end) != 0 ||
+	    got != PROTO_STAGE_LEN || end != hex + 2 * PROTO_STAGE_LEN)
+		return -EINVAL;
+	return 0;
+}
+
 /* "patch" (optional): [[off, "base64"], ...], sorted, disjoint, within
  * the file's size, PROTO_PATCH_BYTES_MAX decoded bytes in all. */
 static int get_patches(const cJSON *o, struct proto_op *op, const char **why)
@@ -761,7 +792,8 @@ int proto_op_from_json_flags(const cJSON *j, unsigned flags, struct proto_op *op
 		if ((r = get_mode(j, &op->mode, why)) < 0 ||
 		    (r = get_time(j, "mtime", 1, &op->mtime, NULL, why)) < 0 ||
 		    (r = get_chunks(j, (flags & PROTO_REFS) != 0, op, why)) < 0 ||
-		    (r = get_patches(j, op, why)) < 0 || (r = get_moves(j, op, why)) < 0)
+		    (r = get_patches(j, op, why)) < 0 || (r = get_moves(j, op, why)) < 0 ||
+		    (r = get_stage(j, op, why)) < 0)
 			goto fail;
 		break;
 	case OP_MKDIR:

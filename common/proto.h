@@ -81,6 +81,8 @@ struct proto_patch {
  * without one). They serve, with the patches, to build a chunk mirrord
  * lacks (an insertion shifts bytes: a patch cannot say that). */
 #define PROTO_MAX_MOVES 4096
+/* A stage's name: 16 random bytes, 32 hex digits on the wire. */
+#define PROTO_STAGE_LEN 16
 
 /* One operation. Strings are owned by the op (proto_op_release frees them)
  * when it comes from proto_op_from_json(); a client may point them at its own
@@ -114,6 +116,12 @@ struct proto_op {
 	 * move sets patched. Owned as the strings are. */
 	struct rsig_move *moves;
 	size_t nmoves;
+	/* file, optional ("stage": 32 hex): the stage the client uploaded this
+	 * version's chunks to, each at its offset (POST /v1/chunks with
+	 * X-Mirror-Stage): mirrord publishes that file instead of writing a
+	 * new one. */
+	int has_stage;
+	uint8_t stage[PROTO_STAGE_LEN];
 };
 
 /* Build the JSON object of op. Returns a new cJSON tree (caller deletes with
@@ -143,6 +151,11 @@ int proto_op_from_json_flags(const cJSON *j, unsigned flags, struct proto_op *op
 __attribute__((warn_unused_result))
 int proto_op_resolve_refs(struct proto_op *op, const struct proto_chunk *frames, size_t nframes,
 			  const char **why);
+
+/* Exactly 2 * PROTO_STAGE_LEN hex digits (either case) into out: 0 or
+ * -EINVAL. Pure. */
+__attribute__((warn_unused_result))
+int proto_stage_from_hex(const char *hex, uint8_t out[PROTO_STAGE_LEN]);
 
 /* Free what proto_op_from_json() allocated. Accepts a zeroed op. */
 void proto_op_release(struct proto_op *op);

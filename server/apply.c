@@ -478,6 +478,45 @@ static int same_as_prev(const struct proto_op *op, size_t i)
 	       hash_equal(&op->chunks[i].id, &op->chunks[i - 1].id);
 }
 
+_Static_assert(PROTO_STAGE_LEN == STORE_STAGE_TOKEN, "a stage's name is the store's token");
+
+/*
+ * 1 if every chunk placed in a stage (pl[0..n), sorted by offset) is one
+ * of op's chunks at its offset (same id and length): the stage's file can
+ * then become the new file with only the holes between them written,
+ * and no placed byte is ever written over (the op's chunks do not
+ * overlap). 0 otherwise (a chunk at another offset, past the end, a
+ * stage the client filled for another version): writing the file there
+ * would destroy chunks the store still offers from it.
+ */
+static int stage_fits(const struct proto_op *op, const struct store_placed *pl, size_t n)
+{
+	uint64_t at = 0;
+	size_t k = 0;
+	for (size_t i = 0; i < op->nchunks && k < n; i++) {
+		const struct proto_chunk *c = &op->chunks[i];
+		if (pl[k].off < at)
+			return 0; /* inside the chunk before */
+		if (pl[k].off == at) {
+			if (pl[k].len != c->len || !hash_equal(&pl[k].id, &c->id))
+				return 0;
+			k++;
+		}
+		at += c->len;
+	}
+	return k == n;
+}
+
+/* 1 if chunk c at offset at is the next placed one (*k moves past it). */
+static int stage_has(const struct store_placed *pl, size_t n, size_t *k, uint64_t at)
+{
+	if (*k < n && pl[*k].off == at) {
+		(*k)++;
+		return 1;
+	}
+	return 0;
+}
+
 /* Build op's file in tmp/tname: content, mode, mtime, fsync. Returns 0,
  * APPLY_MISSING (res->missing filled) or a negative errno; on anything but
  * 0 the temporary is gone. Without flush, the caller makes the file
@@ -508,8 +547,29 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 	if (res->nmissing)
 		return APPLY_MISSING;
 
-	int fd = openat(ctx->tmp->fd, tname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
+	/* A stage: the chunks uploaded for this version, already at their
+	 * offsets in a file of their own, which becomes the new file; only
+	 * the chunks not placed there are written. A stage that does not
+	 * fit the list is left to the store, which reads the chunks placed
+	 * in it from its descriptor (the file itself is dropped). */
+	int fd = -1;
+	struct store_placed *placed = NULL;
+	size_t nplaced = 0, pk = 0;
+	if (op->has_stage) {
+		r = store_stage_take(ctx->store, op->stage, ctx->tmp->fd, tname, &fd, &placed,
+				     &nplaced);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		if (r == 0 && !stage_fits(op, placed, nplaced)) {
+			log_debug("%s: the stage does not fit the chunk list", op->path);
+			close(fd);
+			fd = -1;
+			unlinkat(ctx->tmp->fd, tname, 0);
+			nplaced = 0;
+		}
+	}
+	if (fd < 0 && (fd = openat(ctx->tmp->fd, tname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+				   0600)) < 0)
 		return -errno;
 	if (op->nchunks && !(buf = malloc(CHUNK_PROTO_MAX))) {
 		r = -ENOMEM;
@@ -538,6 +598,10 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 					goto fail;
 			}
 			continue;
+		}
+		if (stage_has(placed, nplaced, &pk, (uint64_t)here)) {
+			in_buf = 0; /* buf is not chunk i */
+			continue;   /* its bytes are there */
 		}
 		if (in_buf && same_as_prev(op, i)) {
 			/* The same chunk again: no second fetch and hash. */
@@ -579,6 +643,7 @@ static int assemble(struct apply_ctx *ctx, const struct proto_op *op,
 		goto fail;
 	}
 	free(buf);
+	free(placed);
 	src_cache_release(&sc);
 	src_cache_release(&bsc);
 	src_cache_release(&msc);
@@ -588,6 +653,7 @@ fail:
 		close(fd);
 	unlinkat(ctx->tmp->fd, tname, 0);
 	free(buf);
+	free(placed);
 	src_cache_release(&sc);
 	src_cache_release(&bsc);
 	src_cache_release(&msc);

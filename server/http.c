@@ -98,6 +98,8 @@ struct req {
 	struct buf body;          /* R_QUERY, R_OP, R_SIG: the JSON text */
 	struct frame_parser fp;   /* R_CHUNKS */
 	int fp_ready;
+	int staged;               /* R_CHUNKS, R_BUNDLE: frames carry offsets into stage */
+	uint8_t stage[PROTO_STAGE_LEN];
 	uint8_t *raw;             /* R_CHUNKS: decompression buffer (owned) */
 	unsigned long stored;     /* R_CHUNKS, R_BUNDLE: chunks stored so far */
 	struct bundle_parser bp;  /* R_BUNDLE */
@@ -415,7 +417,8 @@ static void take_frame(struct http_server *s, struct req *q, const struct frame 
 		metrics_add(s->metrics, M_CHUNKS_RECEIVED, 1);
 		return;
 	}
-	int r = store_put(s->cfg.store, &got, raw, f->raw_len);
+	int r = f->staged ? store_stage_put(s->cfg.store, q->stage, f->off, &got, raw, f->raw_len)
+			  : store_put(s->cfg.store, &got, raw, f->raw_len);
 	if (r < 0) {
 		log_error("cannot store a chunk: %s", strerror(-r));
 		fail_later(q, proto_status_for_errno(-r), -r, "cannot store chunk");
@@ -463,6 +466,14 @@ static int bundle_json(void *arg, const char *json, size_t len)
 		goto fail;
 	}
 	q->refs = cJSON_IsTrue(refs);
+	/* "stage" (chunks only): the frames carry offsets into that stage. */
+	const cJSON *stage = cJSON_GetObjectItemCaseSensitive(j, "stage");
+	if (stage &&
+	    (!cJSON_IsString(stage) || proto_stage_from_hex(stage->valuestring, q->stage) < 0)) {
+		why = "malformed stage";
+		goto fail;
+	}
+	q->staged = stage != NULL;
 	const cJSON *brief = cJSON_GetObjectItemCaseSensitive(j, "brief");
 	if (brief && !cJSON_IsBool(brief)) {
 		why = "malformed brief";
@@ -514,6 +525,8 @@ static int bundle_json(void *arg, const char *json, size_t len)
 	cJSON_Delete(j);
 	if (q->refs)
 		bundle_parser_short_frames(&q->bp);
+	if (q->staged)
+		bundle_parser_staged_frames(&q->bp);
 	return 0;
 fail:
 	log_warn("rejecting bundle: %s", why);
@@ -1115,7 +1128,8 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 		/* "delta": file ops may be deltas of a recorded list */
 		return reply_text(q, c, "{\"ok\":true,\"version\":1,\"delta\":true,"
 					"\"bundle\":true,\"stream\":true,\"refs\":true,\"bare\":true,"
-					"\"zjson\":true,\"brief\":true,\"patch\":true,\"move\":true}");
+					"\"zjson\":true,\"brief\":true,\"patch\":true,\"move\":true,"
+					"\"stage\":true}");
 	case R_MANIFEST:
 		q->answered = 1;
 		return do_manifest(s, q, c);
@@ -1193,7 +1207,14 @@ static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Co
 			return reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
 		}
 	} else if (q->route == R_CHUNKS) {
+		const char *st = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Mirror-Stage");
+		if (st && proto_stage_from_hex(st, q->stage) < 0) {
+			q->answered = 1;
+			log_warn("%s %s: malformed x-mirror-stage", method, url);
+			return reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "malformed x-mirror-stage");
+		}
 		frame_parser_init(&q->fp);
+		q->fp.staged = q->staged = st != NULL;
 		q->fp_ready = 1;
 		if (!(q->raw = malloc(CHUNK_PROTO_MAX))) {
 			q->answered = 1;

@@ -37,6 +37,11 @@
 #include "tmpdir.h"
 
 #define STORE_PACK_MAX (64u * 1024 * 1024)
+/* Stages open at once, and chunks placed in one (48 bytes each in memory;
+ * past that, a stage's chunks go to packs). */
+#define STORE_STAGES_MAX 16
+#define STORE_STAGE_CHUNKS_MAX 131072
+#define STORE_STAGE_TOKEN 16
 
 struct store_pack;
 struct store_entry;
@@ -51,6 +56,14 @@ struct store {
 	struct store_pack *packs; /* every open pack */
 	struct store_pack *cur;   /* the one being filled, or NULL */
 	unsigned next_pack;
+};
+
+/* A chunk placed in a stage: its bytes, verified, at off of the stage's
+ * file. */
+struct store_placed {
+	uint64_t off;
+	uint32_t len;
+	struct hash_id id;
 };
 
 /* Open (creating, mode 0700) "chunks" in statefd and remove what an
@@ -79,6 +92,40 @@ int store_put(struct store *s, const struct hash_id *id, const void *data, size_
 __attribute__((warn_unused_result))
 int store_get(struct store *s, const struct hash_id *id, size_t len, uint8_t *out);
 
+/*
+ * Stages: the chunks of a new file uploaded at their offsets in it
+ * (docs/PROTOCOL.md, X-Mirror-Stage), so that publishing the file writes
+ * only what did not come that way, instead of every byte a second time.
+ *
+ * store_stage_put() stores chunk id (verified by the caller) at offset off
+ * of the stage named token: a file of its own in the chunks folder, made
+ * at the first put. The chunk is then available as after store_put(). A
+ * chunk that starts before the end of the stage's last one (puts go in
+ * order), or one that finds no stage (STORE_STAGES_MAX open, or
+ * STORE_STAGE_CHUNKS_MAX placed), goes to a pack as with store_put(): it
+ * is then not placed. Returns 0 or a negative errno (-EINVAL for a bad
+ * length or offset, -ENOSPC, -EIO, -ENOMEM, ...).
+ *
+ * store_stage_take() hands the stage token over to be published: its
+ * file is renamed to name in dirfd (same filesystem), *fd gets it open
+ * for reading and writing (caller closes), *placed a new array of the
+ * chunks placed in it, sorted by offset (caller frees; NULL when none),
+ * and *n their number. The store never writes, punches or unlinks that
+ * file again; its chunks stay readable through store_get() (verified, as
+ * always) until removed. Returns 0, -ENOENT (no such stage: never made,
+ * taken already, or collected) or a negative errno (the stage is then
+ * kept).
+ *
+ * A stage nobody takes is deleted by store_gc() once its last put is
+ * max_age old.
+ */
+__attribute__((warn_unused_result))
+int store_stage_put(struct store *s, const uint8_t token[STORE_STAGE_TOKEN], uint64_t off,
+		    const struct hash_id *id, const void *data, size_t len);
+__attribute__((warn_unused_result))
+int store_stage_take(struct store *s, const uint8_t token[STORE_STAGE_TOKEN], int dirfd,
+		     const char *name, int *fd, struct store_placed **placed, size_t *n);
+
 /* Drop chunk id. Returns 0 (also if absent). */
 int store_remove(struct store *s, const struct hash_id *id);
 
@@ -86,8 +133,9 @@ int store_remove(struct store *s, const struct hash_id *id);
  * committed). Returns the number dropped. */
 int store_gc(struct store *s, time_t max_age);
 
-/* For tests: where id's bytes are (pack file name relative to the chunks
- * folder, and offset), and moving its arrival time. 0 or -ENOENT. */
+/* For tests: where id's bytes are (pack or stage file name relative to
+ * the chunks folder, and offset), and moving its arrival time (and its
+ * stage's last put). 0 or -ENOENT. */
 int store_locate(struct store *s, const struct hash_id *id, char *name, size_t len, off_t *off);
 int store_set_time(struct store *s, const struct hash_id *id, time_t at);
 

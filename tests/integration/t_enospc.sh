@@ -25,14 +25,14 @@ head -c $((20 << 20)) /dev/urandom >"$M/a"
 sync_mirror
 $TREECMP "$T/backing" "$T/fs/dir" >/dev/null || fail "mirror differs after the first file"
 
-step "another 20 MiB does not (chunks in transit + the file being built)"
-head -c $((20 << 20)) /dev/urandom >"$M/b"
+step "another 30 MiB does not"
+head -c $((30 << 20)) /dev/urandom >"$M/b"
 if "${MIRRORFS_CLI[@]}" sync "$T_TARGET" --timeout 5 2>"$T/sync.err"; then
 	fail "sync succeeded on a full disk"
 fi
 step "sync failed as it should: $(head -c 300 "$T/sync.err")"
 # nothing half-written under a user's name, and the old content intact
-[[ ! -e $T/fs/dir/b ]] || [[ $(stat -c %s "$T/fs/dir/b") -eq $((20 << 20)) ]] ||
+[[ ! -e $T/fs/dir/b ]] || [[ $(stat -c %s "$T/fs/dir/b") -eq $((30 << 20)) ]] ||
 	fail "a partial b is visible in DIR"
 cmp -s "$T/backing/a" "$T/fs/dir/a" || fail "a was damaged"
 "${MIRRORFS_CLI[@]}" status "$T_TARGET" >"$T/status.txt" 2>&1 || true

@@ -322,6 +322,85 @@ static void test_short_frames(void)
 	}
 }
 
+/* Staged frames: either header, then the offset; fed a byte at a time. */
+static void test_staged_frames(void)
+{
+	static const uint32_t lens[] = { 7, 300, 1 };
+	static const uint64_t offs[] = { 0, 4096, (1ull << 40) + 3 };
+	uint8_t hdr[FRAME_HEADER_LEN], o[FRAME_OFFSET_LEN], pl[300];
+	struct frame_parser p;
+	struct frame f;
+	for (int noid = 0; noid < 2; noid++) {
+		struct buf body;
+		size_t got = 0;
+		buf_init(&body, 0);
+		for (size_t i = 0; i < 3; i++) {
+			struct hash_id id;
+			memset(pl, (int)i + 1, lens[i]);
+			hash_buf(pl, lens[i], &id);
+			if (noid)
+				frame_encode_short_header(hdr, lens[i], lens[i], 0);
+			else
+				frame_encode_header(hdr, &id, lens[i], lens[i], 0);
+			frame_encode_offset(o, offs[i]);
+			CU_ASSERT_EQUAL_FATAL(buf_append(&body, hdr, noid ? FRAME_SHORT_HEADER_LEN
+									 : FRAME_HEADER_LEN), 0);
+			CU_ASSERT_EQUAL_FATAL(buf_append(&body, o, sizeof(o)), 0);
+			CU_ASSERT_EQUAL_FATAL(buf_append(&body, pl, lens[i]), 0);
+		}
+		frame_parser_init(&p);
+		p.noid = noid;
+		p.staged = 1;
+		const uint8_t *d = (const uint8_t *)body.data;
+		for (size_t off = 0; off < body.len; off++) {
+			const uint8_t *one = d + off;
+			size_t n = 1;
+			int r = frame_parser_feed(&p, &one, &n, &f);
+			CU_ASSERT_FATAL(r >= 0);
+			if (r == 0)
+				continue;
+			CU_ASSERT_FATAL(got < 3);
+			CU_ASSERT(f.staged);
+			CU_ASSERT_EQUAL(f.off, offs[got]);
+			CU_ASSERT_EQUAL(f.raw_len, lens[got]);
+			CU_ASSERT_EQUAL(f.payload[0], (uint8_t)(got + 1));
+			got++;
+		}
+		CU_ASSERT_EQUAL(got, 3);
+		CU_ASSERT(frame_parser_idle(&p));
+		frame_parser_release(&p);
+		buf_release(&body);
+	}
+
+	/* A chunk that would end at or past FRAME_OFFSET_MAX: refused. The
+	 * last offset that fits is taken. */
+	static const struct {
+		uint64_t off;
+		int ok;
+	} edge[] = { { FRAME_OFFSET_MAX - 11, 1 }, { FRAME_OFFSET_MAX - 10, 0 },
+		     { UINT64_MAX, 0 }, { UINT64_MAX - 5, 0 } };
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+		uint8_t b[FRAME_HEADER_LEN + FRAME_OFFSET_LEN];
+		struct hash_id id;
+		hash_buf("0123456789", 10, &id);
+		frame_encode_header(b, &id, 10, 10, 0);
+		frame_encode_offset(b + FRAME_HEADER_LEN, edge[i].off);
+		frame_parser_init(&p);
+		p.staged = 1;
+		const uint8_t *d = b;
+		size_t n = sizeof(b);
+		int r = frame_parser_feed(&p, &d, &n, &f);
+		CU_ASSERT_EQUAL(r, edge[i].ok ? 0 : -EBADMSG);
+		if (edge[i].ok) {
+			d = (const uint8_t *)"0123456789";
+			n = 10;
+			CU_ASSERT_EQUAL(frame_parser_feed(&p, &d, &n, &f), 1);
+			CU_ASSERT_EQUAL(f.off, edge[i].off);
+		}
+		frame_parser_release(&p);
+	}
+}
+
 static void test_truncated(void)
 {
 	static const struct spec two[] = { { 50, 50, 0 }, { 60, 60, 0 } };
@@ -354,6 +433,7 @@ int suite_frame(void)
 	    !CU_add_test(s, "every split", test_every_split) ||
 	    !CU_add_test(s, "idle", test_idle) ||
 	    !CU_add_test(s, "short frames", test_short_frames) ||
+	    !CU_add_test(s, "staged frames", test_staged_frames) ||
 	    !CU_add_test(s, "bad headers", test_bad_headers) ||
 	    !CU_add_test(s, "truncated body", test_truncated))
 		return CU_get_error();

@@ -56,6 +56,24 @@ static int decode_ok(const char *text)
 	return r;
 }
 
+/* decode_ok() of a file op of one 100-byte chunk with member key: value
+ * (JSON text) added must give want. */
+static void check_file_with(const char *key, const char *value, int want)
+{
+	static const char *const h =
+		"0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8";
+	char text[512];
+	int n = snprintf(text, sizeof(text),
+			 "{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],"
+			 "\"size\":100,\"chunks\":[[\"%s\",100]],\"%s\":%s}",
+			 h, key, value);
+	CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof(text));
+	int r = decode_ok(text);
+	if (r != want)
+		fprintf(stderr, "%s %s: %d, not %d\n", key, value, r, want);
+	CU_ASSERT_EQUAL(r, want);
+}
+
 static int same_ts(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
@@ -398,7 +416,6 @@ static void test_diff_lists(void)
  * patched; sorted, disjoint, within the size, or refused. */
 static void test_moves(void)
 {
-	static const char *const h = "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8";
 	struct rsig_move mv[2] = { { 0, 40, 1000 }, { 50, 50, 0 } };
 	struct proto_chunk ch = { .len = 100 };
 	hash_buf("c", 1, &ch.id);
@@ -431,18 +448,8 @@ static void test_moves(void)
 		{ "[\"x\"]", -EINVAL },
 		{ "{}", -EINVAL },
 	};
-	char text[512];
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int n = snprintf(text, sizeof(text),
-				 "{\"op\":\"file\",\"path\":\"a\",\"mode\":1,\"mtime\":[1,0],"
-				 "\"size\":100,\"chunks\":[[\"%s\",100]],\"move\":%s}",
-				 h, cases[i].move);
-		CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof(text));
-		int r = decode_ok(text);
-		if (r != cases[i].r)
-			fprintf(stderr, "move case %zu: %d\n", i, r);
-		CU_ASSERT_EQUAL(r, cases[i].r);
-	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		check_file_with("move", cases[i].move, cases[i].r);
 	/* The cap on their number. */
 	struct rsig_move *many = calloc(PROTO_MAX_MOVES + 1, sizeof(*many));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(many);
@@ -457,6 +464,48 @@ static void test_moves(void)
 	m2.nmoves = PROTO_MAX_MOVES + 1;
 	CU_ASSERT_EQUAL(wire_roundtrip(&m2, &back), -E2BIG);
 	free(many);
+}
+
+/* "stage": 32 hex digits, round trip; anything else refused. */
+static void test_stage(void)
+{
+	struct proto_chunk ch = { .len = 100 };
+	hash_buf("c", 1, &ch.id);
+	struct proto_op op = { .kind = OP_FILE, .path = "f", .mode = 0644, .mtime = t1,
+			       .size = 100, .chunks = &ch, .nchunks = 1, .has_stage = 1 };
+	for (int i = 0; i < PROTO_STAGE_LEN; i++)
+		op.stage[i] = (uint8_t)(i * 17 + 1);
+	struct proto_op back;
+	CU_ASSERT_EQUAL_FATAL(wire_roundtrip(&op, &back), 0);
+	CU_ASSERT(back.has_stage);
+	CU_ASSERT(memcmp(back.stage, op.stage, PROTO_STAGE_LEN) == 0);
+	proto_op_release(&back);
+	op.has_stage = 0;
+	CU_ASSERT_EQUAL_FATAL(wire_roundtrip(&op, &back), 0);
+	CU_ASSERT_FALSE(back.has_stage);
+	proto_op_release(&back);
+
+	static const struct {
+		const char *stage;
+		int r;
+	} cases[] = {
+		{ "\"00112233445566778899aabbccddeeff\"", 0 },
+		{ "\"00112233445566778899AABBCCDDEEFF\"", 0 },
+		{ "\"00112233445566778899aabbccddeef\"", -EINVAL },   /* 31 digits */
+		{ "\"00112233445566778899aabbccddeeff0\"", -EINVAL }, /* 33 */
+		{ "\"00112233445566778899aabbccddeefg\"", -EINVAL },
+		{ "\"\"", -EINVAL },
+		{ "12", -EINVAL },
+		{ "null", -EINVAL },
+		{ "[\"00112233445566778899aabbccddeeff\"]", -EINVAL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		check_file_with("stage", cases[i].stage, cases[i].r);
+	uint8_t out[PROTO_STAGE_LEN];
+	CU_ASSERT_EQUAL(proto_stage_from_hex("00112233445566778899aabbccddeeff", out), 0);
+	CU_ASSERT_EQUAL(out[15], 0xff);
+	CU_ASSERT_EQUAL(proto_stage_from_hex("0011223344556677 899aabbccddeeff", out), -EINVAL);
+	CU_ASSERT_EQUAL(proto_stage_from_hex("", out), -EINVAL);
 }
 
 /* Patches: "patch" [[off, base64], ...] round trip (an empty list too:
@@ -797,6 +846,7 @@ int suite_proto(void)
 	    !CU_add_test(s, "chunk sums", test_chunk_sums) ||
 	    !CU_add_test(s, "refs", test_refs) || !CU_add_test(s, "patches", test_patches) ||
 	    !CU_add_test(s, "moves", test_moves) ||
+	    !CU_add_test(s, "stage", test_stage) ||
 	    !CU_add_test(s, "list diff", test_diff_lists) ||
 	    !CU_add_test(s, "unknown op and depth", test_unknown_and_depth) ||
 	    !CU_add_test(s, "times", test_times) || !CU_add_test(s, "errno map", test_errno_map) ||

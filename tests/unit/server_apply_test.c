@@ -440,6 +440,171 @@ static void test_file_sparse(void)
 	sfx_teardown(&f);
 }
 
+/* Put chunk data[0..len) at off of the stage tok; *c gets its id. */
+static void stage_chunk(struct sfx *f, const uint8_t *tok, uint64_t off, const void *data,
+			uint32_t len, struct proto_chunk *c)
+{
+	hash_buf(data, len, &c->id);
+	c->len = len;
+	CU_ASSERT_EQUAL_FATAL(store_stage_put(&f->store, tok, off, &c->id, data, len), 0);
+}
+
+static int stage_count(struct sfx *f)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "ls %s/chunks | grep -c '^stage' >/dev/null", f->state);
+	return system(p) == 0;
+}
+
+/* The inode of the file that holds chunk id in the store (a stage). */
+static ino_t store_ino(struct sfx *f, const struct hash_id *id)
+{
+	char name[64], p[512];
+	off_t off;
+	struct stat st;
+	if (store_locate(&f->store, id, name, sizeof(name), &off) < 0)
+		return 0;
+	snprintf(p, sizeof(p), "%s/chunks/%s", f->state, name);
+	return stat(p, &st) == 0 ? st.st_ino : 0;
+}
+
+/* A file op with a stage whose chunks all sit where the list has them:
+ * the stage's file becomes the file, the chunks not placed in it are
+ * written into its holes. Missing chunks leave the stage for the next
+ * try; a used stage is gone. */
+static void test_file_stage(void)
+{
+	SETUP(f, 1);
+	uint8_t tok[PROTO_STAGE_LEN];
+	static uint8_t a[20000], b[30000], zero[5000];
+	for (size_t i = 0; i < sizeof(a); i++)
+		a[i] = (uint8_t)(i * 13 + 1);
+	for (size_t i = 0; i < sizeof(b); i++)
+		b[i] = (uint8_t)(i * 5 + (i >> 7));
+	memset(tok, 0x5a, sizeof(tok));
+
+	/* The list: a (staged), zeros (uploaded before), b (staged), a again
+	 * (not sent twice), "tail" (not uploaded yet). */
+	struct proto_chunk c[5];
+	stage_chunk(&f, tok, 0, a, sizeof(a), &c[0]);
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, zero, sizeof(zero), &c[1]), 0);
+	stage_chunk(&f, tok, sizeof(a) + sizeof(zero), b, sizeof(b), &c[2]);
+	c[3] = c[0];
+	hash_buf("tail", 4, &c[4].id);
+	c[4].len = 4;
+	uint64_t size = 2 * sizeof(a) + sizeof(zero) + sizeof(b) + 4;
+	ino_t ino = store_ino(&f, &c[2].id);
+	CU_ASSERT_FATAL(ino != 0);
+
+	struct proto_op op = mk(OP_FILE, "staged");
+	op.chunks = c;
+	op.nchunks = 5;
+	op.size = size;
+	op.has_stage = 1;
+	memcpy(op.stage, tok, sizeof(tok));
+	struct apply_result res;
+	CU_ASSERT_EQUAL(apply_op(&f.ax, &op, NULL, &res), APPLY_MISSING);
+	CU_ASSERT(res.nmissing == 1 && res.missing[0] == 4);
+	apply_result_release(&res);
+	CU_ASSERT(stage_count(&f)); /* not taken: the retry uses it */
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+
+	struct proto_chunk t;
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, "tail", 4, &t), 0);
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_FALSE(stage_count(&f));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	char p[512];
+	static uint8_t got[100000];
+	CU_ASSERT_EQUAL_FATAL(sfx_read(sfx_path(&f, "staged", p, sizeof(p)), got, sizeof(got)),
+			      (ssize_t)size);
+	uint8_t *g = got;
+	CU_ASSERT(memcmp(g, a, sizeof(a)) == 0);
+	CU_ASSERT(memcmp(g += sizeof(a), zero, sizeof(zero)) == 0);
+	CU_ASSERT(memcmp(g += sizeof(zero), b, sizeof(b)) == 0);
+	CU_ASSERT(memcmp(g += sizeof(b), a, sizeof(a)) == 0);
+	CU_ASSERT(memcmp(g += sizeof(a), "tail", 4) == 0);
+	struct stat st;
+	CU_ASSERT_EQUAL(lstat_rel(&f, "staged", &st), 0);
+	CU_ASSERT_EQUAL(st.st_ino, ino); /* the stage's file, not a copy */
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0644);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1700000000, 123456789));
+	/* Published: the index knows the chunks, the store let them go. */
+	CU_ASSERT_TRUE(state_index_has(f.st, &c[2].id));
+	CU_ASSERT_FALSE(store_has(&f.store, &c[2].id));
+
+	/* The stage is used up: the same op again builds the file anew. */
+	op.path = "again";
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	static uint8_t got2[100000];
+	CU_ASSERT_EQUAL(sfx_read(sfx_path(&f, "again", p, sizeof(p)), got2, sizeof(got2)),
+			(ssize_t)size);
+	CU_ASSERT(memcmp(got, got2, size) == 0);
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
+/* A stage that does not fit the list (a chunk where the list has another,
+ * at another offset, past the end) is not written over: the file is built
+ * anew, and the chunks of the stage stay available. */
+static void test_file_stage_misfit(void)
+{
+	SETUP(f, 1);
+	uint8_t tok[PROTO_STAGE_LEN];
+	static uint8_t junk[5000], zero[5000], m1[1000], m2[4000];
+	memset(junk, 0xee, sizeof(junk));
+	for (size_t i = 0; i < sizeof(m1); i++)
+		m1[i] = (uint8_t)(i * 3 + 7);
+	for (size_t i = 0; i < sizeof(m2); i++)
+		m2[i] = (uint8_t)(i * 11 + 2);
+	char p[512];
+	static uint8_t got[20000];
+
+	/* Junk where the list has zeros. */
+	memset(tok, 0x77, sizeof(tok));
+	struct proto_chunk j, z, c[2];
+	stage_chunk(&f, tok, 0, junk, sizeof(junk), &j);
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, zero, sizeof(zero), &z), 0);
+	struct proto_op op = mk(OP_FILE, "zeros");
+	op.chunks = &z;
+	op.nchunks = 1;
+	op.size = sizeof(zero);
+	op.has_stage = 1;
+	memcpy(op.stage, tok, sizeof(tok));
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL(sfx_read(sfx_path(&f, "zeros", p, sizeof(p)), got, sizeof(got)),
+			(ssize_t)sizeof(zero));
+	CU_ASSERT(memcmp(got, zero, sizeof(zero)) == 0);
+	CU_ASSERT_FALSE(stage_count(&f));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	/* The junk chunk is still there for whoever names it. */
+	CU_ASSERT_TRUE(store_has(&f.store, &j.id));
+	CU_ASSERT_EQUAL(put_file(&f, "junk", &j, 1, 0644), 0);
+	CU_ASSERT_EQUAL(sfx_read(sfx_path(&f, "junk", p, sizeof(p)), got, sizeof(got)),
+			(ssize_t)sizeof(junk));
+	CU_ASSERT(memcmp(got, junk, sizeof(junk)) == 0);
+
+	/* A chunk staged at 0 that the list has at 1000; and one past the
+	 * end. */
+	memset(tok, 0x78, sizeof(tok));
+	CU_ASSERT_EQUAL_FATAL(sfx_chunk(&f, m1, sizeof(m1), &c[0]), 0);
+	stage_chunk(&f, tok, 0, m2, sizeof(m2), &c[1]);
+	stage_chunk(&f, tok, 100000, junk, sizeof(junk), &j);
+	op = mk(OP_FILE, "shifted");
+	op.chunks = c;
+	op.nchunks = 2;
+	op.size = sizeof(m1) + sizeof(m2);
+	op.has_stage = 1;
+	memcpy(op.stage, tok, sizeof(tok));
+	CU_ASSERT_EQUAL(run_op(&f, &op), 0);
+	CU_ASSERT_EQUAL_FATAL(sfx_read(sfx_path(&f, "shifted", p, sizeof(p)), got, sizeof(got)),
+			      (ssize_t)op.size);
+	CU_ASSERT(memcmp(got, m1, sizeof(m1)) == 0);
+	CU_ASSERT(memcmp(got + sizeof(m1), m2, sizeof(m2)) == 0);
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
 /* Chunks come from published files once the store copy is gone; a stale
  * index entry is dropped and reported missing; renames keep it right. */
 static void test_file_from_index(void)
@@ -952,6 +1117,8 @@ int suite_server_apply(void)
 	    !CU_add_test(s, "many ops, inline chunks", test_many) ||
 	    !CU_add_test(s, "file: replaces read-only file, folder, symlink", test_file_replaces) ||
 	    !CU_add_test(s, "file: sparse", test_file_sparse) ||
+	    !CU_add_test(s, "file: stage", test_file_stage) ||
+	    !CU_add_test(s, "file: stage that does not fit", test_file_stage_misfit) ||
 	    !CU_add_test(s, "file: chunks from the index", test_file_from_index) ||
 	    !CU_add_test(s, "mkdir", test_mkdir) || !CU_add_test(s, "symlink", test_symlink) ||
 	    !CU_add_test(s, "delete", test_delete) || !CU_add_test(s, "meta", test_meta) ||
