@@ -499,15 +499,20 @@ static enum send_result post_bundle(struct worker *w, struct batch *b, const cha
 	return res;
 }
 
-enum send_result batch_post_chunks(struct worker *w, const struct buf *frames, long *status,
-				   uint64_t *wire)
+enum send_result batch_post_chunks(struct worker *w, const struct buf *frames,
+				   const char *stage, long *status, uint64_t *wire)
 {
+	char json[80];
 	struct batch *b = batch_get(w);
 	if (!b) {
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		return SEND_LOCAL;
 	}
-	return post_bundle(w, b, "{\"ops\":[]}", frames, status, wire);
+	if (stage)
+		snprintf(json, sizeof(json), "{\"ops\":[],\"stage\":\"%s\"}", stage);
+	else
+		snprintf(json, sizeof(json), "{\"ops\":[]}");
+	return post_bundle(w, b, json, frames, status, wire);
 }
 
 /* Item it was applied by the server. */

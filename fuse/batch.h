@@ -74,8 +74,11 @@ enum send_result batch_flush(struct worker *w,
  * chunks of a large compressible file are then compressed with what went
  * before as context, as small files are (compressed one by one, 16 KiB
  * chunks of text lose a third of what the stream saves). Only when mirrord
- * says "bare". *status: the HTTP status; *wire: the body's size. */
-enum send_result batch_post_chunks(struct worker *w, const struct buf *frames, long *status,
+ * says "bare". stage: NULL, or the 32 hex digits of the stage the
+ * frames (staged frames, frame.h) go to. *status: the HTTP status;
+ * *wire: the body's size. */
+enum send_result batch_post_chunks(struct worker *w, const struct buf *frames,
+				   const char *stage, long *status,
 				   uint64_t *wire);
 
 /* Free w's batch (reporting nothing). Accepts a worker without one. */

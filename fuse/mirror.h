@@ -66,6 +66,7 @@ struct mirror {
 	int server_brief;   /* ... and brief answers to bundles */
 	int server_patch;   /* ... and file ops with patches ("patch") */
 	int server_move;    /* ... moves and POST /v1/sig ("move") */
+	int server_stage;   /* ... uploads to a stage ("stage") */
 	atomic_int busy_workers; /* uploader workers processing an entry */
 	int keep_missing;   /* frozen: the front end reports deletions itself
 			     * (polling): a sync without QF_GONE that finds

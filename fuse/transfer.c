@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "batch.h"
 #include "chunker.h"
 #include "compress.h"
@@ -66,6 +68,12 @@ struct xfer {
 	uint64_t wait_bytes;
 	struct rsig_move *moves; /* owned */
 	size_t nmoves, amoves;
+	/* A stage (mirrord "stage"): a file sent whole uploads its chunks
+	 * with their offsets, and mirrord writes each in its place in the
+	 * new file as it comes, instead of storing it and writing it again
+	 * at the commit. stage_hex: its name, random. */
+	int staged;
+	char stage_hex[2 * PROTO_STAGE_LEN + 1];
 };
 
 #define DEFER_MAX (8u * 1024 * 1024)
@@ -123,6 +131,11 @@ static int frame_chunk(struct xfer *x, const struct chunk_ref *c, const uint8_t 
 	uint32_t wire = z ? (uint32_t)x->zbuf.len : c->len;
 	frame_encode_header(hdr, &c->id, c->len, wire, z);
 	int r = buf_append(&x->body, hdr, sizeof(hdr));
+	if (r == 0 && x->staged) {
+		uint8_t o[FRAME_OFFSET_LEN];
+		frame_encode_offset(o, c->off);
+		r = buf_append(&x->body, o, sizeof(o));
+	}
 	if (r == 0)
 		r = buf_append(&x->body, payload, wire);
 	if (!x->streamed)
@@ -139,11 +152,16 @@ static enum send_result post_body(struct xfer *x)
 	enum send_result res;
 	if (x->body.len == 0)
 		return SEND_OK;
-	if (x->streamed && x->zbody)
-		res = batch_post_chunks(w, &x->body, &status, &wire);
-	else
-		res = worker_request(w, "POST", "/v1/chunks", x->body.data, x->body.len,
-				     "application/octet-stream", 0, &status);
+	if (x->streamed && x->zbody) {
+		res = batch_post_chunks(w, &x->body, x->staged ? x->stage_hex : NULL, &status,
+					&wire);
+	} else {
+		char hdr[64];
+		snprintf(hdr, sizeof(hdr), "X-Mirror-Stage: %s", x->stage_hex);
+		res = worker_request_enc(w, "POST", "/v1/chunks", x->body.data, x->body.len,
+					 "application/octet-stream", NULL, x->staged ? hdr : NULL,
+					 &status);
+	}
 	if (x->streamed)
 		x->bytes_sent += wire;
 	buf_reset(&x->body);
@@ -722,6 +740,12 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 		x.defer = part.old || rec;
 		free(rec);
 	}
+	if (w->m->server_stage && !part.old) {
+		uint8_t name[PROTO_STAGE_LEN];
+		randombytes_buf(name, sizeof(name));
+		sodium_bin2hex(x.stage_hex, sizeof(x.stage_hex), name, sizeof(name));
+		x.staged = 1;
+	}
 	if (part.old) {
 		if (add_old(&x, &part, 0, part.first) < 0)
 			goto out;
@@ -842,6 +866,8 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 		op.moves = x.moves;
 		op.nmoves = x.nmoves;
 	}
+	if (x.staged && x.chunks_sent)
+		op.has_stage = proto_stage_from_hex(x.stage_hex, op.stage) == 0;
 	log_debug("%s: %zu chunks, %d changed ranges%s, %zu patches of %llu bytes", path, x.n,
 		  ndr, part.old ? " (re-chunked around them)" : "", x.ps.n,
 		  (unsigned long long)x.ps.bytes);
@@ -854,6 +880,9 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 		res = worker_send_op(w, &op, seq, &reply);
 		if (res != SEND_MISSING)
 			break;
+		/* A 409 leaves the stage to the next commit: the chunks
+		 * mirrord lacks are uploaded to it too (in place when they
+		 * lie past what it holds, stored as any upload otherwise). */
 		const cJSON *code = cJSON_GetObjectItemCaseSensitive(reply, "code");
 		if (op.base_path && cJSON_IsString(code) && strcmp(code->valuestring, "ESTALE") == 0) {
 			/* The server's list is not the one we recorded: send it whole. */

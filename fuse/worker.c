@@ -155,6 +155,7 @@ enum send_result worker_probe(struct worker *w)
 	w->m->server_brief = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "brief"));
 	w->m->server_patch = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "patch"));
 	w->m->server_move = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "move"));
+	w->m->server_stage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stage"));
 	w->m->server_bare = w->m->server_stream &&
 			    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bare"));
 	cJSON_Delete(j);
