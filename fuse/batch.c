@@ -481,8 +481,7 @@ static enum send_result post_bundle(struct worker *w, struct batch *b, const cha
 		}
 		*wire = body.len;
 		res = worker_request_enc(w, "POST", "/v1/bundle", body.data, body.len,
-					 "application/octet-stream", z ? "zstd" : NULL,
-					 streamed ? hdr : NULL, status);
+					 z ? "zstd" : NULL, streamed ? hdr : NULL, status);
 		if (!streamed)
 			break;
 		if (res == SEND_OK && *status == 200) {

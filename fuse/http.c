@@ -240,8 +240,7 @@ static int setup(struct http *h, const char *method, const char *target,
 }
 
 int http_request(struct http *h, const char *method, const char *target,
-		 const void *body, size_t len, const char *ctype, uint64_t seq,
-		 struct buf *resp, long *status)
+		 const void *body, size_t len, uint64_t seq, struct buf *resp, long *status)
 {
 	struct curl_slist *extra = NULL, *hdrs = NULL;
 	char ct[128];
@@ -255,10 +254,11 @@ int http_request(struct http *h, const char *method, const char *target,
 		curl_easy_setopt(c, CURLOPT_POST, 1L);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype ? ctype : "application/json");
+		/* No Content-Type (http.h): "Content-Type:" keeps curl from
+		 * adding a form type of its own. */
 		for (struct curl_slist *i = extra ? extra : h->headers; i; i = i->next)
 			hdrs = curl_slist_append(hdrs, i->data);
-		hdrs = curl_slist_append(hdrs, ct);
+		hdrs = curl_slist_append(hdrs, "Content-Type:");
 		if (hdrs && encoding) {
 			snprintf(ct, sizeof(ct), "Content-Encoding: %s", encoding);
 			hdrs = curl_slist_append(hdrs, ct);

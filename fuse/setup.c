@@ -205,7 +205,7 @@ static int probe_server(const struct mirror *m, char *why, size_t len)
 	}
 	h.timeout_s = 5;
 	buf_init(&resp, 65536);
-	r = http_request(&h, "GET", "/v1/ping", NULL, 0, NULL, 0, &resp, &status);
+	r = http_request(&h, "GET", "/v1/ping", NULL, 0, 0, &resp, &status);
 	if (r < 0) {
 		snprintf(why, len, "%s", h.err[0] ? h.err : strerror(-r));
 	} else {

@@ -158,9 +158,8 @@ static enum send_result post_body(struct xfer *x)
 	} else {
 		char hdr[64];
 		snprintf(hdr, sizeof(hdr), "X-Mirror-Stage: %s", x->stage_hex);
-		res = worker_request_enc(w, "POST", "/v1/chunks", x->body.data, x->body.len,
-					 "application/octet-stream", NULL, x->staged ? hdr : NULL,
-					 &status);
+		res = worker_request_enc(w, "POST", "/v1/chunks", x->body.data, x->body.len, NULL,
+					 x->staged ? hdr : NULL, &status);
 	}
 	if (x->streamed)
 		x->bytes_sent += wire;

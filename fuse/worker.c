@@ -82,15 +82,14 @@ void worker_offline(struct worker *w)
 }
 
 static enum send_result request_loop(struct worker *w, const char *method, const char *target,
-				     const void *body, size_t len, const char *ctype, uint64_t seq,
+				     const void *body, size_t len, uint64_t seq,
 				     const char *encoding, const char *header, long *status)
 {
 	for (unsigned attempt = 1;; attempt++) {
 		*status = 0;
 		w->http.encoding = encoding;
 		w->http.extra = header;
-		int r = http_request(&w->http, method, target, body, len, ctype, seq, &w->resp,
-				     status);
+		int r = http_request(&w->http, method, target, body, len, seq, &w->resp, status);
 		if (r == 0 && send_classify(*status) != SEND_RETRY)
 			return SEND_OK;
 		if (r < 0)
@@ -105,17 +104,16 @@ static enum send_result request_loop(struct worker *w, const char *method, const
 }
 
 enum send_result worker_request(struct worker *w, const char *method, const char *target,
-				const void *body, size_t len, const char *ctype, uint64_t seq,
-				long *status)
+				const void *body, size_t len, uint64_t seq, long *status)
 {
-	return request_loop(w, method, target, body, len, ctype, seq, NULL, NULL, status);
+	return request_loop(w, method, target, body, len, seq, NULL, NULL, status);
 }
 
 enum send_result worker_request_enc(struct worker *w, const char *method, const char *target,
-				    const void *body, size_t len, const char *ctype,
-				    const char *encoding, const char *header, long *status)
+				    const void *body, size_t len, const char *encoding,
+				    const char *header, long *status)
 {
-	return request_loop(w, method, target, body, len, ctype, 0, encoding, header, status);
+	return request_loop(w, method, target, body, len, 0, encoding, header, status);
 }
 
 /* A JSON body this long or longer goes compressed when mirrord takes that
@@ -133,9 +131,9 @@ static enum send_result post_json(struct worker *w, const char *target, const ch
 	buf_init(&z, 0);
 	if (w->m->server_zjson && len >= JSON_COMPRESS_MIN &&
 	    compress_chunk((const uint8_t *)body, len, &z) == 1)
-		r = request_loop(w, "POST", target, z.data, z.len, NULL, seq, "zstd", NULL, status);
+		r = request_loop(w, "POST", target, z.data, z.len, seq, "zstd", NULL, status);
 	else
-		r = request_loop(w, "POST", target, body, len, NULL, seq, NULL, NULL, status);
+		r = request_loop(w, "POST", target, body, len, seq, NULL, NULL, status);
 	buf_release(&z);
 	return r;
 }
@@ -143,7 +141,7 @@ static enum send_result post_json(struct worker *w, const char *target, const ch
 enum send_result worker_probe(struct worker *w)
 {
 	long status = 0;
-	enum send_result r = worker_request(w, "GET", "/v1/ping", NULL, 0, NULL, 0, &status);
+	enum send_result r = worker_request(w, "GET", "/v1/ping", NULL, 0, 0, &status);
 	if (r != SEND_OK)
 		return r;
 	cJSON *j = cJSON_ParseWithLength(w->resp.data ? w->resp.data : "", w->resp.len);

@@ -65,14 +65,13 @@ enum send_result send_classify(long status);
  * set once the server gave a definitive answer (2xx or 4xx; the body is in
  * w->resp), or SEND_RETRY if the client is stopping meanwhile. */
 enum send_result worker_request(struct worker *w, const char *method, const char *target,
-				const void *body, size_t len, const char *ctype, uint64_t seq,
-				long *status);
+				const void *body, size_t len, uint64_t seq, long *status);
 
 /* The same with a Content-Encoding (NULL: none) for the body and one more
  * header line (NULL: none). */
 enum send_result worker_request_enc(struct worker *w, const char *method, const char *target,
-				    const void *body, size_t len, const char *ctype,
-				    const char *encoding, const char *header, long *status);
+				    const void *body, size_t len, const char *encoding,
+				    const char *header, long *status);
 
 /* Ask the server what it supports (waiting for it if it is down). Sets
  * m->server_delta. SEND_OK, or SEND_RETRY if stopping meanwhile. */
