@@ -109,7 +109,7 @@ $(BUILD)/unit-tests: $(UNIT_OBJ) $(filter-out %/main.o,$(SERVER_OBJ)) $(CLIENT_O
 
 DEPS_APT := build-essential pkg-config perl libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev \
 	libsodium-dev libcunit1-dev libmicrohttpd-dev libsqlite3-dev libzstd-dev sqlite3 curl \
-	rsync bindfs fio dpkg-dev groff-base man-db systemd strace openssl xxd clang
+	rsync bindfs fio dpkg-dev groff-base man-db systemd strace openssl xxd zstd clang
 
 deps:
 	@missing=""; for p in $(DEPS_APT); do \

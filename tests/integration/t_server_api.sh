@@ -17,160 +17,19 @@
 
 set -u -o pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-build}
-[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
-MIRRORD=${MIRRORD:-$BUILD/mirrord}
 NAME=t_server_api
-
 T=$(mktemp -d /tmp/mirrord-api.XXXXXX) || exit 1
-D=$T/dir
-S=$T/state
-mkdir "$D" "$T/outside"
-echo "untouched" >"$T/outside/keep"
-PID=""
-FAILS=0
-export TZ=UTC
-
-# stop_pid PID: SIGTERM, a bounded wait for a clean exit, then SIGKILL.
-stop_pid() {
-	[[ -n $1 ]] || return 0
-	kill -TERM "$1" 2>/dev/null
-	for _ in $(seq 100); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -KILL "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-}
-
+# The second mirrord (ENOSPC check) and its tmpfs, for the EXIT trap.
 PID2=""
 SMALL=""
-cleanup() {
-	stop_pid "$PID"
+cleanup_more() {
 	stop_pid "$PID2"
 	[[ -n $SMALL ]] && umount "$SMALL" 2>/dev/null
-	if [[ ${MIRRORFS_TEST_KEEP:-0} == 1 ]]; then
-		echo "kept $T" >&2
-	else
-		chmod -R u+rwx "$T" 2>/dev/null
-		rm -rf "$T"
-	fi
 }
-trap cleanup EXIT
+# shellcheck source-path=SCRIPTDIR source=api_lib.sh
+. "$(dirname "$0")/api_lib.sh"
 
-die() {
-	echo "FAIL: $NAME: $*" >&2
-	[[ -s $T/mirrord.log ]] && tail -n 30 "$T/mirrord.log" | sed 's/^/    /' >&2
-	exit 1
-}
-
-# ok DESCRIPTION CMD...: a soft check; the test fails at the end.
-ok() {
-	local what=$1
-	shift
-	if "$@"; then
-		echo "ok: $what"
-	else
-		echo "FAIL: $NAME: $what" >&2
-		FAILS=$((FAILS + 1))
-	fi
-}
-
-[[ -x $MIRRORD ]] || die "no mirrord binary at $MIRRORD (make first)"
-command -v xxd >/dev/null || die "xxd is needed"
-command -v b2sum >/dev/null || die "b2sum is needed"
-
-# mirrord refuses to run as root without --allow-root.
-ROOT=()
-[[ $(id -u) == 0 ]] && ROOT=(--allow-root)
-
-# start DIR STATE PORTFILE LOG: start a mirrord, wait (bounded) for its port
-# file; sets STARTED_PID and STARTED_PORT.
-start() {
-	"$MIRRORD" "$1" --listen 127.0.0.1:0 --port-file "$3" --state-dir "$2" \
-		--log-level debug "${ROOT[@]}" >"$4" 2>&1 &
-	STARTED_PID=$!
-	for _ in $(seq 200); do
-		[[ -s $3 ]] && break
-		kill -0 "$STARTED_PID" 2>/dev/null || die "mirrord exited at start"
-		sleep 0.05
-	done
-	[[ -s $3 ]] || die "no port file after 10s"
-	read -r STARTED_PORT <"$3"
-}
-
-start "$D" "$S" "$T/port" "$T/mirrord.log"
-PID=$STARTED_PID
-URL=http://127.0.0.1:$STARTED_PORT
-CLIENT=0123456789abcdef0123456789abcdef
-
-# req METHOD PATH [CURL ARGS...]: sets CODE and BODY.
-req() {
-	local method=$1 path=$2
-	shift 2
-	CODE=$(timeout 30 curl -sS -o "$T/body" -w '%{http_code}' -X "$method" \
-		-H "X-Mirror-Client: $CLIENT" "$@" "$URL$path") || die "curl $method $path failed"
-	BODY=$(<"$T/body")
-}
-
-# op JSON [SEQ]: POST /v1/op.
-op() {
-	req POST /v1/op -H "X-Mirror-Seq: ${2:-0}" -H 'Content-Type: application/json' \
-		--data-binary "$1"
-}
-
-# expect CODE [BODY-SUBSTRING] DESCRIPTION: check the last answer.
-expect() {
-	local code=$1 sub=$2 what=$3
-	if [[ $CODE != "$code" ]]; then
-		echo "FAIL: $NAME: $what: status $CODE, wanted $code: $BODY" >&2
-		FAILS=$((FAILS + 1))
-	elif [[ -n $sub && $BODY != *"$sub"* ]]; then
-		echo "FAIL: $NAME: $what: answer lacks '$sub': $BODY" >&2
-		FAILS=$((FAILS + 1))
-	else
-		echo "ok: $what"
-	fi
-}
-
-# Error answers must carry the JSON error object.
-expect_err() {
-	expect "$1" '"ok":false' "$3"
-	[[ $BODY == *'"code":"'* && $BODY == *'"errno":'* && $BODY == *'"error":"'* ]] ||
-		{ echo "FAIL: $NAME: $3: not a JSON error object: $BODY" >&2; FAILS=$((FAILS + 1)); }
-	[[ -z $2 || $BODY == *"$2"* ]] ||
-		{ echo "FAIL: $NAME: $3: wanted code $2: $BODY" >&2; FAILS=$((FAILS + 1)); }
-}
-
-id_of() { b2sum -l 256 "$1" | cut -d' ' -f1; }
-u32() { printf '%08x' "$1" | xxd -r -p; }
-
-# frame FILE: one uncompressed frame of FILE's bytes on stdout.
-frame() {
-	local len
-	len=$(stat -c %s "$1")
-	id_of "$1" | xxd -r -p
-	u32 "$len"
-	u32 "$len"
-	cat "$1"
-}
-
-# frame_zstd FILE: one zstd-compressed frame (bit 31 of wire_len).
-frame_zstd() {
-	local len wire
-	len=$(stat -c %s "$1")
-	zstd -q -c "$1" >"$1.zst"
-	wire=$(stat -c %s "$1.zst")
-	id_of "$1" | xxd -r -p
-	u32 "$len"
-	u32 $((wire | 0x80000000))
-	cat "$1.zst"
-}
-
-upload() { # FRAMEFILE
-	req POST /v1/chunks -H 'Content-Type: application/octet-stream' --data-binary "@$1"
-}
+start_main
 
 # ------------------------------------------------------------------ basics
 req GET /v1/ping
@@ -181,12 +40,6 @@ req GET /v1/nothing
 expect_err 404 "" "unknown route is 404"
 
 # ------------------------------------------------------------ bundles
-# bundle JSON FRAMEFILE: a POST /v1/bundle body (u32 JSON length, JSON,
-# frames) in $T/bundle.
-bundle() {
-	printf '%s' "$1" >"$T/bjson"
-	{ u32 "$(stat -c %s "$T/bjson")"; cat "$T/bjson" "$2"; } >"$T/bundle"
-}
 req GET /v1/ping
 expect 200 '"bundle":true' "ping announces bundles"
 printf 'bundled one\n' >"$T/b1"
@@ -206,11 +59,9 @@ ok "bundled file b exact, mode 0600" test "$(cat "$D/bun/b")" = "bundled two, lo
 ok "bundled file b mtime" test "$(stat -c %Y.%y "$D/bun/b" | cut -c1-10)" = 1700000001
 ok "refused bundled op left nothing" test ! -e "$D/bun/c"
 find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.before.bundle"
-bundle '{"ops":[{"op":"delete","path":"bun"}' "$T/bframes"
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"ops":[{"op":"delete","path":"bun"}' "$T/bframes"
 expect_err 400 EINVAL "bundle with malformed json is 400"
-bundle '{"ops":[{"op":"delete","path":"bun"},{"op":"delete","path":"../x"}]}' /dev/null
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"ops":[{"op":"delete","path":"bun"},{"op":"delete","path":"../x"}]}' /dev/null
 expect_err 400 "" "bundle with one bad op is 400"
 bundle '{"ops":[{"op":"delete","path":"bun"}]}' "$T/bframes"
 head -c -3 "$T/bundle" >"$T/bundle.cut"
@@ -262,17 +113,13 @@ req GET /v1/ping
 expect 200 '"refs":true' "ping announces refs"
 { sframe "$T/b1"; sframe "$T/b2"; } >"$T/sframes"
 find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.before.refs"
-bundle '{"refs":true,"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]},{"op":"file","path":"refs/b","mode":420,"mtime":[1700000000,0],"size":32,"chunks":[[1,20],[0,12]]},{"op":"file","path":"refs/c","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[2,12]]}]}' "$T/sframes"
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"refs":true,"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]},{"op":"file","path":"refs/b","mode":420,"mtime":[1700000000,0],"size":32,"chunks":[[1,20],[0,12]]},{"op":"file","path":"refs/c","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[2,12]]}]}' "$T/sframes"
 expect_err 400 EINVAL "bundle with a ref to a missing frame is 400"
-bundle '{"refs":true,"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":20,"chunks":[[0,20]]}]}' "$T/sframes"
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"refs":true,"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":20,"chunks":[[0,20]]}]}' "$T/sframes"
 expect_err 400 EINVAL "bundle with a ref to a frame of another length is 400"
-bundle '{"refs":"yes","ops":[{"op":"delete","path":"bun"}]}' /dev/null
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"refs":"yes","ops":[{"op":"delete","path":"bun"}]}' /dev/null
 expect_err 400 EINVAL "bundle with malformed refs is 400"
-bundle '{"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]}]}' "$T/bframes"
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"ops":[{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]}]}' "$T/bframes"
 expect_err 400 EINVAL "a ref in a bundle without refs is 400"
 req POST /v1/op -H 'Content-Type: application/json' \
 	--data '{"op":"file","path":"refs/a","mode":420,"mtime":[1700000000,0],"size":12,"chunks":[[0,12]]}'
@@ -291,15 +138,12 @@ rm -r "$D/refs"
 # one with a refused op gets the list.
 req GET /v1/ping
 expect 200 '"brief":true' "ping announces brief answers"
-bundle '{"brief":true,"ops":[{"op":"mkdir","path":"brief","mode":493,"mtime":[1700000000,0]},{"op":"mkdir","path":"brief/x","mode":493,"mtime":[1700000000,0]}]}' /dev/null
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"brief":true,"ops":[{"op":"mkdir","path":"brief","mode":493,"mtime":[1700000000,0]},{"op":"mkdir","path":"brief/x","mode":493,"mtime":[1700000000,0]}]}' /dev/null
 expect 200 '{"ok":true,"stored":0,"applied":2}' "brief answer to a bundle all applied"
 ok "brief bundle applied" test -d "$D/brief/x"
-bundle '{"brief":true,"ops":[{"op":"mkdir","path":"brief/y","mode":493,"mtime":[1700000000,0]},{"op":"meta","path":"brief/none","type":"d","mode":493,"mtime":[1700000000,0]}]}' /dev/null
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"brief":true,"ops":[{"op":"mkdir","path":"brief/y","mode":493,"mtime":[1700000000,0]},{"op":"meta","path":"brief/none","type":"d","mode":493,"mtime":[1700000000,0]}]}' /dev/null
 expect 200 '"results":[{"ok":true},{"ok":false' "a brief bundle with a refused op lists the results"
-bundle '{"brief":1,"ops":[{"op":"delete","path":"brief"}]}' /dev/null
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"brief":1,"ops":[{"op":"delete","path":"brief"}]}' /dev/null
 expect_err 400 EINVAL "bundle with malformed brief is 400"
 ok "malformed brief bundle applied nothing" test -d "$D/brief/y"
 rm -r "$D/brief"
@@ -421,8 +265,7 @@ expect 200 '"ok":true' "commit built with moves"
 ok "file built with moves exact" cmp -s "$T/b3m" "$D/bare/p"
 rm -r "$D/bare"
 
-bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null
-req POST /v1/bundle --data-binary "@$T/bundle"
+post_bundle '{"ops":[{"op":"delete","path":"bun"}]}' /dev/null
 expect 200 '"results":[{"ok":true}]' "bundle without chunks"
 ok "bundled delete applied" test ! -e "$D/bun"
 
@@ -661,21 +504,5 @@ ok "refused: port in use (status $?)" grep -q "${URL##*:}" "$T/err"
 find "$D" -printf '%p %m %s %T@\n' | sort >"$T/dir.after"
 ok "refused command lines left DIR alone" cmp -s "$T/dir.before" "$T/dir.after"
 
-# Clean stop on SIGTERM.
-kill -TERM "$PID"
-for _ in $(seq 200); do
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.05
-done
-if kill -0 "$PID" 2>/dev/null; then
-	die "mirrord did not stop within 10s of SIGTERM"
-fi
-wait "$PID"
-RC=$?
-PID=""
-ok "mirrord exits 0 on SIGTERM" test "$RC" = 0
-
-if ((FAILS > 0)); then
-	die "$FAILS check(s) failed"
-fi
-echo "PASS: $NAME"
+# Clean stop on SIGTERM, then PASS or FAIL.
+finish
