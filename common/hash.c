@@ -53,5 +53,5 @@ int hash_from_hex(const char *hex, size_t len, struct hash_id *out)
 
 int hash_equal(const struct hash_id *a, const struct hash_id *b)
 {
-	return sodium_memcmp(a->b, b->b, HASH_LEN) == 0;
+	return memcmp(a->b, b->b, HASH_LEN) == 0;
 }

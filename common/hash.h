@@ -40,7 +40,9 @@ void hash_to_hex(const struct hash_id *id, char out[HASH_HEX_LEN + 1]);
 __attribute__((warn_unused_result))
 int hash_from_hex(const char *hex, size_t len, struct hash_id *out);
 
-/* 1 if equal (constant time). */
+/* 1 if equal. Not constant time: content ids are no secret (a token's
+ * digest is compared in constant time by server/auth.c), and lookups
+ * compare many of them (16 KiB chunks: 65,536 ids a GiB). */
 int hash_equal(const struct hash_id *a, const struct hash_id *b);
 
 #endif
