@@ -150,6 +150,81 @@ static void test_ancestors_and_trees(void)
 	queue_free(q);
 }
 
+/* 1 if a sync of a may not run beside one of b (the rule pick() keeps):
+ * the same path, or one inside the other ("" is the root). */
+static int paths_clash(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la == 0 || lb == 0)
+		return 1;
+	if (la > lb)
+		return paths_clash(b, a);
+	return strncmp(a, b, la) == 0 && (b[la] == '\0' || b[la] == '/');
+}
+
+/* Random syncs over a small tree ("", folders and names that share
+ * prefixes without being inside each other: "a", "ab", "a/b"), taken and
+ * finished in random order: nothing taken ever clashes with what is in
+ * flight, and nothing is held back that clashes with nothing. */
+static void test_inflight_random(void)
+{
+	static const char *const paths[] = { "", "a", "ab", "a/b", "a/bc", "a/b/c", "a/b/cd",
+					     "b", "b/a", "ba", "a/b/c/d", "c", "c/a/b" };
+	const size_t np = sizeof(paths) / sizeof(paths[0]);
+	struct qentry *fly[64];
+	unsigned seed = 12345;
+	for (int round = 0; round < 200; round++) {
+		struct queue *q = new_queue();
+		size_t nfly = 0, queued = 0, done = 0;
+		for (int step = 0; step < 400; step++) {
+			int what = rand_r(&seed) % 3;
+			if (what == 0 && queued < 300) {
+				CU_ASSERT_EQUAL(queue_sync(q, paths[rand_r(&seed) % np], QF_CONTENT), 0);
+				queued++;
+			} else if (what == 1 && nfly < 64) {
+				struct qentry *e = queue_take(q, 0);
+				if (!e) {
+					/* Every pending path must clash with one in
+					 * flight: check with the pending list. */
+					struct queue_stats st = stats(q);
+					if (st.pending > nfly) {
+						char **pend = queue_pending_paths(q, 1000);
+						for (size_t k = 0; pend && pend[k]; k++) {
+							int blocked = 0;
+							for (size_t i = 0; i < nfly && !blocked; i++)
+								blocked = paths_clash(pend[k], fly[i]->path);
+							CU_ASSERT(blocked);
+							free(pend[k]);
+						}
+						free(pend);
+					}
+					continue;
+				}
+				for (size_t i = 0; i < nfly; i++)
+					CU_ASSERT_FALSE(paths_clash(e->path, fly[i]->path));
+				fly[nfly++] = e;
+			} else if (nfly) {
+				size_t i = (size_t)rand_r(&seed) % nfly;
+				struct qentry *e = fly[i];
+				fly[i] = fly[--nfly];
+				if (rand_r(&seed) % 4 == 0) {
+					queue_retry(q, e, 0);
+				} else {
+					queue_done(q, e);
+					done++;
+				}
+			}
+		}
+		/* Drain: everything comes out, one at a time at the end. */
+		while (nfly)
+			queue_done(q, fly[--nfly]);
+		for (struct qentry *e; (e = queue_take(q, 0));)
+			queue_done(q, e);
+		CU_ASSERT_EQUAL(stats(q).pending, 0);
+		queue_free(q);
+	}
+}
+
 static void test_coalesce(void)
 {
 	struct queue *q = new_queue();
@@ -807,6 +882,7 @@ int suite_fuse_queue(void)
 	    !CU_add_test(s, "coalesce_gone", test_coalesce_gone) ||
 	    !CU_add_test(s, "notes", test_notes) ||
 	    !CU_add_test(s, "folders and trees", test_ancestors_and_trees) ||
+	    !CU_add_test(s, "in flight, random", test_inflight_random) ||
 	    !CU_add_test(s, "no_coalesce_into_inflight", test_no_coalesce_into_inflight) ||
 	    !CU_add_test(s, "rename_barrier", test_rename_barrier) ||
 	    !CU_add_test(s, "rename_moves_pending", test_rename_moves_pending) ||
