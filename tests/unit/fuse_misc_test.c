@@ -212,6 +212,44 @@ static struct proto_chunk *mklist(size_t n, uint32_t seed)
 	return c;
 }
 
+/* record_forget and record_rename take a path and what is beneath it,
+ * and nothing else: not the names that only start the same ("ab", "a0",
+ * "a.b", bytes above '/' and below it); "" is everything. */
+static void test_record_forget_prefix(void)
+{
+	static const char *const names[] = { "a", "a/b", "a/b/c", "ab", "a0", "a.b", "a-", "b",
+					     "a\x01", "a\xff/x" };
+	const size_t nn = sizeof(names) / sizeof(names[0]);
+	char dir[] = "/tmp/mirrorfs-rec.XXXXXX";
+	struct record *r;
+	struct stat st = { .st_ino = 5, .st_size = 1000 };
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	CU_ASSERT_EQUAL_FATAL(record_open(dir, &r), 0);
+	for (size_t i = 0; i < nn; i++)
+		record_put(r, names[i], &st, NULL, 0);
+	record_forget(r, "a");
+	for (size_t i = 0; i < nn; i++) {
+		int gone = strcmp(names[i], "a") == 0 || strncmp(names[i], "a/", 2) == 0;
+		CU_ASSERT_EQUAL(record_unchanged(r, names[i], &st), !gone);
+	}
+	record_put(r, "a/b", &st, NULL, 0);
+	record_put(r, "a/b/c", &st, NULL, 0);
+	record_rename(r, "a", "z");
+	CU_ASSERT_TRUE(record_unchanged(r, "z/b", &st));
+	CU_ASSERT_TRUE(record_unchanged(r, "z/b/c", &st));
+	CU_ASSERT_FALSE(record_unchanged(r, "a/b", &st));
+	CU_ASSERT_TRUE(record_unchanged(r, "ab", &st));
+	CU_ASSERT_TRUE(record_unchanged(r, "a0", &st));
+	record_forget(r, "");
+	CU_ASSERT_FALSE(record_unchanged(r, "b", &st));
+	CU_ASSERT_FALSE(record_unchanged(r, "z/b", &st));
+	CU_ASSERT_FALSE(record_unchanged(r, "a\xff/x", &st));
+	record_close(r);
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 static void test_record_rename_similar(void)
 {
 	char dir[] = "/tmp/mirrorfs-rec.XXXXXX", cmd[160];
@@ -293,7 +331,8 @@ int suite_fuse_misc(void)
 	    !CU_add_test(s, "backoff_jitter", test_backoff_jitter) ||
 	    !CU_add_test(s, "send_classify", test_send_classify) ||
 	    !CU_add_test(s, "record_open_together", test_record_open_together) ||
-	    !CU_add_test(s, "record_rename_similar", test_record_rename_similar))
+	    !CU_add_test(s, "record_rename_similar", test_record_rename_similar) ||
+	    !CU_add_test(s, "record_forget_prefix", test_record_forget_prefix))
 		return CU_get_error();
 	return 0;
 }
