@@ -591,6 +591,7 @@ enum send_result batch_flush(struct worker *w,
 		pthread_mutex_unlock(&w->m->stats_lock);
 	}
 	const cJSON *one = results ? results->child : NULL;
+	record_begin(w->rec); /* the record of every file applied: one commit */
 	for (size_t i = 0; i < b->n; i++, one = one ? one->next : NULL) {
 		struct bitem *it = &b->items[i];
 		enum send_result r = SEND_MISSING; /* send it alone */
@@ -607,6 +608,7 @@ enum send_result batch_flush(struct worker *w,
 				  results ? "refused" : w->why);
 		done(arg, it->user, r);
 	}
+	record_end(w->rec);
 	batch_reset(b);
 	cJSON_Delete(reply);
 	buf_release(&frames);

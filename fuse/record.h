@@ -34,6 +34,12 @@ struct record;
 int record_open(const char *dir, struct record **out);
 void record_close(struct record *r);
 
+/* The writes between record_begin() and record_end() go in one
+ * transaction (a bundle's files: one commit instead of one each). Not
+ * nested. Errors are ignored (hint). */
+void record_begin(struct record *r);
+void record_end(struct record *r);
+
 /* path was sent as it was when st was taken, as the n chunks c. Errors are
  * ignored (hint). */
 void record_put(struct record *r, const char *path, const struct stat *st,
