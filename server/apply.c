@@ -692,18 +692,40 @@ unlock:
 	return r;
 }
 
-/* The file op is durable: record where its chunks live, then drop the
- * store copies (no second copy of the data). If recording fails, the
- * copies simply stay in the store. */
+/* The file ops op[0..n) are durable: record where their chunks live
+ * (one transaction), then drop the store copies (no second copy of the
+ * data). If recording fails, the copies simply stay in the store. */
+static void file_index_many(struct apply_ctx *ctx, const struct proto_op *const *op, size_t n)
+{
+	if (!ctx->state || n == 0)
+		return;
+	const char **path = calloc(n, sizeof(*path));
+	const struct proto_chunk **ch = calloc(n, sizeof(*ch));
+	size_t *nch = calloc(n, sizeof(*nch));
+	int ir = -ENOMEM;
+	if (path && ch && nch) {
+		for (size_t k = 0; k < n; k++) {
+			path[k] = op[k]->path;
+			ch[k] = op[k]->chunks;
+			nch[k] = op[k]->nchunks;
+		}
+		ir = state_index_files(ctx->state, n, path, ch, nch);
+	}
+	if (ir < 0)
+		log_warn("cannot index the chunks of %s%s: %s", op[0]->path,
+			 n > 1 ? " and the files published with it" : "", strerror(-ir));
+	for (size_t k = 0; ir == 0 && k < n; k++)
+		for (size_t i = 0; i < op[k]->nchunks; i++)
+			store_remove(ctx->store, &op[k]->chunks[i].id);
+	free(path);
+	free(ch);
+	free(nch);
+}
+
+/* The file op is durable: file_index_many() of one. */
 static void file_index(struct apply_ctx *ctx, const struct proto_op *op)
 {
-	if (!ctx->state)
-		return;
-	int ir = state_index_file(ctx->state, op->path, op->chunks, op->nchunks);
-	if (ir < 0)
-		log_warn("cannot index the chunks of %s: %s", op->path, strerror(-ir));
-	for (size_t i = 0; ir == 0 && i < op->nchunks; i++)
-		store_remove(ctx->store, &op->chunks[i].id);
+	file_index_many(ctx, &op, 1);
 }
 
 static int op_file(struct apply_ctx *ctx, const struct proto_op *op,
@@ -1241,8 +1263,9 @@ static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 	char aside[TMPDIR_NAME_MAX];
 	int *stage = calloc(n, sizeof(*stage)); /* 1: assembled, 2: placed */
 	int *dirfd = calloc(n, sizeof(*dirfd));
+	const struct proto_op **placed = calloc(n, sizeof(*placed));
 
-	if (!tn || !stage || !dirfd) {
+	if (!tn || !stage || !dirfd || !placed) {
 		for (size_t k = 0; k < n; k++)
 			it[k].r = apply_op(ctx, it[k].op, &it[k].origin, &it[k].res);
 		goto out;
@@ -1284,15 +1307,19 @@ static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 		}
 		close(dirfd[k]);
 	}
-	for (size_t k = 0; k < n; k++) {
+	/* Every file placed is indexed in one transaction. */
+	size_t np = 0;
+	for (size_t k = 0; k < n; k++)
 		if (stage[k] == 2)
-			file_index(ctx, it[k].op);
+			placed[np++] = it[k].op;
+	file_index_many(ctx, placed, np);
+	for (size_t k = 0; k < n; k++)
 		log_result(it[k].op, it[k].r, &it[k].res);
-	}
 out:
 	free(tn);
 	free(stage);
 	free(dirfd);
+	free(placed);
 }
 
 void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n)

@@ -398,15 +398,13 @@ int state_list_get(struct state *st, const char *path, struct hash_id *digest,
 	return r;
 }
 
-int state_index_file(struct state *st, const char *path, const struct proto_chunk *chunks, size_t n)
+/* Under the lock, in a transaction: see state_index_file(). */
+static int index_file_locked(struct state *st, const char *path, const struct proto_chunk *chunks,
+			     size_t n)
 {
 	sqlite3_stmt *s = st->q[Q_PUT];
 	uint64_t off = 0;
-	int r;
-	lock(st);
-	if ((r = begin(st)) < 0)
-		goto out;
-	r = forget_locked(st, path);
+	int r = forget_locked(st, path);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		sqlite3_bind_blob(s, 1, chunks[i].id.b, HASH_LEN, SQLITE_STATIC);
 		sqlite3_bind_blob(s, 2, path, (int)strlen(path), SQLITE_STATIC);
@@ -415,8 +413,23 @@ int state_index_file(struct state *st, const char *path, const struct proto_chun
 		r = run(st, s);
 		off += chunks[i].len;
 	}
-	if (r == 0)
-		r = put_list_locked(st, path, chunks, n);
+	return r == 0 ? put_list_locked(st, path, chunks, n) : r;
+}
+
+int state_index_file(struct state *st, const char *path, const struct proto_chunk *chunks, size_t n)
+{
+	return state_index_files(st, 1, &path, &chunks, &n);
+}
+
+int state_index_files(struct state *st, size_t nfiles, const char *const *path,
+		      const struct proto_chunk *const *chunks, const size_t *n)
+{
+	int r;
+	lock(st);
+	if ((r = begin(st)) < 0)
+		goto out;
+	for (size_t k = 0; r == 0 && k < nfiles; k++)
+		r = index_file_locked(st, path[k], chunks[k], n[k]);
 	r = end(st, r);
 out:
 	unlock(st);

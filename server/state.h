@@ -64,6 +64,13 @@ __attribute__((warn_unused_result))
 int state_index_file(struct state *st, const char *path, const struct proto_chunk *chunks,
 		     size_t n);
 
+/* state_index_file() for nfiles files (path[k] with the n[k] chunks
+ * chunks[k]) in one transaction: a bundle's files cost one commit. On
+ * failure none of them is indexed. Returns 0 or a negative errno. */
+__attribute__((warn_unused_result))
+int state_index_files(struct state *st, size_t nfiles, const char *const *path,
+		      const struct proto_chunk *const *chunks, const size_t *n);
+
 /* The chunk list recorded for the file at path. Returns 1 and fills
  * *digest, *list (caller frees) and *n; 0 if none; or a negative errno. */
 __attribute__((warn_unused_result))
