@@ -872,7 +872,11 @@ out:
 	return r;
 }
 
-static int op_delete(struct apply_ctx *ctx, const struct proto_op *op)
+/* Delete op->path. With syncfd NULL, the change is durable when it
+ * returns 0 (its folder fsynced) and the chunk index forgets the path.
+ * Otherwise *syncfd gets the folder, open, for the caller to fsync (-1 when
+ * nothing changed) and to make the index forget. */
+static int op_delete_at(struct apply_ctx *ctx, const struct proto_op *op, int *syncfd)
 {
 	char aside[TMPDIR_NAME_MAX] = "";
 	struct resolve_lift pl = RESOLVE_LIFT_INIT, dl = RESOLVE_LIFT_INIT;
@@ -920,6 +924,10 @@ static int op_delete(struct apply_ctx *ctx, const struct proto_op *op)
 	}
 	resolve_unlift(&pl);
 	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+	if (syncfd) {
+		r = resolve_open_rd(pfd, syncfd);
+		goto out;
+	}
 	r = resolve_fsync_dir(pfd);
 	if (r == 0 && ctx->state)
 		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
@@ -1237,7 +1245,7 @@ int apply_op(struct apply_ctx *ctx, const struct proto_op *op, const struct appl
 		break;
 	case OP_MKDIR: r = op_mkdir(ctx, op); break;
 	case OP_SYMLINK: r = op_symlink(ctx, op); break;
-	case OP_DELETE: r = op_delete(ctx, op); break;
+	case OP_DELETE: r = op_delete_at(ctx, op, NULL); break;
 	case OP_META: r = op_meta(ctx, op); break;
 	case OP_RENAME: r = op_rename(ctx, op, origin, res); break;
 	}
@@ -1322,14 +1330,60 @@ out:
 	free(placed);
 }
 
+/*
+ * A run of deletes (rm -rf) that share their disk flushes the same way:
+ * each is done, then the folders they changed are fsynced (the first
+ * fsync commits the journal transaction that holds them all), and only
+ * then does any of them count as applied; the index forgets them in one
+ * transaction. Alone, each cost a journal commit and an index commit.
+ */
+static void delete_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
+{
+	int *dirfd = calloc(n, sizeof(*dirfd));
+	const char **gone = calloc(n, sizeof(*gone));
+	size_t ngone = 0;
+	if (!dirfd || !gone) {
+		for (size_t k = 0; k < n; k++)
+			it[k].r = apply_op(ctx, it[k].op, &it[k].origin, &it[k].res);
+		goto out;
+	}
+	for (size_t k = 0; k < n; k++) {
+		memset(&it[k].res, 0, sizeof(it[k].res));
+		dirfd[k] = -1;
+		it[k].r = op_delete_at(ctx, it[k].op, &dirfd[k]);
+	}
+	for (size_t k = 0; k < n; k++) {
+		if (dirfd[k] < 0)
+			continue;
+		if (fsync(dirfd[k]) < 0 && it[k].r == 0)
+			it[k].r = -errno;
+		close(dirfd[k]);
+		if (it[k].r == 0)
+			gone[ngone++] = it[k].op->path;
+	}
+	if (ctx->state && ngone)
+		(void)state_index_forget_many(ctx->state, ngone, gone); /* a stale hint at worst */
+	for (size_t k = 0; k < n; k++)
+		log_result(it[k].op, it[k].r, &it[k].res);
+out:
+	free(dirfd);
+	free(gone);
+}
+
 void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n)
 {
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		while (j < n && items[j].op->kind == OP_FILE && !items[j].op->base_path)
 			j++;
+		if (j == i)
+			while (j < n && items[j].op->kind == OP_DELETE)
+				j++;
 		if (j - i >= 2) {
-			file_group(ctx, items + i, j - i);
+			if (items[i].op->kind == OP_DELETE)
+				delete_group(ctx, items + i, j - i);
+			else
+				file_group(ctx, items + i, j - i);
 			i = j;
 		} else {
 			items[i].r = apply_op(ctx, items[i].op, &items[i].origin, &items[i].res);

@@ -444,6 +444,20 @@ int state_index_forget(struct state *st, const char *path)
 	return r;
 }
 
+int state_index_forget_many(struct state *st, size_t n, const char *const *path)
+{
+	int r;
+	lock(st);
+	if ((r = begin(st)) < 0)
+		goto out;
+	for (size_t k = 0; r == 0 && k < n; k++)
+		r = forget_locked(st, path[k]);
+	r = end(st, r);
+out:
+	unlock(st);
+	return r;
+}
+
 int state_index_rename(struct state *st, const char *from, const char *to, int exchange)
 {
 	int r;

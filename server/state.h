@@ -81,6 +81,10 @@ int state_list_get(struct state *st, const char *path, struct hash_id *digest,
  * Returns 0 or a negative errno. */
 int state_index_forget(struct state *st, const char *path);
 
+/* state_index_forget() of path[0..n) in one transaction (on failure, of
+ * none). Returns 0 or a negative errno. */
+int state_index_forget_many(struct state *st, size_t n, const char *const *path);
+
 /* from was renamed to to (exchange: and to to from). Entries at or beneath
  * them follow; entries at or beneath a replaced to are forgotten. Returns 0
  * or a negative errno. */

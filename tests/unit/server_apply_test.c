@@ -384,6 +384,47 @@ static void test_many(void)
 	sfx_teardown(&f);
 }
 
+/* A run of deletes in apply_many: files, a folder with content, a name
+ * that is not there, one under a file; each applied, the index forgets
+ * what went, the pmtimes are set, nothing is left in tmp. */
+static void test_many_deletes(void)
+{
+	SETUP(f, 1);
+	CU_ASSERT_EQUAL_FATAL(put_text(&f, "d/a", "first", 0644), 0);
+	CU_ASSERT_EQUAL_FATAL(put_text(&f, "d/sub/b", "second", 0644), 0);
+	CU_ASSERT_EQUAL_FATAL(put_text(&f, "d/keep", "third", 0644), 0);
+	CU_ASSERT_EQUAL_FATAL(put_text(&f, "g", "fourth", 0644), 0);
+	struct proto_chunk c;
+	hash_buf("second", 6, &c.id);
+	CU_ASSERT_TRUE(state_index_has(f.st, &c.id));
+	struct proto_op ops[5] = { mk(OP_DELETE, "d/a"), mk(OP_DELETE, "d/sub"),
+				   mk(OP_DELETE, "d/none"), mk(OP_DELETE, "g/under"),
+				   mk(OP_DELETE, "g") };
+	ops[1].has_pmtime = 1;
+	ops[1].pmtime = sfx_ts(1600000000, 7);
+	struct apply_item it[5];
+	memset(it, 0, sizeof(it));
+	for (int i = 0; i < 5; i++)
+		it[i].op = &ops[i];
+	apply_many(&f.ax, it, 5);
+	for (int i = 0; i < 5; i++) {
+		CU_ASSERT_EQUAL(it[i].r, 0);
+		apply_result_release(&it[i].res);
+	}
+	struct stat sb;
+	CU_ASSERT_EQUAL(lstat_rel(&f, "d/a", &sb), -1);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "d/sub", &sb), -1);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "g", &sb), -1);
+	CU_ASSERT_TRUE(text_is(&f, "d/keep", "third"));
+	CU_ASSERT_EQUAL(lstat_rel(&f, "d", &sb), 0);
+	CU_ASSERT(sfx_same_time(&sb.st_mtim, 1600000000, 7));
+	CU_ASSERT_FALSE(state_index_has(f.st, &c.id));
+	hash_buf("third", 5, &c.id);
+	CU_ASSERT_TRUE(state_index_has(f.st, &c.id));
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
 static void test_file_replaces(void)
 {
 	SETUP(f, 1);
@@ -1115,6 +1156,7 @@ int suite_server_apply(void)
 	    !CU_add_test(s, "file: patched", test_file_patched) ||
 	    !CU_add_test(s, "file: moves, signatures", test_file_moves) ||
 	    !CU_add_test(s, "many ops, inline chunks", test_many) ||
+	    !CU_add_test(s, "many deletes", test_many_deletes) ||
 	    !CU_add_test(s, "file: replaces read-only file, folder, symlink", test_file_replaces) ||
 	    !CU_add_test(s, "file: sparse", test_file_sparse) ||
 	    !CU_add_test(s, "file: stage", test_file_stage) ||
