@@ -42,6 +42,21 @@ int buf_reserve(struct buf *b, size_t extra)
 	return 0;
 }
 
+int buf_reserve_exact(struct buf *b, size_t extra)
+{
+	if (extra > b->cap || b->len > b->cap - extra)
+		return -EMSGSIZE;
+	size_t need = b->len + extra + 1;
+	if (need <= b->alloc)
+		return 0;
+	char *p = realloc(b->data, need);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->alloc = need;
+	return 0;
+}
+
 int buf_append(struct buf *b, const void *data, size_t len)
 {
 	int r = buf_reserve(b, len);

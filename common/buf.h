@@ -37,6 +37,12 @@ int buf_appendf(struct buf *b, const char *fmt, ...)
 __attribute__((warn_unused_result))
 int buf_reserve(struct buf *b, size_t extra);
 
+/* As buf_reserve(), but an allocation it grows holds len + extra bytes and
+ * no more (buf_reserve() doubles: a 2.1 MiB body would take 4 MiB). For a
+ * buffer whose largest size is known before it is filled. */
+__attribute__((warn_unused_result))
+int buf_reserve_exact(struct buf *b, size_t extra);
+
 /* Drop the contents, keep the allocation. Cannot fail. */
 void buf_reset(struct buf *b);
 

@@ -102,6 +102,31 @@ static void test_reserve(void)
 	buf_release(&b);
 }
 
+static void test_reserve_exact(void)
+{
+	struct buf b;
+	buf_init(&b, 100);
+	CU_ASSERT_EQUAL(buf_reserve_exact(&b, 101), -EMSGSIZE);
+	CU_ASSERT_PTR_NULL(b.data);
+	CU_ASSERT_EQUAL(buf_append(&b, "abc", 3), 0);
+	CU_ASSERT_EQUAL(buf_reserve_exact(&b, 70), 0);
+	CU_ASSERT_EQUAL(b.alloc, 74); /* len 3 + 70 + the NUL, not a power of two */
+	CU_ASSERT_STRING_EQUAL(b.data, "abc");
+	char *p = b.data;
+	CU_ASSERT_EQUAL(buf_reserve_exact(&b, 10), 0); /* fits: unchanged */
+	CU_ASSERT_EQUAL(b.alloc, 74);
+	for (int i = 0; i < 70; i++)
+		CU_ASSERT_EQUAL(buf_append(&b, "z", 1), 0);
+	CU_ASSERT_PTR_EQUAL(b.data, p);
+	CU_ASSERT_EQUAL(b.len, 73);
+	CU_ASSERT_EQUAL(buf_append(&b, "y", 1), 0); /* past it: grows as usual */
+	CU_ASSERT_EQUAL(b.len, 74);
+	check_inv(&b);
+	CU_ASSERT_EQUAL(buf_reserve_exact(&b, 27), -EMSGSIZE);
+	CU_ASSERT_EQUAL(b.len, 74);
+	buf_release(&b);
+}
+
 static void test_appendf(void)
 {
 	struct buf b;
@@ -192,7 +217,8 @@ int suite_buf(void)
 	if (!s)
 		return CU_get_error();
 	if (!CU_add_test(s, "append", test_append) || !CU_add_test(s, "cap", test_cap) ||
-	    !CU_add_test(s, "reserve", test_reserve) || !CU_add_test(s, "appendf", test_appendf) ||
+	    !CU_add_test(s, "reserve", test_reserve) ||
+	    !CU_add_test(s, "reserve_exact", test_reserve_exact) || !CU_add_test(s, "appendf", test_appendf) ||
 	    !CU_add_test(s, "detach", test_detach))
 		return CU_get_error();
 	return 0;
