@@ -24,16 +24,20 @@ void buf_release(struct buf *b)
 	buf_init(b, b->cap);
 }
 
-int buf_reserve(struct buf *b, size_t extra)
+/* Make room for extra more bytes: to the next power of two, or exactly. */
+static int grow(struct buf *b, size_t extra, int exact)
 {
 	if (extra > b->cap || b->len > b->cap - extra)
 		return -EMSGSIZE;
 	size_t need = b->len + extra + 1;
 	if (need <= b->alloc)
 		return 0;
-	size_t n = b->alloc ? b->alloc : 64;
-	while (n < need)
-		n = n > SIZE_MAX / 2 ? need : n * 2;
+	size_t n = need;
+	if (!exact) {
+		n = b->alloc ? b->alloc : 64;
+		while (n < need)
+			n = n > SIZE_MAX / 2 ? need : n * 2;
+	}
 	char *p = realloc(b->data, n);
 	if (!p)
 		return -ENOMEM;
@@ -42,19 +46,14 @@ int buf_reserve(struct buf *b, size_t extra)
 	return 0;
 }
 
+int buf_reserve(struct buf *b, size_t extra)
+{
+	return grow(b, extra, 0);
+}
+
 int buf_reserve_exact(struct buf *b, size_t extra)
 {
-	if (extra > b->cap || b->len > b->cap - extra)
-		return -EMSGSIZE;
-	size_t need = b->len + extra + 1;
-	if (need <= b->alloc)
-		return 0;
-	char *p = realloc(b->data, need);
-	if (!p)
-		return -ENOMEM;
-	b->data = p;
-	b->alloc = need;
-	return 0;
+	return grow(b, extra, 1);
 }
 
 int buf_append(struct buf *b, const void *data, size_t len)
