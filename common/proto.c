@@ -318,7 +318,9 @@ static int add_moves(cJSON *o, const struct rsig_move *m, size_t n)
 	return 0;
 }
 
-cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
+/* The tree of op; without its "chunks" list when bare (proto_op_print
+ * writes that itself). */
+static cJSON *op_tree(const struct proto_op *op, unsigned flags, int bare)
 {
 	int refs = (flags & PROTO_REFS) != 0;
 	cJSON *o = cJSON_CreateObject();
@@ -371,7 +373,7 @@ cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
 				    add_chunk_list(ed, op->edits[i].chunks, op->edits[i].n, refs) < 0)
 					goto fail;
 			}
-		} else {
+		} else if (!bare) {
 			cJSON *arr = cJSON_AddArrayToObject(o, "chunks");
 			if (!arr || fill_chunk_list(arr, op->chunks, op->nchunks, refs) < 0)
 				goto fail;
@@ -395,6 +397,54 @@ cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
 fail:
 	cJSON_Delete(o);
 	return NULL;
+}
+
+cJSON *proto_op_to_json_flags(const struct proto_op *op, unsigned flags)
+{
+	return op_tree(op, flags, 0);
+}
+
+/* Longest entry of a printed list: ["<64 hex>",4294967295], */
+#define LIST_ENTRY_TEXT_MAX (2 + HASH_HEX_LEN + 2 + 10 + 2)
+
+char *proto_op_print(const struct proto_op *op, unsigned flags)
+{
+	int refs = (flags & PROTO_REFS) != 0;
+	int bare = op->kind == OP_FILE && !op->base_path;
+	cJSON *o = op_tree(op, flags, bare);
+	char *skel = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	if (!skel || !bare)
+		return skel;
+	/* skel is "{...}": the list goes in before its closing brace. */
+	size_t sl = strlen(skel);
+	size_t cap = sl + sizeof(",\"chunks\":[]") + op->nchunks * LIST_ENTRY_TEXT_MAX + 1;
+	char *out = sl >= 2 && skel[sl - 1] == '}' ? malloc(cap) : NULL;
+	if (!out) {
+		free(skel);
+		return NULL;
+	}
+	memcpy(out, skel, sl - 1);
+	size_t n = sl - 1;
+	free(skel);
+	n += (size_t)sprintf(out + n, "%s\"chunks\":[", sl > 2 ? "," : "");
+	for (size_t i = 0; i < op->nchunks; i++) {
+		const struct proto_chunk *c = &op->chunks[i];
+		out[n++] = i ? ',' : '[';
+		if (i)
+			out[n++] = '[';
+		if (refs && c->ref) {
+			n += (size_t)sprintf(out + n, "%u", c->ref - 1);
+		} else {
+			out[n++] = '"';
+			hash_to_hex(&c->id, out + n);
+			n += HASH_HEX_LEN;
+			out[n++] = '"';
+		}
+		n += (size_t)sprintf(out + n, ",%u]", (unsigned)c->len);
+	}
+	memcpy(out + n, "]}", 3);
+	return out;
 }
 
 void proto_op_release(struct proto_op *op)

@@ -192,9 +192,7 @@ enum send_result worker_send_op(struct worker *w, const struct proto_op *op, uin
 {
 	long status = 0;
 	enum send_result res;
-	cJSON *j = proto_op_to_json(op);
-	char *body = j ? cJSON_PrintUnformatted(j) : NULL;
-	cJSON_Delete(j);
+	char *body = proto_op_print(op, 0);
 	if (!body) {
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		return SEND_LOCAL;

@@ -16,12 +16,15 @@ static int wire_roundtrip(const struct proto_op *op, struct proto_op *out)
 	const char *why = NULL;
 	cJSON *j = proto_op_to_json(op);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
-	char *text = cJSON_PrintUnformatted(j);
-	cJSON_Delete(j);
+	char *text = proto_op_print(op, 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	cJSON *back = cJSON_Parse(text);
 	free(text);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+	/* The printed text holds the same JSON as the tree (keys may come in
+	 * another order). */
+	CU_ASSERT(cJSON_Compare(j, back, 1));
+	cJSON_Delete(j);
 	int r = proto_op_from_json(back, out, &why);
 	cJSON_Delete(back);
 	CU_ASSERT_PTR_NOT_NULL(why);
@@ -658,6 +661,13 @@ static void test_refs(void)
 	CU_ASSERT(cJSON_IsString(cJSON_GetArrayItem(e0, 0)));
 	CU_ASSERT(cJSON_IsNumber(cJSON_GetArrayItem(e2, 0)) &&
 		  cJSON_GetArrayItem(e2, 0)->valuedouble == 4.0);
+	/* The printed text says the same, refs and all. */
+	char *printed_text = proto_op_print(&op, PROTO_REFS);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(printed_text);
+	cJSON *printed = cJSON_Parse(printed_text);
+	CU_ASSERT(cJSON_Compare(out, printed, 1));
+	cJSON_Delete(printed);
+	free(printed_text);
 	cJSON_Delete(out);
 	proto_op_release(&op);
 
