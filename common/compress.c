@@ -8,7 +8,11 @@
 
 /* One compression context per thread, made at its first use and freed at
  * its exit: a context costs about a megabyte to set up, more than a small
- * chunk takes to compress. */
+ * chunk takes to compress. Its window is capped at 256 KiB: a chunk is
+ * smaller, and a large JSON body (a file's chunk list) repeats itself at
+ * short range; uncapped, one such body grew the context to 3 MiB, kept by
+ * every uploader thread. */
+#define CCTX_WINDOW_LOG 18
 static pthread_key_t cctx_key;
 static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
 static int cctx_key_ok;
@@ -30,7 +34,13 @@ static ZSTD_CCtx *thread_cctx(void)
 	if (!cctx_key_ok)
 		return NULL;
 	ZSTD_CCtx *c = pthread_getspecific(cctx_key);
-	if (!c && (c = ZSTD_createCCtx()) && pthread_setspecific(cctx_key, c) != 0) {
+	if (c)
+		return c;
+	c = ZSTD_createCCtx();
+	if (c && (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel,
+						       COMPRESS_LEVEL)) ||
+		  ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, CCTX_WINDOW_LOG)) ||
+		  pthread_setspecific(cctx_key, c) != 0)) {
 		ZSTD_freeCCtx(c);
 		c = NULL;
 	}
@@ -52,7 +62,7 @@ int compress_chunk(const uint8_t *in, size_t len, struct buf *out)
 	ZSTD_CCtx *c = thread_cctx();
 	if (!c)
 		return -ENOMEM;
-	size_t n = ZSTD_compressCCtx(c, out->data, bound, in, len, COMPRESS_LEVEL);
+	size_t n = ZSTD_compress2(c, out->data, bound, in, len);
 	if (ZSTD_isError(n)) {
 		if (ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation)
 			return -ENOMEM;
