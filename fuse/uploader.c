@@ -22,8 +22,12 @@
 #include "worker.h"
 
 /* Workers: each has its own connection, so uploads overlap (the queue
- * keeps dependent entries apart, see queue.h). */
-#define UPLOADER_THREADS 4
+ * keeps dependent entries apart, see queue.h). Each holds about 8 MiB at
+ * work (its compression stream, a read batch and its body). Three against
+ * four, on 2 cores: cp -a of the 1 GiB upload tree peaked at 56 MiB of
+ * RSS instead of 64-68 in the same time until sync, tar x and rm -rf took
+ * the same time, close() to complete on the server the same 8.5 ms. */
+#define UPLOADER_THREADS 3
 #define BATCH_LINGER_MS 5
 
 struct uploader {
