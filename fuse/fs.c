@@ -1100,10 +1100,64 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? errno : 0);
 }
 
+/* A flock() that has to wait, on a thread of its own. */
+struct flock_wait {
+	fuse_req_t req;
+	int fd; /* owned: a dup of the handle's, the same open file */
+	int op;
+};
+
+static void *flock_waiter(void *arg)
+{
+	struct flock_wait *fw = arg;
+	int e = flock(fw->fd, fw->op) < 0 ? errno : 0;
+	close(fw->fd);
+	fuse_reply_err(fw->req, e);
+	free(fw);
+	return NULL;
+}
+
+/*
+ * flock() on BACKING's file. One that must wait does not wait on a FUSE
+ * thread: with every thread (FUSE_THREADS_MAX, main.c) blocked behind one lock,
+ * the unlock or close of its holder would find none left, and the mount
+ * would hang. It waits on a detached thread of its own, on a dup of the
+ * descriptor (flock locks belong to the open file, which the dup shares;
+ * the handle's own descriptor may be closed meanwhile if the caller is
+ * killed). If that thread cannot be made, it waits here as before.
+ */
 static void fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
 {
 	(void)ino;
-	fuse_reply_err(req, flock(FH(fi)->fd, op) < 0 ? errno : 0);
+	int fd = FH(fi)->fd;
+	if (flock(fd, op | LOCK_NB) == 0) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (errno != EWOULDBLOCK || (op & LOCK_NB)) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	struct flock_wait *fw = malloc(sizeof(*fw));
+	pthread_attr_t attr;
+	pthread_t t;
+	int ok = 0;
+	if (fw && (fw->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+		fw->req = req;
+		fw->op = op;
+		if (pthread_attr_init(&attr) == 0) {
+			ok = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+			     pthread_attr_setstacksize(&attr, 64 * 1024) == 0 &&
+			     pthread_create(&t, &attr, flock_waiter, fw) == 0;
+			pthread_attr_destroy(&attr);
+		}
+		if (!ok)
+			close(fw->fd);
+	}
+	if (ok)
+		return;
+	free(fw);
+	fuse_reply_err(req, flock(fd, op) < 0 ? errno : 0);
 }
 
 static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
