@@ -28,9 +28,9 @@ HAVE_FUSE := $(shell pkg-config --exists fuse3 2>/dev/null && echo 1)
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
-# The client: front ends (FUSE: fs.c, main.c; polling: poll_*.c) over shared
+# The client: front ends (FUSE: fs.c, kio.c, main.c; polling: poll_*.c) over shared
 # modules that must not include FUSE headers (they are compiled without them).
-FUSE_ONLY_SRC := fuse/fs.c fuse/main.c
+FUSE_ONLY_SRC := fuse/fs.c fuse/kio.c fuse/main.c
 POLL_ONLY_SRC := $(wildcard fuse/poll_*.c)
 CLIENT_SRC := $(filter-out $(FUSE_ONLY_SRC) $(POLL_ONLY_SRC),$(wildcard fuse/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kio.h"
 #include "links.h"
 #include "log.h"
 #include "mirror.h"
@@ -62,6 +63,7 @@ struct fs {
 	struct mirror *m;      /* borrowed */
 	int writeback;         /* asked for; frozen after init */
 	int xattr;             /* pass extended attributes through; frozen */
+	int private_;          /* FS_PRIVATE; frozen */
 	struct fuse_session *se; /* borrowed */
 	struct node root;      /* BACKING itself, never forgotten */
 	size_t prefix_len;     /* strlen of m->backing, plus '/' unless "/" */
@@ -401,6 +403,15 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	struct fs *fs = userdata;
 	conn->want |= conn->capable & (FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
 				       FUSE_CAP_IOCTL_DIR);
+	/* A chown (and a write or truncate of a setuid file) must clear the
+	 * setuid and setgid bits. Left to the kernel, every chown of a file
+	 * costs a GETATTR first (tar x: one FUSE request in nine). On a
+	 * private mount the caller is the daemon's own user, and BACKING
+	 * clears the bits itself when the daemon changes the file, by the
+	 * same rules (t_mount checks them): the kernel is told that the
+	 * filesystem handles it (kio.h: libfuse 3.14 does not pass it on). */
+	if (fs->private_ && (conn->capable & FUSE_CAP_HANDLE_KILLPRIV))
+		kio_init_flags(FUSE_HANDLE_KILLPRIV_FLAG);
 	if (fs->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	else
@@ -782,6 +793,8 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		r = fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 		if (r < 0)
 			goto fail;
+		/* but the setuid and setgid bits BACKING clears with it are */
+		flags |= QF_META;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		/* The bytes between the old and the new end changed (gone, or
@@ -1499,6 +1512,7 @@ struct fs *fs_new(struct mirror *m, unsigned flags)
 	fs->m = m;
 	fs->writeback = (flags & FS_WRITEBACK) != 0;
 	fs->xattr = (flags & FS_XATTR) != 0;
+	fs->private_ = (flags & FS_PRIVATE) != 0;
 	fs->nbuckets = FS_HASH_MIN;
 	fs->hash = calloc(fs->nbuckets, sizeof(*fs->hash));
 	fs->root.fd = open(m->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);

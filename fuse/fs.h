@@ -58,6 +58,9 @@ extern const struct fuse_lowlevel_ops fs_ops;
 
 #define FS_WRITEBACK 1u /* ask for the kernel's write-back cache */
 #define FS_XATTR 2u     /* pass extended attributes through */
+#define FS_PRIVATE 4u   /* only the daemon's own user uses the mount (no
+			 * allow_other/allow_root): BACKING's own checks,
+			 * made with that user's credentials, are the caller's */
 
 /* A front end over m (borrowed: it must outlive the fs), flags FS_*.
  * NULL on ENOMEM or when BACKING cannot be opened. Free with fs_free. */

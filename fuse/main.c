@@ -29,6 +29,7 @@
 #include "proto.h"
 #include "qstore.h"
 #include "queue.h"
+#include "kio.h"
 #include "setup.h"
 /* FUSE threads at most (libfuse's default). Each that has served a large
  * WRITE keeps a 1 MiB request buffer: with 32, cp -a of a 1 GiB tree
@@ -295,7 +296,8 @@ static int mount_main(int argc, char **argv)
 	    fuse_opt_add_arg(&args, "-o") < 0 || add_fsname(&args, m.backing) < 0 ||
 	    (o.debug && fuse_opt_add_arg(&args, "-d") < 0))
 		goto out;
-	if (!(fs = fs_new(&m, (o.no_writeback ? 0 : FS_WRITEBACK) | (o.xattr ? FS_XATTR : 0)))) {
+	if (!(fs = fs_new(&m, (o.no_writeback ? 0 : FS_WRITEBACK) | (o.xattr ? FS_XATTR : 0) |
+				   (o.shared ? 0 : FS_PRIVATE)))) {
 		fprintf(stderr, "mirrorfs: cannot open BACKING '%s': %s\n", m.backing, strerror(errno));
 		goto out;
 	}
@@ -308,6 +310,10 @@ static int mount_main(int argc, char **argv)
 	if (fuse_session_mount(se, m.mountpoint) != 0) {
 		fprintf(stderr, "mirrorfs: cannot mount on '%s'\n", m.mountpoint);
 		goto out;
+	}
+	if (kio_install(se) < 0) {
+		fprintf(stderr, "mirrorfs: cannot set up the FUSE session's I/O\n");
+		goto unmount;
 	}
 	if (fuse_set_signal_handlers(se) != 0)
 		goto unmount;
