@@ -408,8 +408,11 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	 * costs a GETATTR first (tar x: one FUSE request in nine). On a
 	 * private mount the caller is the daemon's own user, and BACKING
 	 * clears the bits itself when the daemon changes the file, by the
-	 * same rules (t_mount checks them): the kernel is told that the
-	 * filesystem handles it (kio.h: libfuse 3.14 does not pass it on). */
+	 * same rules (t_kcache checks them): the kernel is told that the
+	 * filesystem handles it (kio.h: libfuse 3.14 does not pass it on).
+	 * A write by a user other than root clears them when the write-back
+	 * reaches BACKING, not at write(): such a mount is nosuid anyway
+	 * (fusermount3), and root keeps the bits on a write. */
 	if (fs->private_ && (conn->capable & FUSE_CAP_HANDLE_KILLPRIV))
 		kio_init_flags(FUSE_HANDLE_KILLPRIV_FLAG);
 	if (fs->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
