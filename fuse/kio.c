@@ -27,11 +27,13 @@ static ssize_t kio_writev(int fd, struct iovec *iov, int count, void *userdata)
 	(void)userdata;
 	/* The first reply of the session is the INIT reply: a header and a
 	 * struct fuse_init_out (at least its flags). A notification (unique
-	 * 0) that the init callback's threads might send before it is not. */
+	 * 0) that the init callback's threads might send before it is not.
+	 * Only that first reply is ever changed, and only if it succeeds. */
 	const struct fuse_out_header *h = count == 2 ? iov[0].iov_base : NULL;
 	if (!atomic_load(&init_written) && h && iov[0].iov_len == sizeof(*h) && h->unique != 0 &&
-	    h->error == 0 && iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t) &&
-	    iov[1].iov_len <= sizeof(struct fuse_init_out) && !atomic_exchange(&init_written, 1)) {
+	    !atomic_exchange(&init_written, 1) && h->error == 0 &&
+	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t) &&
+	    iov[1].iov_len <= sizeof(struct fuse_init_out)) {
 		struct fuse_init_out out;
 		struct iovec v[2] = { iov[0], { &out, iov[1].iov_len } };
 		memcpy(&out, iov[1].iov_base, iov[1].iov_len);
