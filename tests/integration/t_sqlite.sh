@@ -31,7 +31,10 @@ M=$T/mnt
 # load DB MODE ROUNDS SEED: SQL for ROUNDS transactions on DB.
 load() {
 	local r
-	printf 'PRAGMA journal_mode=%s;\nPRAGMA busy_timeout=10000;\n' "$2"
+	# The busy timeout first: switching to WAL takes a lock, which the
+	# other writer may hold at that moment (without a timeout: "database
+	# is locked" at once, seen under ASan).
+	printf 'PRAGMA busy_timeout=10000;\nPRAGMA journal_mode=%s;\n' "$2"
 	printf 'CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB);\n'
 	for ((r = 0; r < $3; r++)); do
 		printf 'BEGIN;\n'
