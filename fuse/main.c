@@ -22,6 +22,7 @@
 #include "fs.h"
 #include "hash.h"
 #include "http.h"
+#include "kio.h"
 #include "links.h"
 #include "log.h"
 #include "mirror.h"
@@ -29,16 +30,16 @@
 #include "proto.h"
 #include "qstore.h"
 #include "queue.h"
-#include "kio.h"
 #include "setup.h"
+#include "status.h"
+
+#define MIRRORFS_VERSION "0.1.0"
+
 /* FUSE threads at most (libfuse's default). Each that has served a large
  * WRITE keeps a 1 MiB request buffer: with 32, cp -a of a 1 GiB tree
  * peaked at 101 MiB of RSS, with 10 at 76 MiB; tar x and small files took
  * the same time within this machine's noise. */
 #define FUSE_THREADS_MAX 10
-#include "status.h"
-
-#define MIRRORFS_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {

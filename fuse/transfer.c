@@ -43,7 +43,8 @@
 #define TRANSFER_BATCH (1u * 1024 * 1024)
 /* A body's frame headers and offsets beyond the chunk bytes: at most one
  * chunk per CHUNK_MIN bytes of a batch, and the last one. */
-#define BODY_SLACK ((TRANSFER_BATCH + CHUNK_MAX) / CHUNK_MIN * 64 + 4096)
+#define BODY_SLACK \
+	(((TRANSFER_BATCH + CHUNK_MAX) / CHUNK_MIN + 1) * (FRAME_HEADER_LEN + FRAME_OFFSET_LEN))
 
 struct chunk_ref {
 	struct hash_id id;
