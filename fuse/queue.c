@@ -240,13 +240,17 @@ static void list_unlink(struct queue *q, struct qentry *e)
 }
 
 /* The flags of two syncs of one path folded into one: older, then newer.
- * QF_NOLINK survives only if both carry it (a write through this name must
- * still reach its other names); QF_GONE is the newer one's (a vanished path
- * reported again is known to the front end once more). */
+ * QF_NOLINK and QF_FOLLOW survive only if both carry them (a write through
+ * this name must still reach its other names); QF_GONE is the newer one's
+ * (a vanished path reported again is known to the front end once more),
+ * unless the newer one is only a worker's follow-up, which reports
+ * nothing. */
 static unsigned merge_flags(unsigned older, unsigned newer)
 {
-	unsigned f = (older | newer) & ~(QF_NOLINK & ~(older & newer));
-	return (f & ~QF_GONE) | (newer & QF_GONE);
+	unsigned both = QF_NOLINK | QF_FOLLOW;
+	unsigned f = (older | newer) & ~(both & ~(older & newer));
+	unsigned gone = (newer & QF_FOLLOW) ? (older | newer) & QF_GONE : newer & QF_GONE;
+	return (f & ~QF_GONE) | gone;
 }
 
 /* Append a new sync entry; takes ownership of path. Caller holds lock. */
@@ -277,6 +281,8 @@ int queue_sync(struct queue *q, const char *path, unsigned flags)
 int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t since)
 {
 	char *copy = NULL;
+	if (since)
+		flags |= QF_FOLLOW;
 	pthread_mutex_lock(&q->lock);
 	struct qentry *e = hash_find(q, path);
 	/* Coalesce only with a sync queued after the newest rename: moving a

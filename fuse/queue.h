@@ -46,7 +46,17 @@ enum qkind { Q_SYNC = 1, Q_RENAME };
 		      * later). Only used with mirror.keep_missing (the polling
 		      * front end), where a sync that finds nothing deletes
 		      * nothing and notes a miss instead (queue_note).
-		      * When syncs coalesce, the newer one decides this flag. */
+		      * When syncs coalesce, the newer one decides this flag,
+		      * unless it is a worker's follow-up (QF_FOLLOW). */
+#define QF_FOLLOW 32u /* internal, set by queue_sync_since() with since != 0:
+		       * every sync folded into the entry was a worker's
+		       * follow-up (a folder's mtime after a change in it, a
+		       * hard link's other names), not something the front end
+		       * saw. Such a sync does not cancel a pending QF_GONE:
+		       * the front end saw the path vanish, and a folder's
+		       * mtime to send after its last file was deleted does
+		       * not say it is back (t_concurrency, polling client:
+		       * the folder stayed on the server). */
 
 struct qentry {
 	uint64_t seq;
@@ -87,7 +97,8 @@ int queue_sync(struct queue *q, const char *path, unsigned flags);
 
 /* The same, for a change found while processing the entry with sequence
  * number since (a hard link's other name, a file that changed during a
- * reconciliation): progress will not pass since until it is done. */
+ * reconciliation): progress will not pass since until it is done. A
+ * nonzero since marks the sync as a worker's follow-up (QF_FOLLOW). */
 int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t since);
 
 /* Queue a rename (paths copied), rflags as renameat2. Returns 0 or -ENOMEM. */

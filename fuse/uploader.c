@@ -133,7 +133,7 @@ static enum send_result process(struct worker *w, struct qentry *e)
 		return do_rename(w, e);
 	if (e->flags & QF_TREE)
 		return reconcile_tree(w, e->path);
-	return worker_sync_path(w, e->path, e->flags, NULL, e->seq);
+	return worker_sync_path(w, e->path, e->flags & ~QF_FOLLOW, NULL, e->seq);
 }
 
 /* Mirroring is background work: when the CPU is short, the applications

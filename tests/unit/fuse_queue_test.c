@@ -272,6 +272,39 @@ static void test_coalesce_gone(void)
 	queue_free(q);
 }
 
+/* A worker's follow-up (queue_sync_since) is not the front end seeing the
+ * path again: it never cancels a pending QF_GONE, neither when it joins the
+ * pending entry nor when a retried entry folds it in. A sync from the front
+ * end after it still does. */
+static void test_followup_keeps_gone(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_sync(q, "d", QF_META | QF_GONE), 0);
+	/* the folder's mtime, after a file in it was deleted on the server */
+	CU_ASSERT_EQUAL(queue_sync_since(q, "d", QF_META, 1), 0);
+	struct qentry *d = take_sync(q, "d", QF_META | QF_GONE);
+	/* retried while a follow-up waits: folded in, still a deletion */
+	CU_ASSERT_EQUAL(queue_sync_since(q, "d", QF_META, d->seq), 0);
+	queue_retry(q, d, 0);
+	d = take_sync(q, "d", QF_META | QF_GONE);
+	queue_done(q, d);
+	/* a follow-up alone is marked as such, and a front-end sync merged
+	 * into it clears the mark; after that a GONE from the front end wins */
+	CU_ASSERT_EQUAL(queue_sync_since(q, "e", QF_META, 2), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "e", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "e", QF_META | QF_GONE), 0);
+	struct qentry *e = take_sync(q, "e", QF_CONTENT | QF_META | QF_GONE);
+	queue_done(q, e);
+	/* the front end reports the path again after it vanished: plain sync */
+	CU_ASSERT_EQUAL(queue_sync(q, "f", QF_META | QF_GONE), 0);
+	CU_ASSERT_EQUAL(queue_sync_since(q, "f", QF_META, 3), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "f", QF_META), 0);
+	struct qentry *f = take_sync(q, "f", QF_META);
+	queue_done(q, f);
+	expect_nothing(q);
+	queue_free(q);
+}
+
 /* Notes: misses and uploads are kept apart; an upload's path follows the
  * renames still queued when it is noted and those queued after it. */
 static void test_notes(void)
@@ -880,6 +913,7 @@ int suite_fuse_queue(void)
 		return CU_get_error();
 	if (!CU_add_test(s, "fifo", test_fifo) || !CU_add_test(s, "coalesce", test_coalesce) ||
 	    !CU_add_test(s, "coalesce_gone", test_coalesce_gone) ||
+	    !CU_add_test(s, "followup_keeps_gone", test_followup_keeps_gone) ||
 	    !CU_add_test(s, "notes", test_notes) ||
 	    !CU_add_test(s, "folders and trees", test_ancestors_and_trees) ||
 	    !CU_add_test(s, "in flight, random", test_inflight_random) ||
