@@ -20,6 +20,13 @@
 
 #define COMPRESS_LEVEL 3
 
+/* Probing a run of chunks for compressibility (fuse/transfer.c, batch.c):
+ * after COMPRESS_FLAT_RUN chunks in a row that did not compress, only
+ * every COMPRESS_PROBE-th is tried, until one compresses again: media and
+ * random data cost no zstd time, text still gets compressed. */
+#define COMPRESS_FLAT_RUN 8
+#define COMPRESS_PROBE 16
+
 /* Compress in[0..len) at COMPRESS_LEVEL into out (its previous contents are
  * dropped; may reallocate). Returns 1 if the result is smaller than len (out
  * holds exactly the compressed frame), 0 if compression does not pay (out

@@ -10,6 +10,7 @@
 
 #include "bundle.h"
 #include "chunker.h"
+#include "compress.h"
 #include "frame.h"
 #include "log.h"
 #include "patch.h"
@@ -62,6 +63,11 @@ struct batch {
 	 * each body is compressed with the ones before it as context. */
 	void *cs;                 /* owned; NULL until the first bundle */
 	uint64_t sid, spos;       /* its id, and the position of the next body */
+	/* Compressibility probes of the chunks sent (compress.h): a body
+	 * whose chunks do not compress goes plain, outside the stream. */
+	struct buf zprobe;        /* scratch: at most a chunk's bound */
+	unsigned flat_run;        /* chunks in a row that did not compress */
+	uint64_t nprobe;          /* chunks looked at */
 };
 
 int batch_wants(const struct worker *w, const struct stat *st)
@@ -118,6 +124,7 @@ void batch_free(struct worker *w)
 	free(b->cand);
 	free(b->fbuf);
 	buf_release(&b->data);
+	buf_release(&b->zprobe);
 	free(b);
 	w->batch = NULL;
 }
@@ -130,6 +137,7 @@ static struct batch *batch_get(struct worker *w)
 	if (!b)
 		return NULL;
 	buf_init(&b->data, BATCH_BYTES + BATCH_FILE_MAX);
+	buf_init(&b->zprobe, 0);
 	if (!(b->fbuf = malloc(BATCH_FILE_MAX))) {
 		free(b);
 		return NULL;
@@ -279,20 +287,20 @@ enum send_result batch_add(struct worker *w, const char *path, int fd, const str
 		it->op.nchunks = 0;
 	} else {
 		size_t pos = 0;
+		int k = 0;
 		patch_base(w, it);
-		for (size_t i = 0; i < it->n; pos += it->pc[i++].len) {
-			int k;
+		record_read_begin(w->rec);
+		for (size_t i = 0; k >= 0 && i < it->n; pos += it->pc[i++].len) {
 			if (record_known(w->rec, &it->pc[i].id))
 				b->skipped++;
-			else if ((k = patchset_chunk(&it->ps, pos, it->pc[i].len, b->fbuf + pos)) < 0)
-				goto nomem;
-			else if (k > 0)
+			else if ((k = patchset_chunk(&it->ps, pos, it->pc[i].len, b->fbuf + pos)) > 0)
 				b->patched++;
-			else if ((k = add_candidate(b, &it->pc[i], b->fbuf + pos)) < 0)
-				goto nomem;
-			else
+			else if (k == 0 && (k = add_candidate(b, &it->pc[i], b->fbuf + pos)) >= 0)
 				it->cand[i] = (uint32_t)k + 1;
 		}
+		record_read_end(w->rec);
+		if (k < 0)
+			goto nomem;
 		patchset_attach(&it->ps, &it->op);
 		if (worth_alone(w, b, it, mark_data)) {
 			b->ncand = mark_cand;
@@ -371,21 +379,37 @@ static enum send_result choose(struct worker *w, struct batch *b, uint8_t **send
 	return r;
 }
 
+/* 1 if the chunk at p (len bytes) is worth compressing, as far as the
+ * probes tell: a chunk not probed counts as flat. */
+static int probe(struct batch *b, const uint8_t *p, uint32_t len)
+{
+	if (b->flat_run >= COMPRESS_FLAT_RUN && b->nprobe++ % COMPRESS_PROBE != 0)
+		return 0;
+	int z = compress_chunk(p, len, &b->zprobe) > 0;
+	b->flat_run = z ? 0 : b->flat_run + 1;
+	return z;
+}
+
 /* The body's parts: the ops as JSON (*json, caller frees) and a frame for
- * every chunk in send. With refs (mirrord says "refs"), the frames are
+ * every chunk in send. *flat: frames were sent and none of the chunks
+ * probed compressed (random data, media): the body goes plain, since
+ * compressing it costs more CPU than the JSON's few bytes save (first
+ * upload of bench.sh's incompressible tree: zstd was 13 % of mirrorfs's
+ * CPU), and such bytes are no use as context to the stream. With refs (mirrord says "refs"), the frames are
  * short and the commits name those chunks by frame position: the server
  * hashes every chunk it receives anyway, and an id costs 32 bytes in the
  * frame and about as much again, as hex that compresses badly, in the
  * commit. With brief, mirrord answers a bundle whose ops were all applied
  * with their count instead of a list of {"ok":true}. */
 static int encode(struct batch *b, const uint8_t *send, int refs, int brief, char **json,
-		  struct buf *frames, uint64_t *nsent)
+		  struct buf *frames, uint64_t *nsent, int *flat)
 {
 	uint32_t *pos = NULL; /* per candidate: its frame's position + 1, or 0 */
-	int r = -ENOMEM;
+	int r = -ENOMEM, squeezes = 0;
 
 	*json = NULL;
 	*nsent = 0;
+	*flat = 0;
 	cJSON *root = cJSON_CreateObject();
 	cJSON *ops = root ? cJSON_AddArrayToObject(root, "ops") : NULL;
 	if (!ops || (brief && !cJSON_AddTrueToObject(root, "brief")) ||
@@ -404,11 +428,14 @@ static int encode(struct batch *b, const uint8_t *send, int refs, int brief, cha
 		if ((r = buf_append(frames, hdr, refs ? FRAME_SHORT_HEADER_LEN : FRAME_HEADER_LEN)) < 0 ||
 		    (r = buf_append(frames, b->data.data + k->off, k->len)) < 0)
 			goto out;
+		if (!squeezes)
+			squeezes = probe(b, (const uint8_t *)b->data.data + k->off, k->len);
 		if (refs)
 			pos[i] = (uint32_t)++*nsent;
 		else
 			++*nsent;
 	}
+	*flat = *nsent > 0 && !squeezes;
 	r = -ENOMEM;
 	for (size_t i = 0; i < b->n; i++) {
 		struct bitem *it = &b->items[i];
@@ -449,11 +476,12 @@ static int stream_reset(struct batch *b)
 }
 
 /* POST the bundle: as the next body of the worker's compression stream
- * when mirrord keeps one, else compressed alone. A stream mirrord does not
- * follow (a new connection, a lost answer: 409) is started again, once.
- * *wire: the body's size. */
+ * when mirrord keeps one, else compressed alone; plain if flat (encode()).
+ * A stream mirrord does not follow (a new connection, a lost answer: 409)
+ * is started again, once. *wire: the body's size. */
 static enum send_result post_bundle(struct worker *w, struct batch *b, const char *json,
-				    const struct buf *frames, long *status, uint64_t *wire)
+				    const struct buf *frames, int flat, long *status,
+				    uint64_t *wire)
 {
 	struct buf body;
 	enum send_result res = SEND_LOCAL;
@@ -462,7 +490,8 @@ static enum send_result post_bundle(struct worker *w, struct batch *b, const cha
 	buf_init(&body, PROTO_BUNDLE_BODY_MAX);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		char hdr[64];
-		int z = 0, streamed = w->m->server_stream && (b->cs || stream_reset(b) == 0);
+		int z = 0;
+		int streamed = !flat && w->m->server_stream && (b->cs || stream_reset(b) == 0);
 		if (streamed && bundle_encode_stream(b->cs, json, strlen(json),
 						     (const uint8_t *)frames->data, frames->len,
 						     &body) < 0) {
@@ -474,7 +503,7 @@ static enum send_result post_bundle(struct worker *w, struct batch *b, const cha
 				 (unsigned long long)b->sid, (unsigned long long)b->spos);
 			z = 1;
 		} else if ((r = bundle_encode(json, strlen(json), (const uint8_t *)frames->data,
-					      frames->len, 1, &body, &z)) < 0) {
+					      frames->len, !flat, &body, &z)) < 0) {
 			snprintf(w->why, sizeof(w->why), "cannot encode a bundle: %s", strerror(-r));
 			res = SEND_LOCAL;
 			break;
@@ -511,7 +540,7 @@ enum send_result batch_post_chunks(struct worker *w, const struct buf *frames,
 		snprintf(json, sizeof(json), "{\"ops\":[],\"stage\":\"%s\"}", stage);
 	else
 		snprintf(json, sizeof(json), "{\"ops\":[]}");
-	return post_bundle(w, b, json, frames, status, wire);
+	return post_bundle(w, b, json, frames, 0, status, wire);
 }
 
 /* Item it was applied by the server. */
@@ -546,6 +575,7 @@ enum send_result batch_flush(struct worker *w,
 	enum send_result res;
 	uint64_t nsent = 0, wire = 0;
 	long status = 0;
+	int flat = 0;
 
 	if (!b || b->n == 0)
 		return SEND_OK;
@@ -558,12 +588,12 @@ enum send_result batch_flush(struct worker *w,
 				   &b->items[i].op.has_pmtime);
 	res = choose(w, b, &send);
 	if (res == SEND_OK && encode(b, send, w->m->server_refs, w->m->server_brief, &json, &frames,
-				     &nsent) < 0) {
+				     &nsent, &flat) < 0) {
 		snprintf(w->why, sizeof(w->why), "out of memory");
 		res = SEND_LOCAL;
 	}
 	if (res == SEND_OK)
-		res = post_bundle(w, b, json, &frames, &status, &wire);
+		res = post_bundle(w, b, json, &frames, flat, &status, &wire);
 	if (res == SEND_OK && (res = send_classify(status)) != SEND_OK)
 		snprintf(w->why, sizeof(w->why), "bundle refused with %ld: %.200s", status,
 			 w->resp.data ? w->resp.data : "");

@@ -231,6 +231,18 @@ char *record_find_digest(struct record *r, const struct hash_id *digest)
 	return step_path(r->digest);
 }
 
+void record_read_begin(struct record *r)
+{
+	if (r)
+		sqlite3_exec(r->db, "SAVEPOINT rd", NULL, NULL, NULL);
+}
+
+void record_read_end(struct record *r)
+{
+	if (r)
+		sqlite3_exec(r->db, "RELEASE rd", NULL, NULL, NULL);
+}
+
 int record_known(struct record *r, const struct hash_id *id)
 {
 	int k;

@@ -91,15 +91,10 @@ struct xfer {
 #define MOVE_REGION_MAX (2u * 1024 * 1024)
 #define MOVE_BLOCK 512u
 
-/* After this many incompressible chunks in a row, only every
- * COMPRESS_PROBE-th chunk is tried, until one compresses again: media and
- * random data cost no zstd time, text still gets compressed. */
-#define FLAT_RUN_MAX 8
 
 /* Unknown chunks adding up to no more than this are sent without asking
  * the server first. */
 #define QUERY_MIN_BYTES (32u * 1024)
-#define COMPRESS_PROBE 16
 
 static int add_chunk(struct xfer *x, const uint8_t *data, uint32_t len, uint64_t off)
 {
@@ -128,7 +123,7 @@ static int frame_chunk(struct xfer *x, const struct chunk_ref *c, const uint8_t 
 	uint8_t hdr[FRAME_HEADER_LEN];
 	int z = 0;
 	if ((!x->streamed || !x->zbody) &&
-	    (x->flat_run < FLAT_RUN_MAX || x->chunks_sent % COMPRESS_PROBE == 0)) {
+	    (x->flat_run < COMPRESS_FLAT_RUN || x->chunks_sent % COMPRESS_PROBE == 0)) {
 		z = compress_chunk(data, c->len, &x->zbuf);
 		if (z < 0)
 			z = 0; /* send it as it is */
@@ -214,12 +209,14 @@ static enum send_result send_batch(struct xfer *x, size_t first, const uint8_t *
 	enum send_result res = SEND_LOCAL;
 	if (!ask)
 		goto out;
+	record_read_begin(x->w->rec);
 	for (size_t i = first; i < x->n; i++) {
 		if (record_known(x->w->rec, &x->chunks[i].id))
 			x->chunks_skipped++;
 		else
 			ask[nask++] = i;
 	}
+	record_read_end(x->w->rec);
 	res = SEND_OK;
 	if (nask == 0)
 		goto out;

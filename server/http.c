@@ -630,26 +630,12 @@ static cJSON *parse_body(struct req *q, struct MHD_Connection *c, enum MHD_Resul
 	return j;
 }
 
-/* 1 if mirrord can produce chunk id (a hint, as the protocol says: the
- * bytes are verified when used). *len: its length when the chunk index
- * knows it (for the metrics), else 0. */
-static int have_chunk(struct http_server *s, const struct hash_id *id, uint32_t *len)
-{
-	char *path = NULL;
-	uint64_t off;
-	*len = 0;
-	if (s->cfg.state && state_index_get(s->cfg.state, id, &path, &off, len) == 1) {
-		free(path);
-		return 1;
-	}
-	*len = 0;
-	return store_has(s->cfg.store, id);
-}
-
 static enum MHD_Result do_query(struct http_server *s, struct req *q, struct MHD_Connection *c)
 {
 	enum MHD_Result ret = MHD_NO;
 	size_t *missing = NULL, n = 0;
+	struct hash_id *qids = NULL;
+	uint32_t *lens = NULL;
 	cJSON *j = parse_body(q, c, &ret);
 	if (!j)
 		return ret;
@@ -669,31 +655,45 @@ static enum MHD_Result do_query(struct http_server *s, struct req *q, struct MHD
 		ret = reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
 		goto out;
 	}
+	if (count > 0 && (!(qids = malloc((size_t)count * sizeof(*qids))) ||
+			  !(lens = calloc((size_t)count, sizeof(*lens))))) {
+		ret = reply_error(q, c, MHD_HTTP_INTERNAL_SERVER_ERROR, ENOMEM, "out of memory");
+		goto out;
+	}
 	size_t i = 0;
 	uint64_t reused = 0, saved = 0;
 	const cJSON *e;
 	cJSON_ArrayForEach(e, ids) {
-		struct hash_id id;
 		if (!cJSON_IsString(e) ||
-		    hash_from_hex(e->valuestring, strlen(e->valuestring), &id) < 0) {
+		    hash_from_hex(e->valuestring, strlen(e->valuestring), &qids[i]) < 0) {
 			log_warn("chunk query with an invalid id at index %zu", i);
 			ret = reply_error(q, c, MHD_HTTP_BAD_REQUEST, EINVAL, "invalid id");
 			goto out;
 		}
-		uint32_t len = 0;
-		if (have_chunk(s, &id, &len)) {
-			reused++;
-			saved += len;
-		} else {
-			missing[n++] = i;
-		}
 		i++;
+	}
+	/* Known: a hint, as the protocol says (the bytes are verified when
+	 * used), where DIR holds the chunk (the index, one pass; its length
+	 * goes to the metrics) or in the store of chunks in transit. */
+	if (s->cfg.state && i > 0)
+		(void)state_index_lens(s->cfg.state, qids, i, lens);
+	for (size_t k = 0; k < i; k++) {
+		if (lens[k]) {
+			reused++;
+			saved += lens[k];
+		} else if (store_has(s->cfg.store, &qids[k])) {
+			reused++;
+		} else {
+			missing[n++] = k;
+		}
 	}
 	metrics_add(s->metrics, M_CHUNKS_REUSED, reused);
 	metrics_add(s->metrics, M_BYTES_SAVED, saved);
 	ret = reply_missing(q, c, 1, missing, n);
 out:
 	free(missing);
+	free(qids);
+	free(lens);
 	cJSON_Delete(j);
 	return ret;
 }
@@ -1087,11 +1087,33 @@ static int parse_stream(const char *v, uint64_t *id, uint64_t *pos)
 
 /* First call of a request: check the token, route it, answer what needs
  * no body, refuse a declared body over the cap before reading it. */
+/* MHD_get_connection_values() callback: adds a header's size to *cls. */
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				    const char *value)
+{
+	size_t *n = cls;
+	(void)kind;
+	*n += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+	return MHD_YES;
+}
+
 static enum MHD_Result start(struct http_server *s, struct req *q, struct MHD_Connection *c,
 			     const char *url, const char *method)
 {
 	const char *allowed = NULL;
 	const struct route_info *ri = route_lookup(url, method, &allowed);
+	size_t hbytes = strlen(url) + strlen(method);
+
+	/* libmicrohttpd's limit is its connection memory, which is larger
+	 * (it also holds the body as it arrives): the headers' own cap. */
+	MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hbytes);
+	if (hbytes > HTTP_HEADER_MAX) {
+		q->answered = 1;
+		log_warn("%s: request headers of %zu bytes (over %d)", method, hbytes,
+			 HTTP_HEADER_MAX);
+		return reply_error(q, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, EMSGSIZE,
+				   "request headers too large");
+	}
 
 	q->route = ri ? ri->route : R_NONE;
 	/* The token comes before anything else: without it a client learns

@@ -25,6 +25,7 @@ enum {
 	Q_SEQ_GET,
 	Q_SEQ_SET,
 	Q_BEGIN,
+	Q_RBEGIN,
 	Q_COMMIT,
 	Q_ROLLBACK,
 	Q_COUNT
@@ -55,6 +56,7 @@ static const char *const sql_text[Q_COUNT] = {
 	[Q_SEQ_SET] = "INSERT INTO clients(id, seq) VALUES (?1, ?2) "
 		      "ON CONFLICT(id) DO UPDATE SET seq = max(seq, excluded.seq)",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_RBEGIN] = "BEGIN",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
 };
@@ -240,6 +242,36 @@ int state_index_get(struct state *st, const struct hash_id *id, char **path, uin
 	}
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
+	unlock(st);
+	return r;
+}
+
+static int end(struct state *st, int r);
+
+int state_index_lens(struct state *st, const struct hash_id *ids, size_t n, uint32_t *lens)
+{
+	sqlite3_stmt *s = st->q[Q_GET];
+	int r = 0;
+	lock(st);
+	/* One read transaction for all: alone, each lookup takes and drops
+	 * the WAL read lock (fcntl calls that cost more than the lookup). */
+	int txn = run(st, st->q[Q_RBEGIN]) == 0;
+	for (size_t i = 0; i < n; i++) {
+		lens[i] = 0;
+		sqlite3_bind_blob(s, 1, ids[i].b, HASH_LEN, SQLITE_STATIC);
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			sqlite3_int64 l = sqlite3_column_int64(s, 2);
+			if (sqlite3_column_int64(s, 1) >= 0 && l > 0 && l <= UINT32_MAX)
+				lens[i] = (uint32_t)l;
+		} else if (rc != SQLITE_DONE && r == 0) {
+			r = sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
+		}
+		sqlite3_reset(s);
+	}
+	sqlite3_clear_bindings(s);
+	if (txn)
+		end(st, 0);
 	unlock(st);
 	return r;
 }

@@ -50,6 +50,11 @@ __attribute__((warn_unused_result))
 int state_index_get(struct state *st, const struct hash_id *id, char **path, uint64_t *off,
 		    uint32_t *len);
 
+/* For each of the n ids, lens[i] = the length its entry gives, or 0 if it
+ * has none (one read transaction for all). Returns 0, or the first
+ * negative errno (those ids read as unknown). */
+int state_index_lens(struct state *st, const struct hash_id *ids, size_t n, uint32_t *lens);
+
 /* 1 if id has an entry, 0 if not (errors read as 0). */
 int state_index_has(struct state *st, const struct hash_id *id);
 

@@ -212,6 +212,49 @@ static struct proto_chunk *mklist(size_t n, uint32_t seed)
 	return c;
 }
 
+/* record_known inside record_read_begin/end, alone and inside a write
+ * transaction (record_begin): the same answers, and writes before and
+ * after the read still land. */
+static void test_record_known_read(void)
+{
+	char dir[] = "/tmp/mirrorfs-rec.XXXXXX";
+	struct record *r;
+	struct stat st = { .st_ino = 7, .st_size = 3 };
+	struct proto_chunk c[2] = { { .len = 1 }, { .len = 2 } };
+	struct hash_id other;
+	hash_buf("a", 1, &c[0].id);
+	hash_buf("bb", 2, &c[1].id);
+	hash_buf("other", 5, &other);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	CU_ASSERT_EQUAL_FATAL(record_open(dir, &r), 0);
+	record_put(r, "f", &st, c, 1);
+	record_read_begin(r);
+	CU_ASSERT_TRUE(record_known(r, &c[0].id));
+	CU_ASSERT_FALSE(record_known(r, &c[1].id));
+	record_read_end(r);
+	record_begin(r);
+	record_put(r, "g", &st, &c[1], 1);
+	record_read_begin(r);
+	CU_ASSERT_TRUE(record_known(r, &c[1].id));
+	CU_ASSERT_FALSE(record_known(r, &other));
+	record_read_end(r);
+	record_end(r);
+	record_put(r, "h", &st, NULL, 0);
+	CU_ASSERT_TRUE(record_unchanged(r, "g", &st));
+	CU_ASSERT_TRUE(record_unchanged(r, "h", &st));
+	CU_ASSERT_TRUE(record_known(r, &c[1].id));
+	record_close(r);
+	/* a new connection sees every write committed */
+	CU_ASSERT_EQUAL_FATAL(record_open(dir, &r), 0);
+	CU_ASSERT_TRUE(record_known(r, &c[0].id));
+	CU_ASSERT_TRUE(record_known(r, &c[1].id));
+	CU_ASSERT_TRUE(record_unchanged(r, "h", &st));
+	record_close(r);
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 /* record_forget and record_rename take a path and what is beneath it,
  * and nothing else: not the names that only start the same ("ab", "a0",
  * "a.b", bytes above '/' and below it); "" is everything. */
@@ -332,7 +375,8 @@ int suite_fuse_misc(void)
 	    !CU_add_test(s, "send_classify", test_send_classify) ||
 	    !CU_add_test(s, "record_open_together", test_record_open_together) ||
 	    !CU_add_test(s, "record_rename_similar", test_record_rename_similar) ||
-	    !CU_add_test(s, "record_forget_prefix", test_record_forget_prefix))
+	    !CU_add_test(s, "record_forget_prefix", test_record_forget_prefix) ||
+	    !CU_add_test(s, "record_known_read", test_record_known_read))
 		return CU_get_error();
 	return 0;
 }

@@ -51,6 +51,31 @@ static void test_index(void)
 	sfx_teardown(&f);
 }
 
+/* state_index_lens: the lengths of indexed ids, 0 for the others, in one
+ * pass; a write after it still works (the read transaction ended). */
+static void test_lens(void)
+{
+	struct sfx f;
+	CU_ASSERT_FATAL(sfx_setup(&f, 0, 1) == 0);
+	struct proto_chunk c[3] = { ck("aaaa"), ck("bbbbbb"), ck("cc") };
+	struct proto_chunk x = ck("not indexed");
+	CU_ASSERT_EQUAL(state_index_file(f.st, "d/file", c, 3), 0);
+	struct hash_id ids[5] = { c[1].id, x.id, c[0].id, c[2].id, c[1].id };
+	uint32_t lens[5] = { 9, 9, 9, 9, 9 };
+	CU_ASSERT_EQUAL(state_index_lens(f.st, ids, 5, lens), 0);
+	CU_ASSERT_EQUAL(lens[0], 6);
+	CU_ASSERT_EQUAL(lens[1], 0);
+	CU_ASSERT_EQUAL(lens[2], 4);
+	CU_ASSERT_EQUAL(lens[3], 2);
+	CU_ASSERT_EQUAL(lens[4], 6);
+	CU_ASSERT_EQUAL(state_index_lens(f.st, ids, 0, lens), 0);
+	CU_ASSERT_EQUAL(state_index_file(f.st, "d/other", &x, 1), 0);
+	CU_ASSERT_EQUAL(state_index_lens(f.st, &ids[1], 1, lens), 0);
+	CU_ASSERT_EQUAL(lens[0], x.len);
+	CU_ASSERT(at(f.st, &x, "d/other", 0));
+	sfx_teardown(&f);
+}
+
 static void test_prefixes(void)
 {
 	struct sfx f;
@@ -187,6 +212,7 @@ int suite_server_state(void)
 	if (!s)
 		return CU_get_error();
 	if (!CU_add_test(s, "chunk index", test_index) ||
+	    !CU_add_test(s, "lengths of many ids", test_lens) ||
 	    !CU_add_test(s, "prefix rename/exchange/forget", test_prefixes) ||
 	    !CU_add_test(s, "a chunk in several files", test_places) ||
 	    !CU_add_test(s, "upgrade of an older index", test_upgrade) ||
