@@ -18,7 +18,7 @@
  *   serves without one only on a loopback address, and never as root
  *   unless told (--allow-root).
  * - Configuration is frozen before any thread starts; signals are blocked
- *   in every thread and taken synchronously by main with sigwait().
+ *   in every thread and taken synchronously by main with sigtimedwait().
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -655,7 +655,7 @@ int main(int argc, char **argv)
 
 
 	/* Block the stop signals before any thread exists, so that every
-	 * thread inherits the mask and only sigwait() below takes them. */
+	 * thread inherits the mask and only sigtimedwait() below takes them. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
@@ -698,9 +698,12 @@ int main(int argc, char **argv)
 		 auth.enabled ? "token required" : "no token (loopback only)", state_path,
 		 o.fail_rate ? ", fault injection on" : "");
 
-	int sig = 0;
-	while (sigwait(&sigs, &sig) != 0)
-		;
+	/* Wait for a stop signal; meanwhile, every second, the chunk index
+	 * writes that waited long enough go to the database (state.h). */
+	int sig = -1;
+	const struct timespec tick = { .tv_sec = 1 };
+	while ((sig = sigtimedwait(&sigs, NULL, &tick)) < 0)
+		state_tick(state);
 	log_info("stopping on signal %d", sig);
 	rc = 0;
 out:

@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -22,6 +23,7 @@ enum {
 	Q_LPUT,
 	Q_LFORGET,
 	Q_LMOVE,
+	Q_LHAS,
 	Q_SEQ_GET,
 	Q_SEQ_SET,
 	Q_BEGIN,
@@ -52,6 +54,8 @@ static const char *const sql_text[Q_COUNT] = {
 	[Q_LFORGET] = "DELETE FROM lists WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
 	[Q_LMOVE] = "UPDATE lists SET path = CAST(CAST(?4 AS BLOB) || substr(path, ?5) AS BLOB) "
 		    "WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+	/* Every indexed file has a list: what is indexed at or beneath ?1. */
+	[Q_LHAS] = "SELECT 1 FROM lists WHERE path = ?1 OR (path >= ?2 AND path < ?3) LIMIT 1",
 	[Q_SEQ_GET] = "SELECT seq FROM clients WHERE id = ?1",
 	[Q_SEQ_SET] = "INSERT INTO clients(id, seq) VALUES (?1, ?2) "
 		      "ON CONFLICT(id) DO UPDATE SET seq = max(seq, excluded.seq)",
@@ -77,10 +81,34 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS lists(path BLOB PRIMARY KEY, digest BLOB NOT NULL,"
 	" list BLOB NOT NULL);";
 
+/* Index writes wait in memory (state.h, "Deferred index writes"). */
+#define PEND_FILES_MAX 256
+#define PEND_CHUNKS_MAX 16384
+#define PEND_BUCKETS 8192 /* a power of two */
+
+struct pend_file {
+	char *path;              /* owned */
+	struct proto_chunk *c;   /* owned */
+	size_t n;
+};
+
+struct pend_chunk {
+	struct hash_id id;
+	uint64_t off;            /* its first place in the file */
+	uint32_t len;
+	uint32_t file;           /* index into pf */
+	int32_t next;            /* in its bucket, or -1 */
+};
+
 struct state {
-	pthread_mutex_t lock; /* guards db and every statement */
+	pthread_mutex_t lock; /* guards db, every statement and the pending writes */
 	sqlite3 *db;
 	sqlite3_stmt *q[Q_COUNT];
+	struct pend_file *pf;    /* owned, PEND_FILES_MAX; NULL until first use */
+	struct pend_chunk *pc;   /* owned, PEND_CHUNKS_MAX */
+	int32_t *bucket;         /* owned, PEND_BUCKETS heads */
+	size_t npf, npc;
+	int64_t pend_since;      /* CLOCK_MONOTONIC ms of the oldest pending file */
 };
 
 
@@ -148,6 +176,162 @@ static int upgrade(struct state *st)
 	return 0;
 }
 
+static int begin(struct state *st);
+static int end(struct state *st, int r);
+static int index_file_locked(struct state *st, const char *path, const struct proto_chunk *chunks,
+			     size_t n);
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static size_t pend_slot(const struct hash_id *id)
+{
+	uint64_t h;
+	memcpy(&h, id->b, sizeof(h)); /* ids are uniformly random */
+	return (size_t)(h & (PEND_BUCKETS - 1));
+}
+
+/* Under the lock: forget every pending write. */
+static void pend_clear(struct state *st)
+{
+	for (size_t k = 0; k < st->npf; k++) {
+		free(st->pf[k].path);
+		free(st->pf[k].c);
+	}
+	st->npf = st->npc = 0;
+	if (st->bucket)
+		memset(st->bucket, 0xff, PEND_BUCKETS * sizeof(*st->bucket)); /* all -1 */
+}
+
+/* Under the lock: the pending writes go to the database, in one
+ * transaction. A failure loses them (logged): the index is a hint. */
+static int flush_locked(struct state *st)
+{
+	if (st->npf == 0)
+		return 0;
+	int r = begin(st);
+	for (size_t k = 0; r == 0 && k < st->npf; k++)
+		r = index_file_locked(st, st->pf[k].path, st->pf[k].c, st->pf[k].n);
+	r = end(st, r);
+	if (r < 0)
+		log_warn("state db: the chunk index entries of %zu files are lost: %s", st->npf,
+			 strerror(-r));
+	pend_clear(st);
+	return r;
+}
+
+/* 1 if a and b are the same path, or one lies beneath the other. */
+static int related(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), m = la < lb ? la : lb;
+	if (memcmp(a, b, m) != 0)
+		return 0;
+	return la == lb || m == 0 || (la > lb ? a : b)[m] == '/';
+}
+
+static int bind_prefix(sqlite3_stmt *s, const char *p, char **bounds);
+
+/* Under the lock: 1 if the database indexes something at or beneath path,
+ * 0 if not, or a negative errno. */
+static int indexed(struct state *st, const char *path)
+{
+	sqlite3_stmt *s = st->q[Q_LHAS];
+	char *b[2] = { NULL, NULL };
+	int r = bind_prefix(s, path, b);
+	if (r == 0) {
+		int rc = sqlite3_step(s);
+		r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sqlerr_errno(rc) ? sqlerr_errno(rc) : -EIO;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	free(b[0]);
+	free(b[1]);
+	return r;
+}
+
+/* Under the lock: file path's entries wait in memory. Returns 0, or
+ * -E2BIG if they cannot wait (the caller writes them at once, after what
+ * waits): too many chunks, or the database indexes something at or
+ * beneath path (a new version: the entries it replaces must go now, or a
+ * lookup could still find them); -ENOMEM. A pending write of the same
+ * path, or of one above or beneath it, goes to the database first. So no
+ * entry a lookup finds is one a pending write will remove. */
+static int pend_add(struct state *st, const char *path, const struct proto_chunk *c, size_t n)
+{
+	for (size_t k = 0; k < st->npf; k++)
+		if (related(st->pf[k].path, path)) {
+			flush_locked(st);
+			break;
+		}
+	if (n > PEND_CHUNKS_MAX || indexed(st, path) != 0)
+		return -E2BIG;
+	if (!st->pf) {
+		st->pf = calloc(PEND_FILES_MAX, sizeof(*st->pf));
+		st->pc = malloc(PEND_CHUNKS_MAX * sizeof(*st->pc));
+		st->bucket = malloc(PEND_BUCKETS * sizeof(*st->bucket));
+		if (!st->pf || !st->pc || !st->bucket) {
+			free(st->pf);
+			free(st->pc);
+			free(st->bucket);
+			st->pf = NULL;
+			st->pc = NULL;
+			st->bucket = NULL;
+			return -ENOMEM;
+		}
+		memset(st->bucket, 0xff, PEND_BUCKETS * sizeof(*st->bucket));
+	}
+	if (st->npf == PEND_FILES_MAX || st->npc + n > PEND_CHUNKS_MAX)
+		flush_locked(st);
+	char *p = strdup(path);
+	struct proto_chunk *cc = malloc(n ? n * sizeof(*cc) : 1);
+	if (!p || !cc) {
+		free(p);
+		free(cc);
+		return -ENOMEM;
+	}
+	if (n)
+		memcpy(cc, c, n * sizeof(*cc));
+	uint32_t f = (uint32_t)st->npf++;
+	st->pf[f] = (struct pend_file){ .path = p, .c = cc, .n = n };
+	if (f == 0)
+		st->pend_since = now_ms();
+	uint64_t off = 0;
+	for (size_t i = 0; i < n; off += c[i++].len) {
+		struct pend_chunk *e = &st->pc[st->npc];
+		size_t b = pend_slot(&c[i].id);
+		*e = (struct pend_chunk){ .id = c[i].id, .off = off, .len = c[i].len, .file = f,
+					  .next = st->bucket[b] };
+		st->bucket[b] = (int32_t)st->npc++;
+	}
+	return 0;
+}
+
+/* Under the lock: the first pending place of id (its first offset in the
+ * first file that waits with it, as the table keeps), or NULL. */
+static const struct pend_chunk *pend_find(const struct state *st, const struct hash_id *id)
+{
+	const struct pend_chunk *first = NULL;
+	if (st->npc == 0)
+		return NULL;
+	/* Newest first in a bucket: the last match is the oldest. */
+	for (int32_t i = st->bucket[pend_slot(id)]; i >= 0; i = st->pc[i].next)
+		if (hash_equal(&st->pc[i].id, id))
+			first = &st->pc[i];
+	return first;
+}
+
+void state_tick(struct state *st)
+{
+	lock(st);
+	if (st->npf && now_ms() - st->pend_since >= STATE_PEND_MS)
+		flush_locked(st);
+	unlock(st);
+}
+
 int state_open(const char *path, struct state **out)
 {
 	struct state *st = calloc(1, sizeof(*st));
@@ -201,6 +385,14 @@ void state_close(struct state *st)
 {
 	if (!st)
 		return;
+	if (st->db && st->q[Q_COUNT - 1]) {
+		lock(st);
+		flush_locked(st);
+		unlock(st);
+	}
+	free(st->pf);
+	free(st->pc);
+	free(st->bucket);
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(st->q[i]);
 	if (st->db)
@@ -215,6 +407,15 @@ int state_index_get(struct state *st, const struct hash_id *id, char **path, uin
 	sqlite3_stmt *s = st->q[Q_GET];
 	int r = 0;
 	lock(st);
+	const struct pend_chunk *e = pend_find(st, id);
+	if (e) {
+		char *c = strdup(st->pf[e->file].path);
+		*path = c;
+		*off = e->off;
+		*len = e->len;
+		unlock(st);
+		return c ? 1 : -ENOMEM;
+	}
 	sqlite3_bind_blob(s, 1, id->b, HASH_LEN, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -246,8 +447,6 @@ int state_index_get(struct state *st, const struct hash_id *id, char **path, uin
 	return r;
 }
 
-static int end(struct state *st, int r);
-
 int state_index_lens(struct state *st, const struct hash_id *ids, size_t n, uint32_t *lens)
 {
 	sqlite3_stmt *s = st->q[Q_GET];
@@ -257,7 +456,10 @@ int state_index_lens(struct state *st, const struct hash_id *ids, size_t n, uint
 	 * the WAL read lock (fcntl calls that cost more than the lookup). */
 	int txn = run(st, st->q[Q_RBEGIN]) == 0;
 	for (size_t i = 0; i < n; i++) {
-		lens[i] = 0;
+		const struct pend_chunk *e = pend_find(st, &ids[i]);
+		lens[i] = e ? e->len : 0;
+		if (e)
+			continue;
 		sqlite3_bind_blob(s, 1, ids[i].b, HASH_LEN, SQLITE_STATIC);
 		int rc = sqlite3_step(s);
 		if (rc == SQLITE_ROW) {
@@ -290,6 +492,7 @@ int state_index_drop(struct state *st, const struct hash_id *id, const char *pat
 {
 	sqlite3_stmt *s = st->q[Q_DROP];
 	lock(st);
+	flush_locked(st);
 	sqlite3_bind_blob(s, 1, id->b, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(s, 2, path, (int)strlen(path), SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)off);
@@ -405,6 +608,7 @@ int state_list_get(struct state *st, const char *path, struct hash_id *digest,
 	*list = NULL;
 	*n = 0;
 	lock(st);
+	flush_locked(st);
 	sqlite3_bind_blob(s, 1, path, (int)strlen(path), SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -456,14 +660,19 @@ int state_index_file(struct state *st, const char *path, const struct proto_chun
 int state_index_files(struct state *st, size_t nfiles, const char *const *path,
 		      const struct proto_chunk *const *chunks, const size_t *n)
 {
-	int r;
+	int r = 0;
 	lock(st);
-	if ((r = begin(st)) < 0)
-		goto out;
-	for (size_t k = 0; r == 0 && k < nfiles; k++)
-		r = index_file_locked(st, path[k], chunks[k], n[k]);
-	r = end(st, r);
-out:
+	for (size_t k = 0; r == 0 && k < nfiles; k++) {
+		if (pend_add(st, path[k], chunks[k], n[k]) == 0)
+			continue;
+		/* Too large to wait, or no memory: written now, after what
+		 * waits (the same order as if nothing had waited). */
+		flush_locked(st);
+		if ((r = begin(st)) == 0)
+			r = end(st, index_file_locked(st, path[k], chunks[k], n[k]));
+	}
+	if (st->npf && now_ms() - st->pend_since >= STATE_PEND_MS)
+		flush_locked(st);
 	unlock(st);
 	return r;
 }
@@ -471,6 +680,7 @@ out:
 int state_index_forget(struct state *st, const char *path)
 {
 	lock(st);
+	flush_locked(st);
 	int r = forget_locked(st, path);
 	unlock(st);
 	return r;
@@ -480,6 +690,7 @@ int state_index_forget_many(struct state *st, size_t n, const char *const *path)
 {
 	int r;
 	lock(st);
+	flush_locked(st);
 	if ((r = begin(st)) < 0)
 		goto out;
 	for (size_t k = 0; r == 0 && k < n; k++)
@@ -494,6 +705,7 @@ int state_index_rename(struct state *st, const char *from, const char *to, int e
 {
 	int r;
 	lock(st);
+	flush_locked(st);
 	if ((r = begin(st)) < 0)
 		goto out;
 	if (exchange) {

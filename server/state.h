@@ -17,10 +17,24 @@
  * - clients(id, seq): per client, the highest X-Mirror-Seq of an applied
  *   rename (replay detection: a rename must not be applied twice).
  *
- * Every write commits before returning. The index and the lists are hints
- * (synchronous=NORMAL: a crash may lose the last commits, which only costs
- * a 409 and a re-upload); the replay record is made durable before
- * state_seq_set returns (a full WAL checkpoint).
+ * The index and the lists are hints (synchronous=NORMAL: a crash may lose
+ * the last commits, which only costs a 409 and a re-upload); the replay
+ * record is made durable before state_seq_set returns (a full WAL
+ * checkpoint).
+ *
+ * Deferred index writes: state_index_files() keeps a published file's
+ * entries and list in memory (up to 256 files and 16,384 chunks), and they
+ * go to the database together, in one transaction: when that is full,
+ * when the oldest waited STATE_PEND_MS (checked by every index write and
+ * by state_tick()), at state_close(), and before anything else that
+ * touches the index or the lists (forget, rename, drop, list lookups),
+ * which therefore always see them. A file with more chunks is written at
+ * once, after what waits. Lookups by id (state_index_get/lens/has) answer
+ * from memory first. Written one transaction per file, the random ids
+ * dirtied most of the index's pages each time: the first upload of 1 GiB
+ * (2,908 files) wrote 120,000 WAL pages, and skipping the index entirely
+ * saved a quarter of mirrord's CPU. A crash loses at most what waited,
+ * hints like the commits synchronous=NORMAL may lose.
  * Thread-safety: one connection guarded by an internal mutex; all
  * functions may be called from any thread. Lock order: apply's ns_lock
  * before this one.
@@ -41,8 +55,16 @@ struct state;
 __attribute__((warn_unused_result))
 int state_open(const char *path, struct state **out);
 
-/* Close the database. Accepts NULL. */
+/* Write what waits, then close the database. Accepts NULL. */
 void state_close(struct state *st);
+
+/* How long index writes may wait in memory (see above). */
+#define STATE_PEND_MS 1000
+
+/* Write what waits if the oldest of it waited STATE_PEND_MS. For a timer
+ * (mirrord's main thread, every second), so that an idle server does not
+ * keep them in memory. */
+void state_tick(struct state *st);
 
 /* Look up a place where chunk id lives. Returns 1 and fills *path (caller frees
  * with free()), *off, *len; 0 if unknown; or a negative errno. */

@@ -76,6 +76,107 @@ static void test_lens(void)
 	sfx_teardown(&f);
 }
 
+/* Rows of chunkloc at path, read by a connection of its own (what is on
+ * disk, not what waits in the state's memory). */
+static int rows_at(const struct sfx *f, const char *path)
+{
+	char db[160];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *s = NULL;
+	int n = -1;
+	snprintf(db, sizeof(db), "%s/state.db", f->state);
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, "SELECT count(*) FROM chunkloc WHERE path = ?1", -1, &s,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_blob(s, 1, path, (int)strlen(path), SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			n = sqlite3_column_int(s, 0);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+	return n;
+}
+
+/* Index writes of new files wait in memory (state.h) and are seen by
+ * lookups all the same; anything else that touches the index writes them
+ * first; a new version of an indexed file, and a file too large to wait,
+ * are written at once; state_close() writes what waits. */
+static void test_pending(void)
+{
+	struct sfx f;
+	char db[160];
+	CU_ASSERT_FATAL(sfx_setup(&f, 0, 1) == 0);
+	struct proto_chunk a[2] = { ck("aaaa"), ck("bb") }, d = ck("in d"), dx = ck("in d/x");
+	struct proto_chunk e = ck("eeeee"), g = ck("gg");
+
+	CU_ASSERT_EQUAL(state_index_file(f.st, "a", a, 2), 0);
+	CU_ASSERT_EQUAL(rows_at(&f, "a"), 0); /* waits */
+	CU_ASSERT(at(f.st, &a[1], "a", 4));
+	struct hash_id ids[2] = { a[0].id, a[1].id };
+	uint32_t lens[2];
+	CU_ASSERT_EQUAL(state_index_lens(f.st, ids, 2, lens), 0);
+	CU_ASSERT(lens[0] == 4 && lens[1] == 2);
+	/* a list lookup writes what waits first */
+	struct hash_id digest;
+	struct proto_chunk *list = NULL;
+	size_t n = 0;
+	CU_ASSERT_EQUAL(state_list_get(f.st, "a", &digest, &list, &n), 1);
+	CU_ASSERT_EQUAL(n, 2);
+	free(list);
+	CU_ASSERT_EQUAL(rows_at(&f, "a"), 2);
+	/* a new version of an indexed file: written at once, the old entries gone */
+	CU_ASSERT_EQUAL(state_index_file(f.st, "a", &a[1], 1), 0);
+	CU_ASSERT_EQUAL(rows_at(&f, "a"), 1);
+	CU_ASSERT_FALSE(state_index_has(f.st, &a[0].id));
+
+	/* a rename of a file that waits */
+	CU_ASSERT_EQUAL(state_index_file(f.st, "b", &e, 1), 0);
+	CU_ASSERT_EQUAL(state_index_rename(f.st, "b", "c", 0), 0);
+	CU_ASSERT(at(f.st, &e, "c", 0));
+	CU_ASSERT_EQUAL(rows_at(&f, "b"), 0);
+	/* a file under a folder, then a file in the folder's place */
+	CU_ASSERT_EQUAL(state_index_file(f.st, "d/x", &dx, 1), 0);
+	CU_ASSERT(at(f.st, &dx, "d/x", 0));
+	CU_ASSERT_EQUAL(state_index_file(f.st, "d", &d, 1), 0);
+	CU_ASSERT(at(f.st, &d, "d", 0));
+	CU_ASSERT_FALSE(state_index_has(f.st, &dx.id));
+	/* the same path twice while it waits: the newer list only */
+	CU_ASSERT_EQUAL(state_index_file(f.st, "h", &g, 1), 0);
+	CU_ASSERT_EQUAL(state_index_file(f.st, "h", &e, 1), 0);
+	CU_ASSERT(at(f.st, &e, "c", 0) || at(f.st, &e, "h", 0));
+	CU_ASSERT_FALSE(state_index_has(f.st, &g.id));
+	/* forgetting a file that waits */
+	CU_ASSERT_EQUAL(state_index_file(f.st, "g", &g, 1), 0);
+	CU_ASSERT_TRUE(state_index_has(f.st, &g.id));
+	CU_ASSERT_EQUAL(state_index_forget(f.st, "g"), 0);
+	CU_ASSERT_FALSE(state_index_has(f.st, &g.id));
+
+	/* too many chunks to wait: written at once */
+	size_t big = 16385;
+	struct proto_chunk *many = calloc(big, sizeof(*many));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(many);
+	for (size_t i = 0; i < big; i++) {
+		hash_buf(&i, sizeof(i), &many[i].id);
+		many[i].len = 100;
+	}
+	CU_ASSERT_EQUAL(state_index_file(f.st, "big", many, big), 0);
+	CU_ASSERT_EQUAL(rows_at(&f, "big"), (int)big);
+	CU_ASSERT(at(f.st, &many[big - 1], "big", (big - 1) * 100));
+	free(many);
+
+	/* closing writes what waits */
+	CU_ASSERT_EQUAL(state_index_file(f.st, "last", &g, 1), 0);
+	CU_ASSERT_EQUAL(rows_at(&f, "last"), 0);
+	state_close(f.st);
+	f.st = NULL;
+	CU_ASSERT_EQUAL(rows_at(&f, "last"), 1);
+	snprintf(db, sizeof(db), "%s/state.db", f.state);
+	CU_ASSERT_EQUAL_FATAL(state_open(db, &f.st), 0);
+	CU_ASSERT(at(f.st, &g, "last", 0));
+	CU_ASSERT(at(f.st, &e, "c", 0) || at(f.st, &e, "h", 0));
+	sfx_teardown(&f);
+}
+
 static void test_prefixes(void)
 {
 	struct sfx f;
@@ -213,6 +314,7 @@ int suite_server_state(void)
 		return CU_get_error();
 	if (!CU_add_test(s, "chunk index", test_index) ||
 	    !CU_add_test(s, "lengths of many ids", test_lens) ||
+	    !CU_add_test(s, "index writes that wait", test_pending) ||
 	    !CU_add_test(s, "prefix rename/exchange/forget", test_prefixes) ||
 	    !CU_add_test(s, "a chunk in several files", test_places) ||
 	    !CU_add_test(s, "upgrade of an older index", test_upgrade) ||
