@@ -12,85 +12,11 @@
 
 #include "log.h"
 
-/* Known ids wait in memory until this many, then go in one transaction:
- * inserted with each file's record, the random ids dirtied a page of the
- * table each (first upload of 1 GiB: 100,000 WAL writes by mirrorfs).
- * Lost in a crash: a hint, which only costs a query. */
-#define KNOWN_PEND_MAX 8192
-#define KNOWN_SLOTS (2 * KNOWN_PEND_MAX) /* a power of two */
-
 struct record {
 	sqlite3 *db;
 	sqlite3_stmt *put, *get, *forget, *list, *digest, *known, *add_known;
 	sqlite3_stmt *similar, *move, *mh;
-	struct hash_id *pend;  /* owned, KNOWN_PEND_MAX; NULL until first use */
-	uint32_t *slot;        /* owned, KNOWN_SLOTS: index into pend + 1, or 0 */
-	size_t npend;
 };
-
-static size_t known_slot(const struct hash_id *id)
-{
-	uint64_t h;
-	memcpy(&h, id->b, sizeof(h)); /* ids are uniformly random */
-	return (size_t)(h & (KNOWN_SLOTS - 1));
-}
-
-/* 1 if id waits to be recorded as known. */
-static int pend_has(const struct record *r, const struct hash_id *id)
-{
-	if (!r->npend)
-		return 0;
-	for (size_t i = known_slot(id); r->slot[i]; i = (i + 1) & (KNOWN_SLOTS - 1))
-		if (memcmp(r->pend[r->slot[i] - 1].b, id->b, HASH_LEN) == 0)
-			return 1;
-	return 0;
-}
-
-/* The waiting ids go to the table, in one transaction (a savepoint: may
- * sit inside record_begin/end). */
-static void pend_flush(struct record *r)
-{
-	if (!r->npend)
-		return;
-	sqlite3_exec(r->db, "SAVEPOINT kn", NULL, NULL, NULL);
-	for (size_t i = 0; i < r->npend; i++) {
-		sqlite3_bind_blob(r->add_known, 1, r->pend[i].b, HASH_LEN, SQLITE_STATIC);
-		sqlite3_step(r->add_known);
-		sqlite3_reset(r->add_known);
-	}
-	sqlite3_exec(r->db, "RELEASE kn", NULL, NULL, NULL);
-	r->npend = 0;
-	memset(r->slot, 0, KNOWN_SLOTS * sizeof(*r->slot));
-}
-
-/* Note id as known: waits in memory, or goes to the table at once when
- * there is no memory for it. */
-static void pend_add(struct record *r, const struct hash_id *id)
-{
-	if (!r->pend) {
-		r->pend = malloc(KNOWN_PEND_MAX * sizeof(*r->pend));
-		r->slot = calloc(KNOWN_SLOTS, sizeof(*r->slot));
-		if (!r->pend || !r->slot) {
-			free(r->pend);
-			free(r->slot);
-			r->pend = NULL;
-			r->slot = NULL;
-			sqlite3_bind_blob(r->add_known, 1, id->b, HASH_LEN, SQLITE_STATIC);
-			sqlite3_step(r->add_known);
-			sqlite3_reset(r->add_known);
-			return;
-		}
-	}
-	if (pend_has(r, id))
-		return;
-	if (r->npend == KNOWN_PEND_MAX)
-		pend_flush(r);
-	size_t i = known_slot(id);
-	while (r->slot[i])
-		i = (i + 1) & (KNOWN_SLOTS - 1);
-	r->pend[r->npend] = *id;
-	r->slot[i] = (uint32_t)++r->npend;
-}
 
 /* Lists are stored as proto_list_pack() writes them. */
 #define REC_ENTRY PROTO_LIST_ENTRY
@@ -169,10 +95,6 @@ void record_close(struct record *r)
 {
 	if (!r)
 		return;
-	if (r->add_known)
-		pend_flush(r);
-	free(r->pend);
-	free(r->slot);
 	sqlite3_finalize(r->put);
 	sqlite3_finalize(r->get);
 	sqlite3_finalize(r->forget);
@@ -197,8 +119,11 @@ void record_put(struct record *r, const char *path, const struct stat *st,
 	proto_list_digest(c, n, &digest);
 	const struct hash_id *mh = record_sketch(c, n);
 	sqlite3_exec(r->db, "SAVEPOINT put", NULL, NULL, NULL);
-	for (size_t i = 0; i < n; i++)
-		pend_add(r, &c[i].id);
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_blob(r->add_known, 1, c[i].id.b, HASH_LEN, SQLITE_STATIC);
+		sqlite3_step(r->add_known);
+		sqlite3_reset(r->add_known);
+	}
 	sqlite3_bind_blob(r->put, 8, digest.b, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(r->put, 9, blob, (int)(n * REC_ENTRY), SQLITE_STATIC);
 	sqlite3_bind_blob(r->put, 1, path, (int)strlen(path), SQLITE_STATIC);
@@ -323,8 +248,6 @@ int record_known(struct record *r, const struct hash_id *id)
 	int k;
 	if (!r)
 		return 0;
-	if (pend_has(r, id))
-		return 1;
 	sqlite3_bind_blob(r->known, 1, id->b, HASH_LEN, SQLITE_STATIC);
 	k = sqlite3_step(r->known) == SQLITE_ROW;
 	sqlite3_reset(r->known);

@@ -15,10 +15,6 @@
  * about chunks it was never given, and commits a delta against the list
  * (or against another file with the same list: a copy).
  *
- * The ids of chunks given to the server wait in memory (up to 8,192) and
- * go to the table together, at record_close() at the latest: record_known
- * sees them all the same. A crash loses them, which costs a query.
- *
  * The record is a hint, written without fsync: losing it costs hashing
  * and bytes, never correctness (mirrord checks every chunk and list digest
  * and answers 409 when a hint was wrong). Used by the uploader thread only (one connection).
