@@ -16,6 +16,8 @@
 
 #include "ofile.h"
 
+struct record_known; /* record.h */
+
 struct queue;
 struct links;
 struct uploader;
@@ -76,6 +78,9 @@ struct mirror {
 	struct queue *q;      /* owned */
 	struct ofiles ofiles; /* open files */
 	struct links *links;  /* owned */
+	struct record_known *known; /* owned, may be NULL: chunk ids given to
+				     * the server, shared by the uploaders'
+				     * records (record.h) */
 	struct uploader *up;  /* owned; started in the FUSE init callback */
 	struct qstore *qs;    /* owned; durable copy of q */
 

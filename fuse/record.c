@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,147 @@ struct record {
 	sqlite3 *db;
 	sqlite3_stmt *put, *get, *forget, *list, *digest, *known, *add_known;
 	sqlite3_stmt *similar, *move, *mh;
+	struct record_known *shared; /* borrowed, or NULL: ids inserted at once */
 };
+
+#define KNOWN_PEND_MAX 8192
+#define KNOWN_SLOTS (2 * KNOWN_PEND_MAX) /* a power of two */
+
+struct record_known {
+	pthread_mutex_t lock;  /* guards the rest */
+	struct hash_id *pend;  /* owned, KNOWN_PEND_MAX */
+	uint32_t *slot;        /* owned, KNOWN_SLOTS: index into pend + 1, or 0 */
+	size_t npend;
+};
+
+struct record_known *record_known_new(void)
+{
+	struct record_known *k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	k->pend = malloc(KNOWN_PEND_MAX * sizeof(*k->pend));
+	k->slot = calloc(KNOWN_SLOTS, sizeof(*k->slot));
+	if (!k->pend || !k->slot || pthread_mutex_init(&k->lock, NULL) != 0) {
+		free(k->pend);
+		free(k->slot);
+		free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void record_known_free(struct record_known *k)
+{
+	if (!k)
+		return;
+	pthread_mutex_destroy(&k->lock);
+	free(k->pend);
+	free(k->slot);
+	free(k);
+}
+
+void record_share_known(struct record *r, struct record_known *k)
+{
+	if (r)
+		r->shared = k;
+}
+
+static size_t known_slot(const struct hash_id *id)
+{
+	uint64_t h;
+	memcpy(&h, id->b, sizeof(h)); /* ids are uniformly random */
+	return (size_t)(h & (KNOWN_SLOTS - 1));
+}
+
+/* Under k's lock: 1 if id waits in k. */
+static int set_has(const struct record_known *k, const struct hash_id *id)
+{
+	if (!k->npend)
+		return 0;
+	for (size_t i = known_slot(id); k->slot[i]; i = (i + 1) & (KNOWN_SLOTS - 1))
+		if (memcmp(k->pend[k->slot[i] - 1].b, id->b, HASH_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+/* Under k's lock, with room in k and id not in it: add id. */
+static void set_add(struct record_known *k, const struct hash_id *id)
+{
+	size_t i = known_slot(id);
+	while (k->slot[i])
+		i = (i + 1) & (KNOWN_SLOTS - 1);
+	k->pend[k->npend] = *id;
+	k->slot[i] = (uint32_t)++k->npend;
+}
+
+/* Insert ids[0..n) into r's table, in one savepoint. */
+static void insert_known(struct record *r, const struct hash_id *ids, size_t n)
+{
+	sqlite3_exec(r->db, "SAVEPOINT kn", NULL, NULL, NULL);
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_blob(r->add_known, 1, ids[i].b, HASH_LEN, SQLITE_STATIC);
+		sqlite3_step(r->add_known);
+		sqlite3_reset(r->add_known);
+	}
+	sqlite3_exec(r->db, "RELEASE kn", NULL, NULL, NULL);
+}
+
+/* If r's shared set holds at least min ids (min >= 1), write them through
+ * r. The set is emptied under its lock and written outside it: SQLite may
+ * wait for another connection's transaction, whose thread may need the
+ * set meanwhile (until the write ends, those ids read as unknown: a query
+ * at worst). */
+static void known_drain(struct record *r, size_t min)
+{
+	struct record_known *k = r->shared;
+	struct hash_id *fresh = malloc(KNOWN_PEND_MAX * sizeof(*fresh));
+	pthread_mutex_lock(&k->lock);
+	if (k->npend < min) {
+		pthread_mutex_unlock(&k->lock);
+		free(fresh);
+		return;
+	}
+	if (!fresh) { /* no memory for a swap: written under the lock */
+		insert_known(r, k->pend, k->npend);
+	} else {
+		struct hash_id *full = k->pend;
+		size_t n = k->npend;
+		k->pend = fresh;
+		fresh = NULL;
+		k->npend = 0;
+		memset(k->slot, 0, KNOWN_SLOTS * sizeof(*k->slot));
+		pthread_mutex_unlock(&k->lock);
+		insert_known(r, full, n);
+		free(full);
+		return;
+	}
+	k->npend = 0;
+	memset(k->slot, 0, KNOWN_SLOTS * sizeof(*k->slot));
+	pthread_mutex_unlock(&k->lock);
+}
+
+/* The n chunks c were given to the server. */
+static void note_known(struct record *r, const struct proto_chunk *c, size_t n)
+{
+	struct record_known *k = r->shared;
+	if (!k) {
+		for (size_t i = 0; i < n; i++) {
+			sqlite3_bind_blob(r->add_known, 1, c[i].id.b, HASH_LEN, SQLITE_STATIC);
+			sqlite3_step(r->add_known);
+			sqlite3_reset(r->add_known);
+		}
+		return;
+	}
+	for (size_t i = 0; i < n;) {
+		pthread_mutex_lock(&k->lock);
+		for (; i < n && k->npend < KNOWN_PEND_MAX; i++)
+			if (!set_has(k, &c[i].id))
+				set_add(k, &c[i].id);
+		pthread_mutex_unlock(&k->lock);
+		if (i < n)
+			known_drain(r, KNOWN_PEND_MAX);
+	}
+}
 
 /* Lists are stored as proto_list_pack() writes them. */
 #define REC_ENTRY PROTO_LIST_ENTRY
@@ -95,6 +236,8 @@ void record_close(struct record *r)
 {
 	if (!r)
 		return;
+	if (r->shared && r->add_known)
+		known_drain(r, 1);
 	sqlite3_finalize(r->put);
 	sqlite3_finalize(r->get);
 	sqlite3_finalize(r->forget);
@@ -119,11 +262,7 @@ void record_put(struct record *r, const char *path, const struct stat *st,
 	proto_list_digest(c, n, &digest);
 	const struct hash_id *mh = record_sketch(c, n);
 	sqlite3_exec(r->db, "SAVEPOINT put", NULL, NULL, NULL);
-	for (size_t i = 0; i < n; i++) {
-		sqlite3_bind_blob(r->add_known, 1, c[i].id.b, HASH_LEN, SQLITE_STATIC);
-		sqlite3_step(r->add_known);
-		sqlite3_reset(r->add_known);
-	}
+	note_known(r, c, n);
 	sqlite3_bind_blob(r->put, 8, digest.b, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(r->put, 9, blob, (int)(n * REC_ENTRY), SQLITE_STATIC);
 	sqlite3_bind_blob(r->put, 1, path, (int)strlen(path), SQLITE_STATIC);
@@ -248,6 +387,13 @@ int record_known(struct record *r, const struct hash_id *id)
 	int k;
 	if (!r)
 		return 0;
+	if (r->shared) {
+		pthread_mutex_lock(&r->shared->lock);
+		k = set_has(r->shared, id);
+		pthread_mutex_unlock(&r->shared->lock);
+		if (k)
+			return 1;
+	}
 	sqlite3_bind_blob(r->known, 1, id->b, HASH_LEN, SQLITE_STATIC);
 	k = sqlite3_step(r->known) == SQLITE_ROW;
 	sqlite3_reset(r->known);

@@ -29,6 +29,22 @@
 
 struct record;
 
+/* The ids of chunks given to the server that wait in memory to be
+ * written (up to 8,192), shared by the records of one client (one per
+ * uploader and helper), so that what one gave, the others know at once.
+ * Inserted with each file's record, the random ids dirtied a page of the
+ * table each: the first upload of 1 GiB made mirrorfs write about 100,000
+ * times. A crash loses what waits: a hint, which costs a query. */
+struct record_known;
+/* A new, empty set, or NULL (ENOMEM). */
+struct record_known *record_known_new(void);
+/* Free k, once every record that used it is closed. Accepts NULL. */
+void record_known_free(struct record_known *k);
+/* r notes the ids it gives in k (borrowed, must outlive r) instead of
+ * inserting them at once; record_known() looks there first; the one that
+ * fills k, and record_close(), write what waits. */
+void record_share_known(struct record *r, struct record_known *k);
+
 /* Open (create) dir/synced.db. Returns 0 and *out (close with
  * record_close) or a negative errno. */
 int record_open(const char *dir, struct record **out);

@@ -25,6 +25,7 @@
 #include "proto.h"
 #include "qstore.h"
 #include "queue.h"
+#include "record.h"
 #include "token.h"
 #include "uploader.h"
 
@@ -320,6 +321,7 @@ int setup_mirror(struct mirror *m, const char *state_opt, const char *avoid, con
 	m->links = links_new();
 	if (!m->q || !m->links)
 		return -1;
+	m->known = record_known_new(); /* NULL: each record inserts at once */
 	ofiles_init(&m->ofiles, m->q);
 	if ((r = qstore_open(m->state_dir, &m->qs, why, sizeof(why))) < 0) {
 		fprintf(stderr, "%s: cannot open the queue in '%s': %s\n", setup_prog,
@@ -371,6 +373,8 @@ void setup_release(struct mirror *m)
 		pthread_mutex_destroy(&m->stats_lock);
 	}
 	links_free(m->links);
+	record_known_free(m->known); /* after setup_stop: every record is closed */
+	m->known = NULL;
 	free(m->backing);
 	free(m->mountpoint);
 	free(m->server);

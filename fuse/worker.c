@@ -28,6 +28,7 @@ int worker_init(struct worker *w, struct mirror *m)
 		log_warn("%s/record.db: cannot keep the record of sent files", m->state_dir);
 		w->rec = NULL; /* reconciliation then hashes more */
 	}
+	record_share_known(w->rec, m->known);
 	int r = http_init(&w->http, m->server, m->client_id);
 	if (r == 0 && (r = http_set_auth(&w->http, m->token, m->cacert)) < 0)
 		http_release(&w->http);

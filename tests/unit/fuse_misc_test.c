@@ -255,6 +255,70 @@ static void test_record_known_read(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* Rows of record.db's known table in dir, read by a connection of its own. */
+static int known_rows(const char *dir)
+{
+	char db[PATH_MAX];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *s = NULL;
+	int n = -1;
+	snprintf(db, sizeof(db), "%s/record.db", dir);
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, "SELECT count(*) FROM known", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+	return n;
+}
+
+/* Two records (two uploaders) sharing a set of known ids: what one gave,
+ * the other knows at once, while it waits in memory; the one that fills
+ * the set (8,192 ids) writes them, and closing writes the rest; an id
+ * given twice is one row. */
+static void test_record_known_shared(void)
+{
+	char dir[] = "/tmp/mirrorfs-rec.XXXXXX";
+	struct record *a, *b;
+	struct stat st = { .st_ino = 9, .st_size = 1 };
+	const size_t n = 9000;
+	struct proto_chunk *c = calloc(n, sizeof(*c));
+	struct record_known *k = record_known_new();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+	for (size_t i = 0; i < n; i++) {
+		hash_buf(&i, sizeof(i), &c[i].id);
+		c[i].len = 1;
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	CU_ASSERT_EQUAL_FATAL(record_open(dir, &a), 0);
+	CU_ASSERT_EQUAL_FATAL(record_open(dir, &b), 0);
+	record_share_known(a, k);
+	record_share_known(b, k);
+	record_put(a, "x", &st, c, 3);
+	record_put(b, "y", &st, c, 3); /* the same ids again */
+	CU_ASSERT_EQUAL(known_rows(dir), 0);
+	CU_ASSERT_TRUE(record_known(b, &c[2].id));
+	CU_ASSERT_FALSE(record_known(b, &c[3].id));
+	record_put(a, "big", &st, c, n);
+	CU_ASSERT_EQUAL(known_rows(dir), 8192); /* the first 8,192 went */
+	for (size_t i = 0; i < n; i += 997)
+		CU_ASSERT_TRUE(record_known(b, &c[i].id));
+	CU_ASSERT_TRUE(record_known(b, &c[n - 1].id));
+	record_close(a);
+	CU_ASSERT_EQUAL(known_rows(dir), (int)n);
+	record_close(b);
+	record_known_free(k);
+	CU_ASSERT_EQUAL_FATAL(record_open(dir, &a), 0);
+	CU_ASSERT_TRUE(record_known(a, &c[n - 1].id));
+	CU_ASSERT_TRUE(record_known(a, &c[0].id));
+	record_close(a);
+	free(c);
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 /* record_forget and record_rename take a path and what is beneath it,
  * and nothing else: not the names that only start the same ("ab", "a0",
  * "a.b", bytes above '/' and below it); "" is everything. */
@@ -376,7 +440,8 @@ int suite_fuse_misc(void)
 	    !CU_add_test(s, "record_open_together", test_record_open_together) ||
 	    !CU_add_test(s, "record_rename_similar", test_record_rename_similar) ||
 	    !CU_add_test(s, "record_forget_prefix", test_record_forget_prefix) ||
-	    !CU_add_test(s, "record_known_read", test_record_known_read))
+	    !CU_add_test(s, "record_known_read", test_record_known_read) ||
+	    !CU_add_test(s, "record_known_shared", test_record_known_shared))
 		return CU_get_error();
 	return 0;
 }
