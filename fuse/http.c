@@ -194,6 +194,10 @@ static size_t to_buf(char *ptr, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+/* curl copies a body into a buffer of this size and sends it from there:
+ * with its default of 64 KiB, a 1 MiB upload body took 16 sends. */
+#define HTTP_UPLOAD_BUFFER (512L * 1024)
+
 /* Common options for one request. */
 static int setup(struct http *h, const char *method, const char *target,
 		 struct curl_slist **extra, uint64_t seq)
@@ -209,6 +213,7 @@ static int setup(struct http *h, const char *method, const char *target,
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, h->timeout_s);
 	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, HTTP_UPLOAD_BUFFER);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->err);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	/* curl's defaults, stated: an https server must prove who it is. */
