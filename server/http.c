@@ -135,10 +135,25 @@ static enum MHD_Result queue(struct req *q, struct MHD_Connection *c, unsigned s
 	return r;
 }
 
+/* A request failed for want of space: make some from uploads clients gave
+ * up on, so that the retry may succeed (store.h, store_reclaim). */
+static void disk_full(struct http_server *s)
+{
+	long long now = (long long)time(NULL), last = atomic_load(&s->reclaimed_at);
+	if (now == last || !atomic_compare_exchange_strong(&s->reclaimed_at, &last, now))
+		return;
+	int n = store_reclaim(s->cfg.store, HTTP_RECLAIM_IDLE);
+	if (n > 0)
+		log_info("disk full: dropped %d chunks of uploads idle for %d s", n,
+			 HTTP_RECLAIM_IDLE);
+}
+
 static enum MHD_Result queue_buf(struct req *q, struct MHD_Connection *c, unsigned status,
 				 struct buf *b, const char *ctype, const char *extra_header,
 				 const char *extra_value)
 {
+	if (status == MHD_HTTP_INSUFFICIENT_STORAGE)
+		disk_full(q->s);
 	size_t len;
 	char *text = buf_detach(b, &len); /* handed to MHD, which frees it */
 	if (!text)
@@ -833,6 +848,8 @@ static void op_metrics(struct http_server *s, const struct proto_op *op, int r,
 		       const struct apply_result *res, uint64_t ns)
 {
 	metrics_apply_time(s->metrics, ns);
+	if (r == -ENOSPC || r == -EDQUOT)
+		disk_full(s); /* also for an op of a bundle, answered 200 */
 	if (r == 0 && !res->replayed && op->kind == OP_FILE && op->base_path)
 		metrics_add(s->metrics, M_BYTES_SAVED, delta_kept(op));
 }

@@ -58,6 +58,9 @@
 #define HTTP_CONN_MEMORY (256 * 1024)
 /* Request line and headers (HTTP_CONN_MEMORY no longer bounds them). */
 #define HTTP_HEADER_MAX (16 * 1024)
+/* On ENOSPC, stages idle this long are deleted (store_reclaim), at most
+ * once a second. */
+#define HTTP_RECLAIM_IDLE 10
 
 struct http_cfg {
 	int rootfd;             /* borrowed O_RDONLY|O_DIRECTORY fd of DIR */
@@ -83,6 +86,7 @@ struct http_server {
 	struct metrics *metrics;  /* owned */
 	struct guard *guard;      /* owned */
 	atomic_int starting;      /* libmicrohttpd's messages are errors while starting */
+	atomic_llong reclaimed_at; /* time() of the last store_reclaim() */
 };
 
 /* Start serving on listen_fd (a bound, listening TCP socket; on success

@@ -492,7 +492,15 @@ int store_remove(struct store *s, const struct hash_id *id)
 	return 0;
 }
 
-int store_gc(struct store *s, time_t max_age)
+/* Under the lock: 1 if stage p is one nobody took and nobody put into
+ * since limit. */
+static int stage_idle(const struct store_pack *p, time_t limit)
+{
+	return p->stage && !p->taken && p->at < limit && !p->pins;
+}
+
+/* store_gc(), or with stages_only, store_reclaim(). */
+static int collect(struct store *s, time_t max_age, int stages_only)
 {
 	time_t limit = time(NULL) - max_age;
 	int n = 0;
@@ -500,8 +508,7 @@ int store_gc(struct store *s, time_t max_age)
 	for (size_t i = 0; i < s->nb; i++)
 		for (struct store_entry *e = s->tab[i], *next; e; e = next) {
 			next = e->next;
-			if (e->at < limit || (e->pack->stage && !e->pack->taken &&
-					       e->pack->at < limit && !e->pack->pins)) {
+			if ((!stages_only && e->at < limit) || stage_idle(e->pack, limit)) {
 				drop_entry(s, e);
 				n++;
 			}
@@ -509,11 +516,21 @@ int store_gc(struct store *s, time_t max_age)
 	/* Stages nobody took (the client gave up on that upload). */
 	for (struct store_pack *p = s->packs, *next; p; p = next) {
 		next = p->next;
-		if (p->stage && !p->taken && p->at < limit && !p->pins && !p->live)
+		if (stage_idle(p, limit) && !p->live)
 			pack_free(s, p);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+int store_gc(struct store *s, time_t max_age)
+{
+	return collect(s, max_age, 0);
+}
+
+int store_reclaim(struct store *s, time_t idle)
+{
+	return collect(s, idle, 1);
 }
 
 int store_locate(struct store *s, const struct hash_id *id, char *name, size_t len, off_t *off)

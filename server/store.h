@@ -133,6 +133,14 @@ int store_remove(struct store *s, const struct hash_id *id);
  * committed). Returns the number dropped. */
 int store_gc(struct store *s, time_t max_age);
 
+/* The disk is full: delete the stages nobody took and nobody put into for
+ * idle seconds (uploads a client gave up on: a file that changed while it
+ * was read leaves its stage, which store_gc() would keep for a day; a few
+ * of them filled a small disk for good, t_enospc/poll). A stage still in
+ * use that is dropped costs its client a 409 and a resend. Returns the
+ * number of chunks dropped. */
+int store_reclaim(struct store *s, time_t idle);
+
 /* For tests: where id's bytes are (pack or stage file name relative to
  * the chunks folder, and offset), and moving its arrival time (and its
  * stage's last put). 0 or -ENOENT. */

@@ -2,7 +2,11 @@
 # t_enospc: the server's disk fills up. mirrord answers 507, nothing
 # half-written becomes visible in DIR, the client keeps the change and
 # retries; once space is freed (by a delete through the mount), the mirror
-# converges. DIR and mirrord's state live on a small tmpfs.
+# converges. DIR and mirrord's state live on a small tmpfs. Part of the
+# space is held by an upload its client gave up on (24 MiB staged with
+# curl, never committed), and the client's own failed attempts leave
+# stages too: mirrord must reclaim them once they are idle (store.h,
+# store_reclaim; they used to stay a day, and the mirror never converged).
 #
 # timeout: 600
 
@@ -24,6 +28,28 @@ step "20 MiB fits"
 head -c $((20 << 20)) /dev/urandom >"$M/a"
 sync_mirror
 $TREECMP "$T/backing" "$T/fs/dir" >/dev/null || fail "mirror differs after the first file"
+
+step "an upload given up on: 24 MiB staged, never committed"
+# staged frames (PROTOCOL.md): id, raw length, wire length (u32 BE), the
+# chunk's offset (u64 BE), the bytes
+be() { printf "%0${2}x" "$1" | xxd -r -p; }
+: >"$T/frames"
+for i in $(seq 0 23); do
+	head -c $((1 << 20)) /dev/urandom >"$T/piece"
+	{
+		b2sum -l 256 "$T/piece" | cut -d' ' -f1 | xxd -r -p
+		be $((1 << 20)) 8
+		be $((1 << 20)) 8
+		be $((i << 20)) 16
+		cat "$T/piece"
+	} >>"$T/frames"
+done
+stage=$(head -c 16 /dev/urandom | xxd -p | tr -d '\n')
+code=$(timeout 60 curl -s -o "$T/stage.out" -w '%{http_code}' -X POST \
+	-H 'Content-Type: application/octet-stream' -H "X-Mirror-Stage: $stage" \
+	--data-binary "@$T/frames" "http://127.0.0.1:$(cat "$T/port")/v1/chunks")
+[[ $code == 200 ]] || fail "the staged upload answered $code: $(head -c 300 "$T/stage.out")"
+rm -f "$T/frames" "$T/piece"
 
 step "another 30 MiB does not"
 head -c $((30 << 20)) /dev/urandom >"$M/b"

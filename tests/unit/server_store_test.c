@@ -174,6 +174,41 @@ static void test_stage(void)
 	sfx_teardown(&f);
 }
 
+/* store_reclaim: stages nobody took and nobody put into for the idle
+ * time go, with their chunks and files; chunks in packs (an upload whose
+ * commit is still to come) and taken stages stay. */
+static void test_reclaim(void)
+{
+	struct sfx f;
+	CU_ASSERT_FATAL(sfx_setup(&f, 0, 0) == 0);
+	uint8_t t1[STORE_STAGE_TOKEN], t2[STORE_STAGE_TOKEN];
+	memset(t1, 1, sizeof(t1));
+	memset(t2, 2, sizeof(t2));
+	struct hash_id a, b, c;
+	hash_buf("aaaa", 4, &a);
+	hash_buf("bbbbbb", 6, &b);
+	hash_buf("cc", 2, &c);
+	CU_ASSERT_EQUAL(store_stage_put(&f.store, t1, 0, &a, "aaaa", 4), 0);
+	CU_ASSERT_EQUAL(store_stage_put(&f.store, t2, 0, &b, "bbbbbb", 6), 0);
+	CU_ASSERT_EQUAL(store_put(&f.store, &c, "cc", 2), 0);
+	int fd;
+	struct store_placed *pl;
+	size_t n;
+	CU_ASSERT_EQUAL(store_stage_take(&f.store, t2, f.tmp.fd, "taken", &fd, &pl, &n), 0);
+	close(fd);
+	free(pl);
+	/* nothing is idle for a day */
+	CU_ASSERT_EQUAL(store_reclaim(&f.store, 86400), 0);
+	CU_ASSERT_TRUE(store_has(&f.store, &a));
+	/* everything is idle since a second from now: only the stage nobody took */
+	CU_ASSERT_EQUAL(store_reclaim(&f.store, -1), 1);
+	CU_ASSERT_FALSE(store_has(&f.store, &a));
+	CU_ASSERT_TRUE(store_has(&f.store, &b));
+	CU_ASSERT_TRUE(store_has(&f.store, &c));
+	CU_ASSERT_EQUAL(store_stage_take(&f.store, t1, f.tmp.fd, "t1", &fd, &pl, &n), -ENOENT);
+	sfx_teardown(&f);
+}
+
 /* At most STORE_STAGES_MAX stages: the chunks of one more go to a pack.
  * A stage nobody takes is collected with its file. */
 static void test_stage_limits(void)
@@ -223,6 +258,7 @@ int suite_server_store(void)
 	    !CU_add_test(s, "damaged chunks are dropped", test_damaged) ||
 	    !CU_add_test(s, "gc of stale chunks", test_gc) ||
 	    !CU_add_test(s, "stages", test_stage) ||
+	    !CU_add_test(s, "reclaim of idle stages", test_reclaim) ||
 	    !CU_add_test(s, "stage limits and gc", test_stage_limits))
 		return CU_get_error();
 	return 0;
