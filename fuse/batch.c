@@ -395,7 +395,8 @@ static int probe(struct batch *b, const uint8_t *p, uint32_t len)
  * probed compressed (random data, media): the body goes plain, since
  * compressing it costs more CPU than the JSON's few bytes save (first
  * upload of bench.sh's incompressible tree: zstd was 13 % of mirrorfs's
- * CPU), and such bytes are no use as context to the stream. With refs (mirrord says "refs"), the frames are
+ * CPU), and such bytes are no use as context to the stream. With refs
+ * (mirrord says "refs"), the frames are
  * short and the commits name those chunks by frame position: the server
  * hashes every chunk it receives anyway, and an id costs 32 bytes in the
  * frame and about as much again, as hex that compresses badly, in the

@@ -90,15 +90,20 @@ static void set_add(struct record_known *k, const struct hash_id *id)
 	k->slot[i] = (uint32_t)++k->npend;
 }
 
+/* Insert id into r's table. */
+static void insert_one(struct record *r, const struct hash_id *id)
+{
+	sqlite3_bind_blob(r->add_known, 1, id->b, HASH_LEN, SQLITE_STATIC);
+	sqlite3_step(r->add_known);
+	sqlite3_reset(r->add_known);
+}
+
 /* Insert ids[0..n) into r's table, in one savepoint. */
 static void insert_known(struct record *r, const struct hash_id *ids, size_t n)
 {
 	sqlite3_exec(r->db, "SAVEPOINT kn", NULL, NULL, NULL);
-	for (size_t i = 0; i < n; i++) {
-		sqlite3_bind_blob(r->add_known, 1, ids[i].b, HASH_LEN, SQLITE_STATIC);
-		sqlite3_step(r->add_known);
-		sqlite3_reset(r->add_known);
-	}
+	for (size_t i = 0; i < n; i++)
+		insert_one(r, &ids[i]);
 	sqlite3_exec(r->db, "RELEASE kn", NULL, NULL, NULL);
 }
 
@@ -117,23 +122,19 @@ static void known_drain(struct record *r, size_t min)
 		free(fresh);
 		return;
 	}
-	if (!fresh) { /* no memory for a swap: written under the lock */
-		insert_known(r, k->pend, k->npend);
-	} else {
-		struct hash_id *full = k->pend;
-		size_t n = k->npend;
-		k->pend = fresh;
-		fresh = NULL;
-		k->npend = 0;
-		memset(k->slot, 0, KNOWN_SLOTS * sizeof(*k->slot));
-		pthread_mutex_unlock(&k->lock);
+	struct hash_id *full = k->pend;
+	size_t n = k->npend;
+	if (!fresh) /* no memory for a swap: written under the lock */
 		insert_known(r, full, n);
-		free(full);
-		return;
-	}
+	else
+		k->pend = fresh;
 	k->npend = 0;
 	memset(k->slot, 0, KNOWN_SLOTS * sizeof(*k->slot));
 	pthread_mutex_unlock(&k->lock);
+	if (fresh) {
+		insert_known(r, full, n);
+		free(full);
+	}
 }
 
 /* The n chunks c were given to the server. */
@@ -141,11 +142,8 @@ static void note_known(struct record *r, const struct proto_chunk *c, size_t n)
 {
 	struct record_known *k = r->shared;
 	if (!k) {
-		for (size_t i = 0; i < n; i++) {
-			sqlite3_bind_blob(r->add_known, 1, c[i].id.b, HASH_LEN, SQLITE_STATIC);
-			sqlite3_step(r->add_known);
-			sqlite3_reset(r->add_known);
-		}
+		for (size_t i = 0; i < n; i++)
+			insert_one(r, &c[i].id);
 		return;
 	}
 	for (size_t i = 0; i < n;) {
