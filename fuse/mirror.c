@@ -21,9 +21,3 @@ void mirror_error(struct mirror *m, const char *path, const char *fmt, ...)
 	m->stats.last_error_at = time(NULL);
 	pthread_mutex_unlock(&m->stats_lock);
 }
-
-int mirror_is_hidden(const char *path)
-{
-	const char *b = strrchr(path, '/');
-	return strncmp(b ? b + 1 : path, MIRROR_HIDDEN_PREFIX, sizeof(MIRROR_HIDDEN_PREFIX) - 1) == 0;
-}

@@ -93,15 +93,6 @@ struct mirror {
 	int64_t pending_bytes_at;
 };
 
-/* libfuse's high-level API, which mirrorfs used before fs.c moved to the
- * low-level one, kept a file unlinked while open under a hidden name
- * (".fuse_hidden...") until it was closed; a crash left such files in
- * BACKING. 1 if path's last component is such a name: reconciliation
- * skips them (changes made through the mount are mirrored whatever the
- * name). */
-#define MIRROR_HIDDEN_PREFIX ".fuse_hidden"
-int mirror_is_hidden(const char *path);
-
 /* Record a failure for status and the log: one line naming path and reason. */
 void mirror_error(struct mirror *m, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -12,7 +12,10 @@
 #   - mirrord SIGKILLed while a large file is in flight;
 #   - mirrorfs SIGKILLed with changes pending, then mounted again;
 #   - unmount with changes pending while the server is down;
-#   - a rename after all those remounts is applied (not taken for a replay).
+#   - a rename after all those remounts is applied (not taken for a replay);
+#   - files named like libfuse's hidden ones (".fuse_hidden...") are files
+#     like any other: mirrored from BACKING, and never deleted on the
+#     server by the reconciliation at mount.
 # `mirrorfs sync` is expected to cover the reconciliation at mount too.
 #
 # timeout: 600
@@ -52,13 +55,18 @@ for i in $(seq 1 12); do
 	touch -d "2010-01-$((i + 10)) 10:00:00.$i" "$B/many/d$i/sub" "$B/many/d$i"
 	((i % 3 == 0)) && chmod 0555 "$B/many/d$i/sub" "$B/many/d$i"
 done
+echo "not libfuse's" >"$B/.fuse_hidden00000001deadbeef"
 mount_mirrorfs
 sync_mirror
 check_trees "pre-filled BACKING"
+echo "made through the mount" >"$M/many/d1/.fuse_hidden0000000300000003"
+sync_mirror
+check_trees "a .fuse_hidden name made through the mount"
 
 step "changes made in BACKING while unmounted"
 unmount_mirrorfs
 echo "added offline" >"$B/offline-new"
+echo "also not libfuse's" >"$B/docs/.fuse_hidden0000000200000002"
 echo "modified offline" >>"$B/README"
 rm "$B/docs/deep/er/file"
 rm -r "$B/empty"
