@@ -118,8 +118,16 @@ fallback:
 	 * behind its back): make both names match BACKING instead. */
 	log_debug("rename %s -> %s: falling back to a full sync", e->path, e->path2);
 	r = reconcile_tree(w, e->path2);
-	if (r == SEND_OK)
-		r = reconcile_tree(w, e->path);
+	if (r == SEND_RETRY)
+		return r;
+	/* The old name too, even when the new one was refused: it must not
+	 * stay on the server. The first failure is the one reported. */
+	char why[sizeof(w->why)];
+	memcpy(why, w->why, sizeof(why));
+	enum send_result r1 = reconcile_tree(w, e->path);
+	if (r1 == SEND_RETRY || r == SEND_OK)
+		return r1;
+	memcpy(w->why, why, sizeof(why));
 	return r;
 }
 

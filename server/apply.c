@@ -90,6 +90,16 @@ static void remove_aside(struct apply_ctx *ctx, const char *aside)
 			 aside, strerror(-r));
 }
 
+/* fsync *fd (a folder opened with resolve_open_rd) and close it. Returns 0
+ * or a negative errno. */
+static int fsync_close(int *fd)
+{
+	int r = fsync(*fd) < 0 ? -errno : 0;
+	close(*fd);
+	*fd = -1;
+	return r;
+}
+
 /*
  * Move tmp/tname to pfd/base, replacing whatever is there. is_dir: the new
  * object is a folder. Call under ns_lock with pfd lifted.
@@ -773,7 +783,7 @@ static int op_mkdir(struct apply_ctx *ctx, const struct proto_op *op)
 	struct resolve_lift pl = RESOLVE_LIFT_INIT;
 	struct stat st;
 	const char *base;
-	int pfd = -1, dfd = -1, replaced = 0, r;
+	int pfd = -1, dfd = -1, sfd = -1, replaced = 0, r;
 
 	if (op->path[0] == '\0')
 		return op_root(ctx, op);
@@ -813,10 +823,13 @@ static int op_mkdir(struct apply_ctx *ctx, const struct proto_op *op)
 	int e = resolve_fsync_dir(dfd);
 	if (e < 0 && e != -EACCES)
 		r = e;
+	/* Opened while lifted: the fsync does not care about the mode. */
+	if (r == 0)
+		r = resolve_open_rd(pfd, &sfd);
 	resolve_unlift(&pl);
 	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
 	if (r == 0)
-		r = resolve_fsync_dir(pfd);
+		r = fsync_close(&sfd);
 	if (r == 0 && replaced && ctx->state)
 		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
 out:
@@ -824,6 +837,8 @@ out:
 	if (tname[0])
 		unlinkat(ctx->tmp->fd, tname, AT_REMOVEDIR);
 	ns_unlock(ctx);
+	if (sfd >= 0)
+		close(sfd);
 	if (dfd >= 0)
 		close(dfd);
 	if (pfd >= 0)
@@ -838,7 +853,7 @@ static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
 	struct resolve_lift pl = RESOLVE_LIFT_INIT;
 	struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT }, op->mtime };
 	const char *base;
-	int pfd = -1, placed = 0, r;
+	int pfd = -1, sfd = -1, placed = 0, r;
 
 	/* Built in tmp, mtime included (a rename does not change a
 	 * non-folder's mtime), then renamed over whatever is at path. */
@@ -856,14 +871,19 @@ static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
 	    (r = place(ctx, tname, pfd, base, 0, aside)) < 0)
 		goto out;
 	placed = 1;
+	/* Opened while lifted: the fsync does not care about the mode. */
+	r = resolve_open_rd(pfd, &sfd);
 	resolve_unlift(&pl);
 	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
-	r = resolve_fsync_dir(pfd);
+	if (r == 0)
+		r = fsync_close(&sfd);
 	if (r == 0 && ctx->state)
 		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
 out:
 	resolve_unlift(&pl);
 	ns_unlock(ctx);
+	if (sfd >= 0)
+		close(sfd);
 	if (!placed)
 		unlinkat(ctx->tmp->fd, tname, 0);
 	if (pfd >= 0)
@@ -882,24 +902,24 @@ static int op_delete_at(struct apply_ctx *ctx, const struct proto_op *op, int *s
 	struct resolve_lift pl = RESOLVE_LIFT_INIT, dl = RESOLVE_LIFT_INIT;
 	struct stat st;
 	const char *base;
-	int pfd = -1, r;
+	int pfd = -1, sfd = -1, r;
 
 	ns_lock(ctx);
-	r = resolve_parent(ctx->rootfd, op->path, 0, 0, &pfd, &base);
+	r = resolve_parent(ctx->rootfd, op->path, 0, ctx->lift, &pfd, &base);
 	if (is_absent(r)) {
 		r = 0; /* a parent is missing or not a folder: nothing to delete */
 		goto out;
 	}
-	if (r < 0)
+	if (r < 0 || (r = resolve_lift(pfd, ctx->lift, &pl)) < 0)
 		goto out;
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		r = errno == ENOENT ? 0 : -errno;
-		if (r == 0)
+		if (r == 0) {
+			resolve_unlift(&pl);
 			set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+		}
 		goto out;
 	}
-	if ((r = resolve_lift(pfd, ctx->lift, &pl)) < 0)
-		goto out;
 	if (S_ISDIR(st.st_mode)) {
 		/* Out of DIR in one atomic rename, removed from tmp later. */
 		int dfd = openat(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -922,19 +942,26 @@ static int op_delete_at(struct apply_ctx *ctx, const struct proto_op *op, int *s
 		r = -errno;
 		goto out;
 	}
+	/* Opened while lifted: the fsync does not care about the mode. */
+	r = resolve_open_rd(pfd, &sfd);
 	resolve_unlift(&pl);
 	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+	if (r < 0)
+		goto out;
 	if (syncfd) {
-		r = resolve_open_rd(pfd, syncfd);
+		*syncfd = sfd;
+		sfd = -1;
 		goto out;
 	}
-	r = resolve_fsync_dir(pfd);
+	r = fsync_close(&sfd);
 	if (r == 0 && ctx->state)
 		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
 out:
 	resolve_unlift(&dl);
 	resolve_unlift(&pl);
 	ns_unlock(ctx);
+	if (sfd >= 0)
+		close(sfd);
 	if (pfd >= 0)
 		close(pfd);
 	remove_aside(ctx, aside);
@@ -966,6 +993,7 @@ static int sync_meta(int pfd, const char *base, char type)
 
 static int op_meta(struct apply_ctx *ctx, const struct proto_op *op)
 {
+	struct resolve_lift pl = RESOLVE_LIFT_INIT;
 	struct stat st;
 	const char *base;
 	int pfd = -1, ofd = -1, r;
@@ -973,12 +1001,15 @@ static int op_meta(struct apply_ctx *ctx, const struct proto_op *op)
 	if (op->path[0] == '\0')
 		return op_root(ctx, op);
 	ns_lock(ctx);
-	r = resolve_parent(ctx->rootfd, op->path, 0, 0, &pfd, &base);
+	r = resolve_parent(ctx->rootfd, op->path, 0, ctx->lift, &pfd, &base);
 	if (r < 0) {
 		if (is_absent(r))
 			r = -ENOENT;
 		goto out;
 	}
+	/* Looking into the folder takes u+x (a folder made 0000). */
+	if ((r = resolve_lift(pfd, ctx->lift, &pl)) < 0)
+		goto out;
 	if (op->type == 'l') {
 		struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT }, op->mtime };
 		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -1016,6 +1047,7 @@ static int op_meta(struct apply_ctx *ctx, const struct proto_op *op)
 	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
 	r = sync_meta(pfd, base, op->type);
 out:
+	resolve_unlift(&pl);
 	ns_unlock(ctx);
 	if (ofd >= 0)
 		close(ofd);
@@ -1047,7 +1079,7 @@ static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
 	struct resolve_lift sl = RESOLVE_LIFT_INIT, xl = RESOLVE_LIFT_INIT;
 	struct stat fst, tst;
 	const char *fbase, *tbase;
-	int fpfd = -1, tpfd = -1, r, texists;
+	int fpfd = -1, tpfd = -1, fsfd = -1, tsfd = -1, r, texists;
 	int exchange = op->rflags == RENAME_F_EXCHANGE;
 	int replay = ctx->state && origin && origin->client[0] && origin->has_seq;
 	uint64_t last;
@@ -1069,12 +1101,17 @@ static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
 			goto out;
 		}
 	}
-	r = resolve_parent(ctx->rootfd, op->path, 0, 0, &fpfd, &fbase);
+	/* Write permission: both parents (lifted before anything looks into
+	 * them: a folder made 0000 refuses even that), and a folder that
+	 * changes parent (its ".." entry is rewritten). */
+	r = resolve_parent(ctx->rootfd, op->path, 0, ctx->lift, &fpfd, &fbase);
 	if (r < 0) {
 		if (is_absent(r))
 			r = -ENOENT;
 		goto out;
 	}
+	if ((r = resolve_lift(fpfd, ctx->lift, &fl)) < 0)
+		goto out;
 	if (fstatat(fpfd, fbase, &fst, AT_SYMLINK_NOFOLLOW) < 0) {
 		r = -errno;
 		goto out;
@@ -1085,6 +1122,8 @@ static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
 			r = -ENOENT;
 		goto out;
 	}
+	if ((r = resolve_lift(tpfd, ctx->lift, &tl)) < 0)
+		goto out;
 	texists = fstatat(tpfd, tbase, &tst, AT_SYMLINK_NOFOLLOW) == 0;
 	if (!texists && errno != ENOENT) {
 		r = -errno;
@@ -1098,11 +1137,7 @@ static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
 		r = -EEXIST;
 		goto out;
 	}
-	/* Write permission: both parents, and a folder that changes parent
-	 * (its ".." entry is rewritten). */
-	if ((r = resolve_lift(fpfd, ctx->lift, &fl)) < 0 ||
-	    (r = resolve_lift(tpfd, ctx->lift, &tl)) < 0 ||
-	    (r = lift_child(ctx, fpfd, fbase, &sl)) < 0 ||
+	if ((r = lift_child(ctx, fpfd, fbase, &sl)) < 0 ||
 	    (texists && (r = lift_child(ctx, tpfd, tbase, &xl)) < 0))
 		goto out;
 
@@ -1130,13 +1165,17 @@ static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
 			goto out;
 		}
 	}
+	/* Opened while lifted: the fsyncs do not care about the modes. */
+	r = resolve_open_rd(tpfd, &tsfd);
+	if (r == 0)
+		r = resolve_open_rd(fpfd, &fsfd);
 	resolve_unlift(&xl);
 	resolve_unlift(&sl);
 	resolve_unlift(&tl);
 	resolve_unlift(&fl);
 	set_pmtime(fpfd, op->has_pmtime, &op->pmtime, op->path);
 	set_pmtime(tpfd, op->has_pmtime2, &op->pmtime2, op->path2);
-	if ((r = resolve_fsync_dir(tpfd)) < 0 || (r = resolve_fsync_dir(fpfd)) < 0)
+	if (r < 0 || (r = fsync_close(&tsfd)) < 0 || (r = fsync_close(&fsfd)) < 0)
 		goto out;
 	if (ctx->state) {
 		int ir = state_index_rename(ctx->state, op->path, op->path2, exchange);
@@ -1154,6 +1193,10 @@ out:
 	resolve_unlift(&tl);
 	resolve_unlift(&fl);
 	ns_unlock(ctx);
+	if (fsfd >= 0)
+		close(fsfd);
+	if (tsfd >= 0)
+		close(tsfd);
 	if (fpfd >= 0)
 		close(fpfd);
 	if (tpfd >= 0)

@@ -101,16 +101,16 @@ static int make_one(int cur, const char *name, int *out)
 	return -EAGAIN;
 }
 
-int resolve_dir_make(int rootfd, const char *p, size_t len, int lift, int *out)
+/* The slow path of resolve_dir() and resolve_dir_make(): one component
+ * at a time, each folder on the way lifted for the moment it is looked
+ * into (an O_PATH fd of the next one, once open, needs nothing from its
+ * parent), and with make, what is missing created. */
+static int walk(int rootfd, const char *p, size_t len, int lift, int make, int *out)
 {
 	char buf[PATH_MAX_LEN + 1];
-	int r = resolve_dir(rootfd, p, len, out);
-	if (r != -ENOENT && r != -ENOTDIR && r != -ELOOP && r != -EACCES)
+	int r = copy_path(buf, p, len);
+	if (r < 0)
 		return r;
-	if ((r = copy_path(buf, p, len)) < 0)
-		return r;
-
-	/* Slow path: walk one component at a time, creating what is missing. */
 	int cur = openat2_beneath(rootfd, ".", O_PATH | O_DIRECTORY);
 	if (cur < 0)
 		return cur;
@@ -124,8 +124,12 @@ int resolve_dir_make(int rootfd, const char *p, size_t len, int lift, int *out)
 		struct resolve_lift l = RESOLVE_LIFT_INIT;
 		int next = -1;
 		r = resolve_lift(cur, lift, &l);
-		if (r == 0)
+		if (r == 0 && make) {
 			r = make_one(cur, s, &next);
+		} else if (r == 0) {
+			next = openat2_beneath(cur, s, O_PATH | O_DIRECTORY);
+			r = next < 0 ? next : 0;
+		}
 		resolve_unlift(&l);
 		close(cur);
 		if (r < 0)
@@ -140,12 +144,24 @@ done:
 	return 0;
 }
 
+int resolve_dir_make(int rootfd, const char *p, size_t len, int lift, int *out)
+{
+	int r = resolve_dir(rootfd, p, len, out);
+	if (r != -ENOENT && r != -ENOTDIR && r != -ELOOP && r != -EACCES)
+		return r;
+	return walk(rootfd, p, len, lift, 1, out);
+}
+
 int resolve_parent(int rootfd, const char *p, int make, int lift, int *pfd, const char **base)
 {
 	size_t plen = path_parent_len(p);
 	*base = path_base(p);
-	return make ? resolve_dir_make(rootfd, p, plen, lift, pfd)
-		    : resolve_dir(rootfd, p, plen, pfd);
+	if (make)
+		return resolve_dir_make(rootfd, p, plen, lift, pfd);
+	int r = resolve_dir(rootfd, p, plen, pfd);
+	if (r == -EACCES && lift)
+		r = walk(rootfd, p, plen, lift, 0, pfd); /* a folder without x on the way */
+	return r;
 }
 
 int resolve_lift(int dirfd, int lift, struct resolve_lift *l)

@@ -47,7 +47,10 @@ int resolve_dir_make(int rootfd, const char *p, size_t len, int lift, int *out);
 
 /* Split a non-root mirror path into its parent folder (opened with
  * resolve_dir, or resolve_dir_make if make) and its base name (a pointer
- * into p). Returns as resolve_dir(). */
+ * into p). Without make, folders on the way that refuse the walk (no u+x)
+ * are lifted for the moment if lift is set; nothing is created. The parent
+ * itself is not left lifted: callers that change or look into it lift it
+ * (resolve_lift) before they do. Returns as resolve_dir(). */
 __attribute__((warn_unused_result))
 int resolve_parent(int rootfd, const char *p, int make, int lift, int *pfd,
 		   const char **base);
@@ -82,13 +85,15 @@ int resolve_fd_chmod(int fd, mode_t mode);
 __attribute__((warn_unused_result))
 int resolve_fd_mtime(int fd, const struct timespec *mtime);
 
-/* fsync the folder dirfd refers to (opening it read-only for the purpose).
- * Returns 0 or a negative errno. */
+/* fsync the folder dirfd refers to (opening it read-only for the purpose:
+ * a folder without u+r must still be lifted). Returns 0 or a negative
+ * errno. */
 __attribute__((warn_unused_result))
 int resolve_fsync_dir(int dirfd);
 
-/* Open the folder dirfd refers to read-only (for a later fsync), into *out
- * (caller closes). Returns 0 or a negative errno. */
+/* Open the folder dirfd refers to read-only (for a later fsync, which the
+ * folder's mode no longer affects), into *out (caller closes). Returns 0
+ * or a negative errno. */
 __attribute__((warn_unused_result))
 int resolve_open_rd(int dirfd, int *out);
 

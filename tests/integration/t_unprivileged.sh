@@ -6,7 +6,8 @@
 # 0000, then later changes, renames and deletes things inside those folders
 # and replaces the read-only files (HAZARDS: "a folder with mode 0555 or 0500
 # on the client must not stop an unprivileged mirrord from changing what is
-# inside it later"). The mirror must match after each round.
+# inside it later"), and renames into, out of and within folders mode
+# 0000. The mirror must match after each round.
 # Needs root (skipped otherwise) and setpriv (util-linux).
 #
 # timeout: 300
@@ -71,6 +72,22 @@ chmod 0755 "$M/priv"
 chmod 0500 "$M/priv"
 sync_mirror
 check_trees "changes inside restrictive folders"
+
+step "round 2b: renames into, out of and within folders without access"
+echo "moves in" >"$M/moves-in"
+mkdir "$M/dir-moves-in"
+echo "inside" >"$M/dir-moves-in/f"
+sync_mirror
+mv "$M/moves-in" "$M/none/moved-in"
+mv "$M/dir-moves-in" "$M/none/deeper/dir-moved-in"
+mv "$M/none/n" "$M/moved-out"
+mv "$M/none/deeper/d" "$M/none/deeper/d-renamed"
+mv "$M/ro/a" "$M/none/from-ro"
+rm "$M/none/deeper/dir-moved-in/f"
+chmod 0640 "$M/none/moved-in"
+touch -d '2020-02-02 02:02:02' "$M/none/deeper/d-renamed"
+sync_mirror
+check_trees "renames through folders without access"
 
 step "round 3: deleting and moving restrictive folders"
 mv "$M/ro" "$M/ro-moved"
