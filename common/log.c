@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,15 @@
 static const char *log_ident = "mirror";
 static int log_syslog;
 static enum log_level log_max = LOG_LVL_INFO;
+
+void log_thread_name(const char *name)
+{
+#ifdef __linux__
+	(void)pthread_setname_np(pthread_self(), name);
+#else
+	(void)name;
+#endif
+}
 
 void log_init(const char *ident, int use_syslog, enum log_level level)
 {

@@ -21,6 +21,11 @@ int log_level_parse(const char *s);
 void log_msg(enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Name the calling thread (at most 15 bytes) for ps, top and perf, which
+ * otherwise show every thread under the program's name. Does nothing where
+ * the platform cannot. */
+void log_thread_name(const char *name);
+
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)

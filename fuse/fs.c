@@ -523,6 +523,7 @@ static void *flusher_main(void *arg)
 {
 	struct fs *fs = arg;
 	int64_t next_flush = queue_now() + FS_FLUSH_MS * 1000000LL;
+	log_thread_name("mfs-flush");
 	pthread_mutex_lock(&fs->flock);
 	while (!fs->stopping) {
 		if (!atomic_load(&fs->evict_asked)) {

@@ -249,6 +249,7 @@ static void serve(struct poll_ctl *c, int cfd)
 static void *run(void *arg)
 {
 	struct poll_ctl *c = arg;
+	log_thread_name("mfs-ctl");
 	for (;;) {
 		struct pollfd p[2] = { { .fd = c->lfd, .events = POLLIN },
 				       { .fd = c->wake[0], .events = POLLIN } };

@@ -1258,6 +1258,7 @@ static void *run(void *arg)
 {
 	struct poll_scan *s = arg;
 	int64_t next = mono_ns() + (int64_t)s->cfg.interval_ms * NS_PER_MS;
+	log_thread_name("mfs-scan");
 	for (;;) {
 		pthread_mutex_lock(&s->lock);
 		int waiting = 0;

@@ -178,6 +178,7 @@ static int write_batch(struct qstore *s, struct qjournal *j)
 static void *run(void *arg)
 {
 	struct qstore *s = arg;
+	log_thread_name("mfs-journal");
 	int64_t last = 0;
 	for (;;) {
 		struct qjournal *j = queue_journal_take(s->q, 200);

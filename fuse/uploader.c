@@ -267,6 +267,7 @@ static void *run(void *arg)
 	struct mirror *m = u->m;
 	struct worker w;
 
+	log_thread_name("mfs-upload");
 	lower_priority();
 	if (worker_init(&w, m) < 0) {
 		log_error("uploader: cannot set up the HTTP client");
