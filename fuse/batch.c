@@ -489,6 +489,11 @@ static enum send_result post_bundle(struct worker *w, struct batch *b, const cha
 	int r = 0;
 
 	buf_init(&body, PROTO_BUNDLE_BODY_MAX);
+	/* A connection the server closed (idle for its timeout, or after an
+	 * error) took its decoder along: start anew rather than be told so
+	 * with a 409 and send the body twice. */
+	if (b->cs && b->spos && !http_conn_kept(&w->http))
+		stream_reset(b);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		char hdr[64];
 		int z = 0;

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,21 @@ out:
 	curl_slist_free_all(hdrs);
 	curl_slist_free_all(extra);
 	return r;
+}
+
+int http_conn_kept(struct http *h)
+{
+	curl_socket_t fd = CURL_SOCKET_BAD;
+	if (curl_easy_getinfo(h->curl, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK ||
+	    fd == CURL_SOCKET_BAD)
+		return 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+	int n = poll(&p, 1, 0);
+	if (n == 0)
+		return 1; /* nothing to read: open and idle, as it should be */
+	/* Readable between requests: the peer's FIN, or bytes nobody asked
+	 * for, after which curl does not reuse the connection either. */
+	return 0;
 }
 
 struct lines {

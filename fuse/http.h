@@ -82,6 +82,14 @@ int http_get_lines(struct http *h, const char *target,
 		   int (*line_cb)(void *arg, char *line, size_t len), void *arg,
 		   long *status);
 
+/* 1 if the next request will go over the connection the last one used:
+ * curl still holds it and the server has not closed it (an idle timeout,
+ * an answer with "Connection: close"). 0 if a new connection will be
+ * opened. State that the server keeps per connection (a compression
+ * stream, docs/PROTOCOL.md) is gone in that case. A server that closes
+ * right after this check is not seen: the caller must still cope. */
+int http_conn_kept(struct http *h);
+
 /* URL-escape s into a new string (caller frees with free()), or NULL. */
 char *http_escape(struct http *h, const char *s);
 
