@@ -2,8 +2,8 @@
  * hash: content ids. BLAKE2b-256 (libsodium's crypto_generichash), used for
  * chunk ids and whole-file checks, and hex conversion.
  *
- * hash_init_lib() must run once in main() before threads start (it calls
- * sodium_init()); everything else is thread-safe.
+ * hash_init_lib() must run once in main() before threads start (it sets up
+ * libsodium); everything else is thread-safe.
  */
 #ifndef MIRROR_HASH_H
 #define MIRROR_HASH_H
@@ -18,9 +18,15 @@ struct hash_id {
 	uint8_t b[HASH_LEN];
 };
 
-/* Returns 0 or -EIO if libsodium cannot start. */
+/* Start libsodium, with the faster of its BLAKE2b codes on this CPU: it
+ * times both (about 10 ms, one of them in a forked child; hash.c says why).
+ * Must run before any thread starts. Returns 0 or -EIO if libsodium cannot
+ * start. */
 __attribute__((warn_unused_result))
 int hash_init_lib(void);
+
+/* What hash_init_lib() chose and measured, one line for the log. */
+const char *hash_impl_desc(void);
 
 /* One-shot hash of len bytes. Cannot fail once hash_init_lib() succeeded. */
 void hash_buf(const void *data, size_t len, struct hash_id *out);

@@ -323,6 +323,7 @@ static int mount_main(int argc, char **argv)
 	if (!o.foreground)
 		log_init("mirrorfs", 1, (enum log_level)o.c.level);
 	log_info("mirroring %s (mounted at %s) to %s", m.backing, m.mountpoint, m.server);
+	log_info("%s", hash_impl_desc());
 	if (o.single) {
 		ret = fuse_session_loop(se) ? 1 : 0;
 	} else {

@@ -384,6 +384,7 @@ static int poll_main(int argc, char **argv)
 		goto stop;
 	}
 	log_info("mirroring %s to %s, scanning every %d ms", m.backing, m.server, o.interval);
+	log_info("%s", hash_impl_desc());
 	if (ready >= 0) {
 		ssize_t w = write(ready, "1", 1);
 		(void)w;

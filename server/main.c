@@ -697,6 +697,7 @@ int main(int argc, char **argv)
 		 tls_cert ? "https" : "http", o.listen, port,
 		 auth.enabled ? "token required" : "no token (loopback only)", state_path,
 		 o.fail_rate ? ", fault injection on" : "");
+	log_info("%s", hash_impl_desc());
 
 	/* Wait for a stop signal; meanwhile, every second, the chunk index
 	 * writes that waited long enough go to the database (state.h). */

@@ -1,8 +1,12 @@
 /* Unit tests for common/hash: BLAKE2b-256 vectors, streaming, hex. */
 #include <CUnit/CUnit.h>
 #include <errno.h>
+#include <sodium.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "hash.h"
 
@@ -127,6 +131,65 @@ static void test_streaming(void)
 	CU_ASSERT_STRING_EQUAL(hex, empty_hex);
 }
 
+/* hash_init_lib() may have kept libsodium's portable BLAKE2b code instead
+ * of the one sodium_init() picks: both must give the same ids. A child runs
+ * sodium_init() (libsodium's pick) and hashes lengths around the 128-byte
+ * block, up to 1 MiB; the parent hashes the same with what it kept. Where
+ * the parent kept the pick, this compares the pick with itself. */
+#define AGREE_MAX (1u << 20)
+static const size_t agree_lens[] = { 0, 1, 127, 128, 129, 255, 256, 1000, 4096, 16385, 65536, AGREE_MAX };
+#define AGREE_N (sizeof(agree_lens) / sizeof(agree_lens[0]))
+
+static void agree_ids(const uint8_t *buf, struct hash_id *ids)
+{
+	for (size_t i = 0; i < AGREE_N; i++)
+		hash_buf(buf, agree_lens[i], &ids[i]);
+}
+
+static void test_codes_agree(void)
+{
+	uint8_t *buf = malloc(AGREE_MAX);
+	struct hash_id mine[AGREE_N], picked[AGREE_N];
+	int fds[2];
+	CU_ASSERT_FATAL(buf != NULL);
+	for (size_t i = 0; i < AGREE_MAX; i++)
+		buf[i] = (uint8_t)(i * 131 + (i >> 9));
+	agree_ids(buf, mine);
+	CU_ASSERT_FATAL(pipe(fds) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		if (sodium_init() < 0)
+			_exit(2);
+		agree_ids(buf, picked);
+		_exit(write(fds[1], picked, sizeof(picked)) == (ssize_t)sizeof(picked) ? 0 : 1);
+	}
+	close(fds[1]);
+	CU_ASSERT_FATAL(pid > 0);
+	size_t got = 0;
+	while (got < sizeof(picked)) {
+		ssize_t n = read(fds[0], (uint8_t *)picked + got, sizeof(picked) - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fds[0]);
+	int st = -1;
+	waitpid(pid, &st, 0);
+	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CU_ASSERT_EQUAL_FATAL(got, sizeof(picked));
+	for (size_t i = 0; i < AGREE_N; i++)
+		CU_ASSERT(hash_equal(&mine[i], &picked[i]));
+	free(buf);
+
+	/* What was kept is said, and the random numbers work either way. */
+	CU_ASSERT(strncmp(hash_impl_desc(), "BLAKE2b: ", 9) == 0);
+	uint8_t r1[16], r2[16];
+	randombytes_buf(r1, sizeof(r1));
+	randombytes_buf(r2, sizeof(r2));
+	CU_ASSERT(memcmp(r1, r2, sizeof(r1)) != 0);
+}
+
 int suite_hash(void)
 {
 	CU_pSuite s = CU_add_suite("hash", NULL, NULL);
@@ -134,7 +197,8 @@ int suite_hash(void)
 		return CU_get_error();
 	if (!CU_add_test(s, "vectors", test_vectors) || !CU_add_test(s, "hex", test_hex) ||
 	    !CU_add_test(s, "bad hex", test_bad_hex) ||
-	    !CU_add_test(s, "streaming", test_streaming))
+	    !CU_add_test(s, "streaming", test_streaming) ||
+	    !CU_add_test(s, "both BLAKE2b codes agree", test_codes_agree))
 		return CU_get_error();
 	return 0;
 }
