@@ -100,6 +100,20 @@ static int fsync_close(int *fd)
 	return r;
 }
 
+/* The end of a change in the folder pfd, lifted by pl: open it into *sfd
+ * for the fsync that makes the change durable while it is still lifted
+ * (opening needs u+r, the fsync nothing), put its mode back, and set its
+ * mtime to the client's. Returns 0 or a negative errno (the mode and mtime
+ * are seen to either way). */
+static int parent_done(int pfd, struct resolve_lift *pl, int has_pmtime,
+		       const struct timespec *pmtime, const char *path, int *sfd)
+{
+	int r = resolve_open_rd(pfd, sfd);
+	resolve_unlift(pl);
+	set_pmtime(pfd, has_pmtime, pmtime, path);
+	return r;
+}
+
 /*
  * Move tmp/tname to pfd/base, replacing whatever is there. is_dir: the new
  * object is a folder. Call under ns_lock with pfd lifted.
@@ -689,9 +703,7 @@ static int file_place(struct apply_ctx *ctx, const struct proto_op *op, const ch
 	    (r = place(ctx, tname, pfd, base, 0, aside)) < 0)
 		goto unlock;
 	placed = 1;
-	r = resolve_open_rd(pfd, syncfd);
-	resolve_unlift(&pl);
-	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+	r = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, syncfd);
 unlock:
 	resolve_unlift(&pl);
 	ns_unlock(ctx);
@@ -823,11 +835,9 @@ static int op_mkdir(struct apply_ctx *ctx, const struct proto_op *op)
 	int e = resolve_fsync_dir(dfd);
 	if (e < 0 && e != -EACCES)
 		r = e;
-	/* Opened while lifted: the fsync does not care about the mode. */
+	e = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, &sfd);
 	if (r == 0)
-		r = resolve_open_rd(pfd, &sfd);
-	resolve_unlift(&pl);
-	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+		r = e;
 	if (r == 0)
 		r = fsync_close(&sfd);
 	if (r == 0 && replaced && ctx->state)
@@ -871,10 +881,7 @@ static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
 	    (r = place(ctx, tname, pfd, base, 0, aside)) < 0)
 		goto out;
 	placed = 1;
-	/* Opened while lifted: the fsync does not care about the mode. */
-	r = resolve_open_rd(pfd, &sfd);
-	resolve_unlift(&pl);
-	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
+	r = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, &sfd);
 	if (r == 0)
 		r = fsync_close(&sfd);
 	if (r == 0 && ctx->state)
@@ -942,11 +949,7 @@ static int op_delete_at(struct apply_ctx *ctx, const struct proto_op *op, int *s
 		r = -errno;
 		goto out;
 	}
-	/* Opened while lifted: the fsync does not care about the mode. */
-	r = resolve_open_rd(pfd, &sfd);
-	resolve_unlift(&pl);
-	set_pmtime(pfd, op->has_pmtime, &op->pmtime, op->path);
-	if (r < 0)
+	if ((r = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, &sfd)) < 0)
 		goto out;
 	if (syncfd) {
 		*syncfd = sfd;
@@ -1165,16 +1168,12 @@ static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
 			goto out;
 		}
 	}
-	/* Opened while lifted: the fsyncs do not care about the modes. */
-	r = resolve_open_rd(tpfd, &tsfd);
-	if (r == 0)
-		r = resolve_open_rd(fpfd, &fsfd);
 	resolve_unlift(&xl);
 	resolve_unlift(&sl);
-	resolve_unlift(&tl);
-	resolve_unlift(&fl);
-	set_pmtime(fpfd, op->has_pmtime, &op->pmtime, op->path);
-	set_pmtime(tpfd, op->has_pmtime2, &op->pmtime2, op->path2);
+	r = parent_done(tpfd, &tl, op->has_pmtime2, &op->pmtime2, op->path2, &tsfd);
+	int fr = parent_done(fpfd, &fl, op->has_pmtime, &op->pmtime, op->path, &fsfd);
+	if (r == 0)
+		r = fr;
 	if (r < 0 || (r = fsync_close(&tsfd)) < 0 || (r = fsync_close(&fsfd)) < 0)
 		goto out;
 	if (ctx->state) {
