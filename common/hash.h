@@ -19,7 +19,7 @@ struct hash_id {
 };
 
 /* Start libsodium, with the faster of its BLAKE2b codes on this CPU: it
- * times both (about 10 ms, one of them in a forked child; hash.c says why).
+ * times both (about 25 ms here, one of them in a forked child; hash.c says why).
  * Must run before any thread starts. Returns 0 or -EIO if libsodium cannot
  * start. */
 __attribute__((warn_unused_result))

@@ -413,11 +413,8 @@ out:
 
 int main(int argc, char **argv)
 {
-	if (hash_init_lib() < 0 || http_global_init() < 0) {
-		fprintf(stderr, PROG ": cannot initialise libsodium/libcurl\n");
-		return 1;
-	}
-	/* [--state-dir S] status|sync ... */
+	/* [--state-dir S] status|sync ...: they ask the running client over
+	 * its control socket, without libsodium or libcurl. */
 	const char *state_pre = NULL;
 	int i = 1;
 	if (argc > 3 && strcmp(argv[1], "--state-dir") == 0) {
@@ -426,5 +423,9 @@ int main(int argc, char **argv)
 	}
 	if (i < argc && (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "sync") == 0))
 		return cli_main(argv[i], argc - i - 1, argv + i + 1, state_pre);
+	if (hash_init_lib() < 0 || http_global_init() < 0) {
+		fprintf(stderr, PROG ": cannot initialise libsodium/libcurl\n");
+		return 1;
+	}
 	return poll_main(argc, argv);
 }
