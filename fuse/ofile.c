@@ -84,16 +84,14 @@ out:
 
 void ofiles_close(struct ofiles *t, struct ofile *of, int writer)
 {
-	int kick = 0;
 	pthread_mutex_lock(&t->lock);
 	if (writer) {
 		if (of->writers == 0)
 			abort(); /* unbalanced open/close: a bug */
 		of->writers--;
-		kick = of->writers == 0;
 		/* Its sync, deferred while the file was written, may go now:
 		 * the time from close() to the server is what users feel. */
-		if (kick && of->path)
+		if (of->writers == 0 && of->path)
 			queue_undefer(t->q, of->path);
 	}
 	if (--of->refs == 0) {
@@ -105,8 +103,6 @@ void ofiles_close(struct ofiles *t, struct ofile *of, int writer)
 		free(of);
 	}
 	pthread_mutex_unlock(&t->lock);
-	if (kick)
-		queue_kick(t->q); /* a deferred sync may go now */
 }
 
 void ofiles_written(struct ofiles *t, struct ofile *of)
@@ -120,7 +116,12 @@ void ofiles_written(struct ofiles *t, struct ofile *of)
 	if (atomic_exchange(&of->queued, 1))
 		return;
 	pthread_mutex_lock(&t->lock);
-	if (of->path && queue_sync(t->q, of->path, QF_CONTENT) < 0)
+	/* Open for writing: the sync waits for the close (or for the file
+	 * to be quiet), as the worker would make it wait. */
+	int r = !of->path ? 0 :
+		of->writers ? queue_sync_open(t->q, of->path, QF_CONTENT, OFILES_QUIET_MS) :
+			      queue_sync(t->q, of->path, QF_CONTENT);
+	if (r < 0)
 		log_error("%s: cannot queue change: out of memory", of->path);
 	pthread_mutex_unlock(&t->lock);
 }

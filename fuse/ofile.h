@@ -77,8 +77,13 @@ struct ofile *ofiles_open(struct ofiles *t, dev_t dev, ino_t ino, const char *pa
 /* The handle is closed: drop its reference. */
 void ofiles_close(struct ofiles *t, struct ofile *of, int writer);
 
-/* The file was written: queue a content sync unless one is already queued.
- * The fast path is two atomic operations. */
+/* How long a file open for writing must be quiet before it is sent. */
+#define OFILES_QUIET_MS 1000
+
+/* The file was written: queue a content sync unless one is already queued;
+ * while the file is open for writing, the sync waits for its close or
+ * OFILES_QUIET_MS (queue_sync_open). The fast path is two atomic
+ * operations. */
 void ofiles_written(struct ofiles *t, struct ofile *of);
 
 /* Bytes [off, off + len) of (dev, ino) changed; len 0 means "in a way

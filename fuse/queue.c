@@ -53,6 +53,16 @@ struct queue {
 	} notes[QN_KINDS];
 	struct busy *busy[QBUSY_SIZE]; /* syncs in flight, see struct busy */
 	size_t nbusy;                  /* syncs in flight */
+	int blocked; /* a taker found an entry that only an entry in flight
+		      * holds back (same path, a barrier, QUEUE_BUSY_MAX): the
+		      * next queue_done()/queue_retry() wakes every taker. Any
+		      * other wake-up wakes one taker for one entry, or none:
+		      * each wake is a context switch, and broadcasts per file
+		      * woke all three uploaders (docs/ARCHITECTURE.md) */
+	unsigned sleepers; /* takers waiting on cond */
+	int64_t timer;     /* 0, or a time by which a sleeping taker wakes
+			    * by itself (the earliest known): an entry
+			    * deferred past it needs no wake-up */
 };
 
 int64_t queue_now(void)
@@ -273,12 +283,10 @@ static void append_sync(struct queue *q, char *path, unsigned flags)
 	q->hash[h] = e;
 }
 
-int queue_sync(struct queue *q, const char *path, unsigned flags)
-{
-	return queue_sync_since(q, path, flags, 0);
-}
-
-int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t since)
+/* queue_sync_since() and queue_sync_open(): a new entry waits until
+ * not_before (0: ready now). */
+static int sync_entry(struct queue *q, const char *path, unsigned flags, uint64_t since,
+		      int64_t not_before)
 {
 	char *copy = NULL;
 	if (since)
@@ -306,11 +314,34 @@ int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t
 	append_sync(q, copy, flags);
 	if (since && since < q->tail->since)
 		q->tail->since = since;
-	/* One new entry: one worker is enough (waking all of them for it
-	 * costs a context switch each, per change). */
-	pthread_cond_signal(&q->cond);
+	if (not_before) {
+		/* Deferred: only if no sleeping taker wakes by then anyway
+		 * does one need waking, to set its timer. */
+		q->tail->not_before = not_before;
+		if (q->sleepers && (!q->timer || q->timer > not_before))
+			pthread_cond_signal(&q->cond);
+	} else {
+		/* One new entry: one worker is enough (waking all of them for
+		 * it costs a context switch each, per change). */
+		pthread_cond_signal(&q->cond);
+	}
 	pthread_mutex_unlock(&q->lock);
 	return 0;
+}
+
+int queue_sync(struct queue *q, const char *path, unsigned flags)
+{
+	return sync_entry(q, path, flags, 0, 0);
+}
+
+int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t since)
+{
+	return sync_entry(q, path, flags, since, 0);
+}
+
+int queue_sync_open(struct queue *q, const char *path, unsigned flags, int defer_ms)
+{
+	return sync_entry(q, path, flags, 0, queue_now() + (int64_t)defer_ms * 1000000);
 }
 
 /* The new name of p after renaming from -> to (with exchange: either way).
@@ -567,21 +598,34 @@ static struct qentry *pick(struct queue *q, int64_t now, int64_t *wake)
 {
 	int ahead = 0; /* an entry ahead of e is in flight */
 	*wake = 0;
-	if (q->nbusy >= QUEUE_BUSY_MAX)
+	if (q->nbusy >= QUEUE_BUSY_MAX) {
+		q->blocked = 1;
 		return NULL;
+	}
 	for (struct qentry *e = q->head; e; e = e->next) {
 		if (e->inflight) {
-			if (is_barrier(e))
+			if (is_barrier(e)) {
+				q->blocked = 1;
 				return NULL; /* nothing passes a barrier in flight */
+			}
 			ahead = 1;
 			continue;
 		}
 		if (e->not_before > now && (!*wake || e->not_before < *wake))
 			*wake = e->not_before;
-		if (is_barrier(e)) /* also while deferred */
-			return ahead || e->not_before > now ? NULL : e;
-		if (e->not_before > now || busy_clash(q, e->path))
+		if (is_barrier(e)) { /* also while deferred */
+			if (e->not_before > now)
+				return NULL;
+			if (ahead)
+				q->blocked = 1;
+			return ahead ? NULL : e;
+		}
+		if (e->not_before > now)
 			continue;
+		if (busy_clash(q, e->path)) {
+			q->blocked = 1;
+			continue;
+		}
 		return e;
 	}
 	return NULL;
@@ -603,13 +647,19 @@ struct qentry *queue_take(struct queue *q, int wait_ms)
 		int64_t until = deadline;
 		if (wake && (!until || wake < until))
 			until = wake;
+		q->sleepers++;
 		if (until) {
 			struct timespec ts = { .tv_sec = until / 1000000000,
 					       .tv_nsec = until % 1000000000 };
+			if (!q->timer || until < q->timer)
+				q->timer = until;
 			pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+			if (q->timer == until)
+				q->timer = 0; /* the other sleepers' are not known */
 		} else {
 			pthread_cond_wait(&q->cond, &q->lock);
 		}
+		q->sleepers--;
 	}
 	if (e && !q->stopping && (e->kind != Q_SYNC || busy_add(q, e->path) == 0)) {
 		e->inflight = 1;
@@ -620,6 +670,16 @@ struct qentry *queue_take(struct queue *q, int wait_ms)
 	}
 	pthread_mutex_unlock(&q->lock);
 	return e;
+}
+
+/* An entry in flight ended: wake the takers if one found an entry it held
+ * back. Caller holds lock. */
+static void wake_blocked(struct queue *q)
+{
+	if (q->blocked) {
+		q->blocked = 0;
+		pthread_cond_broadcast(&q->cond);
+	}
 }
 
 void queue_done(struct queue *q, struct qentry *e)
@@ -636,7 +696,7 @@ void queue_done(struct queue *q, struct qentry *e)
 		q->finished = e;
 		e = NULL;
 	}
-	pthread_cond_broadcast(&q->cond);
+	wake_blocked(q);
 	pthread_mutex_unlock(&q->lock);
 	entry_free(e);
 }
@@ -693,7 +753,12 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms)
 			q->hash[h] = e;
 		}
 	}
-	pthread_cond_broadcast(&q->cond);
+	/* e is pending again: one taker for it (to take it, or to set its
+	 * timer), and all of them if e held others back. */
+	if (q->blocked)
+		wake_blocked(q);
+	else
+		pthread_cond_signal(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -701,9 +766,10 @@ void queue_undefer(struct queue *q, const char *path)
 {
 	pthread_mutex_lock(&q->lock);
 	struct qentry *e = hash_find(q, path);
-	if (e)
+	if (e && e->not_before) {
 		e->not_before = 0;
-	pthread_cond_broadcast(&q->cond);
+		pthread_cond_signal(&q->cond); /* one entry ready: one taker */
+	}
 	pthread_mutex_unlock(&q->lock);
 }
 

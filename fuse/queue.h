@@ -101,6 +101,12 @@ int queue_sync(struct queue *q, const char *path, unsigned flags);
  * nonzero since marks the sync as a worker's follow-up (QF_FOLLOW). */
 int queue_sync_since(struct queue *q, const char *path, unsigned flags, uint64_t since);
 
+/* The same, for a change of a file still open for writing: a new entry
+ * waits up to defer_ms, or until queue_undefer() (at its close) releases
+ * it, instead of being taken between the writes only to be put back. An
+ * entry already pending keeps its time. Returns 0 or -ENOMEM. */
+int queue_sync_open(struct queue *q, const char *path, unsigned flags, int defer_ms);
+
 /* Queue a rename (paths copied), rflags as renameat2. Returns 0 or -ENOMEM. */
 int queue_rename(struct queue *q, const char *from, const char *to, unsigned rflags);
 
@@ -133,7 +139,7 @@ void queue_done(struct queue *q, struct qentry *e);
 void queue_retry(struct queue *q, struct qentry *e, int delay_ms);
 
 /* The pending sync of path (if any) need not wait any longer: its file was
- * closed. Wakes queue_take() waiters. */
+ * closed. Wakes one queue_take() waiter if that made an entry ready. */
 void queue_undefer(struct queue *q, const char *path);
 
 /* Wake queue_take() waiters (a deferred entry may be ready). */

@@ -405,7 +405,7 @@ static enum send_result sync_symlink(struct worker *w, const char *path, const s
 
 /* How long a file that is open for writing may stay quiet before it is sent,
  * and how long it may keep changing before it is sent anyway. */
-#define QUIET_NS (1000LL * 1000 * 1000)
+#define QUIET_NS (OFILES_QUIET_MS * 1000LL * 1000)
 #define MAXWAIT_NS (5000LL * 1000 * 1000)
 
 static enum send_result sync_file(struct worker *w, const char *path, unsigned flags,

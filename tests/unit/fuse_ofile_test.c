@@ -30,9 +30,12 @@ static void teardown(struct fixture *f)
 	queue_free(f->q);
 }
 
-/* The next queue entry must be a content sync of path; it is finished. */
+/* The next queue entry must be a content sync of path; it is finished.
+ * The files of these tests are open for writing, so their syncs wait for
+ * the close (test_deferred_until_close): released here as a close would. */
 static void expect_sync(struct fixture *f, const char *path)
 {
+	queue_undefer(f->q, path);
 	struct qentry *e = queue_take(f->q, 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
 	CU_ASSERT_EQUAL(e->kind, Q_SYNC);
@@ -43,6 +46,9 @@ static void expect_sync(struct fixture *f, const char *path)
 
 static void expect_no_sync(struct fixture *f)
 {
+	struct queue_stats st;
+	queue_get_stats(f->q, &st);
+	CU_ASSERT_EQUAL(st.pending, 0); /* not even a deferred one */
 	struct qentry *e = queue_take(f->q, 0);
 	CU_ASSERT_PTR_NULL(e);
 	if (e)
@@ -152,6 +158,53 @@ static void test_written_queues_once(void)
 	expect_sync(&f, "g");
 	ofiles_close(&f.t, o2, 1);
 	ofiles_close(&f.t, of, 1);
+	teardown(&f);
+}
+
+/* A write to a file open for writing queues a sync that waits: for the
+ * last writer's close, or OFILES_QUIET_MS. A write through a record with
+ * no writer (the kernel's write-back of a file closed) goes at once. */
+static void test_deferred_until_close(void)
+{
+	struct fixture f;
+	setup(&f);
+	struct ofile *a = ofiles_open(&f.t, DEV, 10, "a", 1);
+	struct ofile *a2 = ofiles_open(&f.t, DEV, 10, "a", 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	ofiles_written(&f.t, a);
+	struct queue_stats st;
+	queue_get_stats(f.q, &st);
+	CU_ASSERT_EQUAL(st.pending, 1);
+	CU_ASSERT_EQUAL(st.deferred, 1);
+	CU_ASSERT_PTR_NULL(queue_take(f.q, 0));
+	ofiles_close(&f.t, a, 1); /* another writer is left */
+	CU_ASSERT_PTR_NULL(queue_take(f.q, 0));
+	ofiles_close(&f.t, a2, 1); /* the last one */
+	struct qentry *e = queue_take(f.q, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_STRING_EQUAL(e->path, "a");
+	queue_done(f.q, e);
+
+	/* still open, but quiet: it goes after OFILES_QUIET_MS */
+	struct ofile *b = ofiles_open(&f.t, DEV, 11, "b", 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	int64_t t0 = queue_now();
+	ofiles_written(&f.t, b);
+	e = queue_take(f.q, 3 * OFILES_QUIET_MS);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_STRING_EQUAL(e->path, "b");
+	CU_ASSERT(queue_now() - t0 >= OFILES_QUIET_MS * 1000000LL);
+	queue_done(f.q, e);
+	ofiles_close(&f.t, b, 1);
+
+	struct ofile *c = ofiles_open(&f.t, DEV, 12, "c", 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	ofiles_written(&f.t, c);
+	e = queue_take(f.q, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_STRING_EQUAL(e->path, "c");
+	queue_done(f.q, e);
+	ofiles_close(&f.t, c, 0);
 	teardown(&f);
 }
 
@@ -293,6 +346,7 @@ int suite_fuse_ofile(void)
 		return CU_get_error();
 	if (!CU_add_test(s, "refs", test_refs) ||
 	    !CU_add_test(s, "written_queues_once", test_written_queues_once) ||
+	    !CU_add_test(s, "deferred_until_close", test_deferred_until_close) ||
 	    !CU_add_test(s, "begin_upload_reports", test_begin_upload_reports) ||
 	    !CU_add_test(s, "renamed", test_renamed) ||
 	    !CU_add_test(s, "unlinked", test_unlinked))

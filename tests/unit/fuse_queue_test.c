@@ -779,10 +779,11 @@ static void *taker_run(void *arg)
 	return NULL;
 }
 
-static void taker_start(struct taker *t, pthread_t *th)
+/* Start a thread blocked in queue_take(q, -1) (q owned by the caller). */
+static void taker_start_on(struct taker *t, pthread_t *th, struct queue *q)
 {
 	memset(t, 0, sizeof(*t));
-	t->q = new_queue();
+	t->q = q;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -790,6 +791,12 @@ static void taker_start(struct taker *t, pthread_t *th)
 	pthread_cond_init(&t->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	CU_ASSERT_EQUAL_FATAL(pthread_create(th, NULL, taker_run, t), 0);
+}
+
+/* The same on a new empty queue (t->q, freed by the test). */
+static void taker_start(struct taker *t, pthread_t *th)
+{
+	taker_start_on(t, th, new_queue());
 }
 
 /* Wait up to ms for the taker to return from queue_take. Returns 1 if it did. */
@@ -833,6 +840,128 @@ static void test_blocked_taker_gets_entry(void)
 	CU_ASSERT_STRING_EQUAL(t.got->path, "a");
 	queue_done(t.q, t.got);
 	queue_free(t.q);
+}
+
+/* The taker's entry must be a sync of path; it is finished, q freed. */
+static void taker_expect(struct taker *t, const char *path)
+{
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t->got);
+	CU_ASSERT_EQUAL(t->got->kind, Q_SYNC);
+	CU_ASSERT_STRING_EQUAL(t->got->path, path);
+	queue_done(t->q, t->got);
+	queue_free(t->q);
+}
+
+/* A taker asleep with no timer wakes for a deferred entry, to set one, and
+ * takes it once it is due. */
+static void test_taker_wakes_for_deferred(void)
+{
+	struct taker t;
+	pthread_t th;
+	taker_start(&t, &th);
+	CU_ASSERT_FALSE(taker_wait(&t, 50));
+	int64_t t0 = queue_now();
+	CU_ASSERT_EQUAL(queue_sync_open(t.q, "a", QF_CONTENT, 100), 0);
+	CU_ASSERT(taker_wait(&t, DEADLINE_MS));
+	CU_ASSERT(queue_now() - t0 >= 100 * MS); /* not before it was due */
+	taker_finish(&t, th);
+	taker_expect(&t, "a");
+}
+
+/* A deferred entry released early (its file closed) wakes a taker whose
+ * timer is far away. A second deferred entry due later than that timer
+ * does not need to wake it, and is not taken before its time. */
+static void test_undefer_wakes_taker(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_sync_open(q, "a", QF_CONTENT, 60000), 0);
+	struct taker t;
+	pthread_t th;
+	taker_start_on(&t, &th, q);
+	CU_ASSERT_FALSE(taker_wait(&t, 50)); /* asleep until a is due */
+	CU_ASSERT_EQUAL(queue_sync_open(q, "b", QF_CONTENT, 120000), 0);
+	queue_undefer(q, "nothing"); /* no such entry: nothing changes */
+	CU_ASSERT_FALSE(taker_wait(&t, 20));
+	queue_undefer(q, "a");
+	CU_ASSERT(taker_wait(&t, DEADLINE_MS));
+	taker_finish(&t, th);
+	CU_ASSERT_PTR_NULL(queue_take(q, 0)); /* b still waits */
+	taker_expect(&t, "a");
+}
+
+/* A pending entry open for writing keeps its place and time when written
+ * again; a second sync of a ready entry does not defer it. */
+static void test_sync_open_keeps_pending(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_sync(q, "a", QF_META), 0);
+	CU_ASSERT_EQUAL(queue_sync_open(q, "a", QF_CONTENT, 60000), 0);
+	CU_ASSERT_EQUAL(queue_sync_open(q, "b", QF_CONTENT, 60000), 0);
+	struct queue_stats st = stats(q);
+	CU_ASSERT_EQUAL(st.pending, 2);
+	CU_ASSERT_EQUAL(st.deferred, 1);
+	struct qentry *e = queue_take(q, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_STRING_EQUAL(e->path, "a");
+	CU_ASSERT_EQUAL(e->flags, QF_META | QF_CONTENT);
+	queue_done(q, e);
+	CU_ASSERT_PTR_NULL(queue_take(q, 0));
+	queue_undefer(q, "b");
+	e = queue_take(q, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_STRING_EQUAL(e->path, "b");
+	queue_done(q, e);
+	queue_free(q);
+}
+
+/* A taker that found its only entry held back by one in flight (the same
+ * path) sleeps, and is woken when that one is done. */
+static void test_taker_wakes_when_clash_ends(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_sync(q, "a", QF_CONTENT), 0);
+	struct qentry *first = queue_take(q, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(first);
+	CU_ASSERT_EQUAL(queue_sync(q, "a/b", QF_CONTENT), 0); /* clashes with a */
+	struct taker t;
+	pthread_t th;
+	taker_start_on(&t, &th, q);
+	CU_ASSERT_FALSE(taker_wait(&t, 50));
+	queue_done(q, first);
+	CU_ASSERT(taker_wait(&t, DEADLINE_MS));
+	taker_finish(&t, th);
+	taker_expect(&t, "a/b");
+}
+
+/* The same for an entry behind a rename in flight, and a retried entry
+ * that held one back. */
+static void test_taker_wakes_after_barrier(void)
+{
+	struct queue *q = new_queue();
+	CU_ASSERT_EQUAL(queue_rename(q, "x", "y", 0), 0);
+	struct qentry *r = queue_take(q, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_EQUAL(queue_sync(q, "z", QF_CONTENT), 0);
+	struct taker t;
+	pthread_t th;
+	taker_start_on(&t, &th, q);
+	CU_ASSERT_FALSE(taker_wait(&t, 50));
+	queue_done(q, r);
+	CU_ASSERT(taker_wait(&t, DEADLINE_MS));
+	taker_finish(&t, th);
+	taker_expect(&t, "z");
+
+	q = new_queue();
+	CU_ASSERT_EQUAL(queue_sync(q, "d", QF_CONTENT), 0);
+	struct qentry *d = queue_take(q, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+	CU_ASSERT_EQUAL(queue_sync(q, "d/f", QF_CONTENT), 0);
+	taker_start_on(&t, &th, q);
+	CU_ASSERT_FALSE(taker_wait(&t, 50));
+	queue_retry(q, d, 60000); /* d waits a minute; d/f may go */
+	CU_ASSERT(taker_wait(&t, DEADLINE_MS));
+	taker_finish(&t, th);
+	taker_expect(&t, "d/f");
 }
 
 static void test_stop(void)
@@ -936,6 +1065,11 @@ int suite_fuse_queue(void)
 	    !CU_add_test(s, "done_below_retry_with_newer_twin",
 			 test_done_below_retry_with_newer_twin) ||
 	    !CU_add_test(s, "blocked_taker_gets_entry", test_blocked_taker_gets_entry) ||
+	    !CU_add_test(s, "taker_wakes_for_deferred", test_taker_wakes_for_deferred) ||
+	    !CU_add_test(s, "undefer_wakes_taker", test_undefer_wakes_taker) ||
+	    !CU_add_test(s, "sync_open_keeps_pending", test_sync_open_keeps_pending) ||
+	    !CU_add_test(s, "taker_wakes_when_clash_ends", test_taker_wakes_when_clash_ends) ||
+	    !CU_add_test(s, "taker_wakes_after_barrier", test_taker_wakes_after_barrier) ||
 	    !CU_add_test(s, "stop", test_stop) ||
 	    !CU_add_test(s, "seq_floor", test_seq_floor) ||
 	    !CU_add_test(s, "seq_survives_restart", test_seq_survives_restart))
