@@ -90,7 +90,16 @@ static int make_one(int cur, const char *name, int *out)
 		fd = openat2_beneath(cur, name, O_PATH | O_DIRECTORY);
 		if (fd < 0)
 			continue; /* raced with someone: look again */
+		/* Durable before anything inside it is: a file acknowledged
+		 * below a folder whose own entry was never flushed would be
+		 * lost with it (a filesystem without a journal writes each
+		 * folder on its own). Only for folders made here, ahead of
+		 * their own op (a retried or deferred folder, a replay). */
 		int r = resolve_fd_chmod(fd, 0755);
+		if (r == 0)
+			r = resolve_fsync_dir(fd);
+		if (r == 0)
+			r = resolve_fsync_dir(cur);
 		if (r < 0) {
 			close(fd);
 			return r;
