@@ -60,6 +60,9 @@ struct queue {
 		      * each wake is a context switch, and broadcasts per file
 		      * woke all three uploaders (docs/ARCHITECTURE.md) */
 	unsigned sleepers; /* takers waiting on cond */
+	pthread_cond_t lcond; /* lingering takers (queue_linger) wait here:
+			       * new entries do not wake them */
+	uint64_t lgen;        /* bumped to end every linger at once */
 	int64_t timer;     /* 0, or a time by which a sleeping taker wakes
 			    * by itself (the earliest known): an entry
 			    * deferred past it needs no wake-up */
@@ -91,6 +94,7 @@ struct queue *queue_new(void)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&q->cond, &ca);
 	pthread_cond_init(&q->jcond, &ca);
+	pthread_cond_init(&q->lcond, &ca);
 	pthread_condattr_destroy(&ca);
 	q->next_seq = 1;
 	q->jtail = &q->jhead;
@@ -200,6 +204,7 @@ void queue_free(struct queue *q)
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
 	pthread_cond_destroy(&q->jcond);
+	pthread_cond_destroy(&q->lcond);
 	free(q);
 }
 
@@ -672,14 +677,35 @@ struct qentry *queue_take(struct queue *q, int wait_ms)
 	return e;
 }
 
+/* Wake every taker, lingering ones too. Caller holds lock. */
+static void wake_all(struct queue *q)
+{
+	pthread_cond_broadcast(&q->cond);
+	q->lgen++;
+	pthread_cond_broadcast(&q->lcond);
+}
+
 /* An entry in flight ended: wake the takers if one found an entry it held
  * back. Caller holds lock. */
 static void wake_blocked(struct queue *q)
 {
 	if (q->blocked) {
 		q->blocked = 0;
-		pthread_cond_broadcast(&q->cond);
+		pthread_cond_broadcast(&q->cond); /* lingerers are not blocked */
 	}
+}
+
+struct qentry *queue_linger(struct queue *q, int wait_ms)
+{
+	int64_t until = queue_now() + (int64_t)wait_ms * 1000000;
+	struct timespec ts = { .tv_sec = until / 1000000000, .tv_nsec = until % 1000000000 };
+	pthread_mutex_lock(&q->lock);
+	uint64_t gen = q->lgen;
+	while (!q->stopping && q->lgen == gen)
+		if (pthread_cond_timedwait(&q->lcond, &q->lock, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&q->lock);
+	return queue_take(q, 0);
 }
 
 void queue_done(struct queue *q, struct qentry *e)
@@ -776,7 +802,7 @@ void queue_undefer(struct queue *q, const char *path)
 void queue_kick(struct queue *q)
 {
 	pthread_mutex_lock(&q->lock);
-	pthread_cond_broadcast(&q->cond);
+	wake_all(q);
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -784,7 +810,7 @@ void queue_stop(struct queue *q)
 {
 	pthread_mutex_lock(&q->lock);
 	q->stopping = 1;
-	pthread_cond_broadcast(&q->cond);
+	wake_all(q);
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -131,6 +131,13 @@ void queue_rename_end(struct queue *q);
  * was called. */
 struct qentry *queue_take(struct queue *q, int wait_ms);
 
+/* For a taker holding a batch of small files: wait wait_ms whatever is
+ * queued meanwhile (single new entries wake other takers, not this one),
+ * then take an entry that may start, if any (as queue_take(q, 0)). A
+ * batch then gathers what arrived during the wait with one wake-up,
+ * instead of one per entry. Ends early at queue_stop() or queue_kick(). */
+struct qentry *queue_linger(struct queue *q, int wait_ms);
+
 /* Entry e (from queue_take) is finished: frees it. */
 void queue_done(struct queue *q, struct qentry *e);
 
@@ -142,7 +149,7 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms);
  * closed. Wakes one queue_take() waiter if that made an entry ready. */
 void queue_undefer(struct queue *q, const char *path);
 
-/* Wake queue_take() waiters (a deferred entry may be ready). */
+/* Wake queue_take() and queue_linger() waiters. */
 void queue_kick(struct queue *q);
 
 /* Make queue_take() return NULL from now on. */

@@ -278,11 +278,18 @@ static void *run(void *arg)
 	w.nap_arg = u;
 	if (worker_probe(&w) != SEND_OK)
 		goto out;
-	/* Small files wait in the batch while more entries are ready at
-	 * once; the batch goes as soon as none is (no added latency). */
+	/* Small files wait in the batch: what is ready is taken at once,
+	 * then the batch lingers BATCH_LINGER_MS (queue_linger: new
+	 * entries meanwhile wake idle uploaders, not this one) and goes
+	 * when that brought nothing. One wake-up per linger instead of one
+	 * per file while a cp -r or tar x keeps queueing. */
 	w.batching = 1;
 	for (;;) {
-		struct qentry *e = queue_take(m->q, batch_pending(&w) ? BATCH_LINGER_MS : -1);
+		struct qentry *e;
+		if (!batch_pending(&w))
+			e = queue_take(m->q, -1);
+		else if (!(e = queue_take(m->q, 0)))
+			e = queue_linger(m->q, BATCH_LINGER_MS);
 		if (!e) {
 			if (!batch_pending(&w))
 				break; /* stopping */

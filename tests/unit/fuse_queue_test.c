@@ -765,12 +765,13 @@ struct taker {
 	pthread_cond_t cond;
 	struct qentry *got; /* under lock */
 	int returned;       /* under lock */
+	int linger_ms;      /* 0: queue_take(q, -1); else queue_linger(q, linger_ms) */
 };
 
 static void *taker_run(void *arg)
 {
 	struct taker *t = arg;
-	struct qentry *e = queue_take(t->q, -1);
+	struct qentry *e = t->linger_ms ? queue_linger(t->q, t->linger_ms) : queue_take(t->q, -1);
 	pthread_mutex_lock(&t->lock);
 	t->got = e;
 	t->returned = 1;
@@ -779,11 +780,13 @@ static void *taker_run(void *arg)
 	return NULL;
 }
 
-/* Start a thread blocked in queue_take(q, -1) (q owned by the caller). */
-static void taker_start_on(struct taker *t, pthread_t *th, struct queue *q)
+/* Start a thread blocked in queue_take(q, -1), or in queue_linger(q,
+ * linger_ms) if linger_ms (q owned by the caller). */
+static void taker_start_linger(struct taker *t, pthread_t *th, struct queue *q, int linger_ms)
 {
 	memset(t, 0, sizeof(*t));
 	t->q = q;
+	t->linger_ms = linger_ms;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -791,6 +794,11 @@ static void taker_start_on(struct taker *t, pthread_t *th, struct queue *q)
 	pthread_cond_init(&t->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	CU_ASSERT_EQUAL_FATAL(pthread_create(th, NULL, taker_run, t), 0);
+}
+
+static void taker_start_on(struct taker *t, pthread_t *th, struct queue *q)
+{
+	taker_start_linger(t, th, q, 0);
 }
 
 /* The same on a new empty queue (t->q, freed by the test). */
@@ -964,6 +972,43 @@ static void test_taker_wakes_after_barrier(void)
 	taker_expect(&t, "d/f");
 }
 
+/* A lingering taker is not woken by new entries: it takes one when its
+ * time is up, or when kicked; queue_stop() ends it with nothing. */
+static void test_linger(void)
+{
+	struct queue *q = new_queue();
+	struct taker t;
+	pthread_t th;
+	taker_start_linger(&t, &th, q, 60000);
+	CU_ASSERT_EQUAL(queue_sync(q, "a", QF_CONTENT), 0);
+	CU_ASSERT_EQUAL(queue_sync(q, "b", QF_CONTENT), 0);
+	CU_ASSERT_FALSE(taker_wait(&t, 50)); /* still lingering */
+	queue_kick(q);
+	CU_ASSERT(taker_wait(&t, DEADLINE_MS));
+	taker_finish(&t, th);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t.got);
+	CU_ASSERT_STRING_EQUAL(t.got->path, "a");
+	queue_done(q, t.got);
+
+	int64_t t0 = queue_now();
+	taker_start_linger(&t, &th, q, 100); /* b is ready: taken after 100 ms */
+	CU_ASSERT(taker_wait(&t, DEADLINE_MS));
+	CU_ASSERT(queue_now() - t0 >= 100 * MS);
+	taker_finish(&t, th);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t.got);
+	CU_ASSERT_STRING_EQUAL(t.got->path, "b");
+	queue_done(q, t.got);
+
+	taker_start_linger(&t, &th, q, 60000);
+	CU_ASSERT_EQUAL(queue_sync(q, "c", QF_CONTENT), 0);
+	CU_ASSERT_FALSE(taker_wait(&t, 20));
+	queue_stop(q);
+	CU_ASSERT(taker_wait(&t, DEADLINE_MS));
+	taker_finish(&t, th);
+	CU_ASSERT_PTR_NULL(t.got);
+	queue_free(q);
+}
+
 static void test_stop(void)
 {
 	struct taker t;
@@ -1070,6 +1115,7 @@ int suite_fuse_queue(void)
 	    !CU_add_test(s, "sync_open_keeps_pending", test_sync_open_keeps_pending) ||
 	    !CU_add_test(s, "taker_wakes_when_clash_ends", test_taker_wakes_when_clash_ends) ||
 	    !CU_add_test(s, "taker_wakes_after_barrier", test_taker_wakes_after_barrier) ||
+	    !CU_add_test(s, "linger", test_linger) ||
 	    !CU_add_test(s, "stop", test_stop) ||
 	    !CU_add_test(s, "seq_floor", test_seq_floor) ||
 	    !CU_add_test(s, "seq_survives_restart", test_seq_survives_restart))
