@@ -68,7 +68,7 @@ int compress_chunk(const uint8_t *in, size_t len, struct buf *out)
 			return -ENOMEM;
 		return -EIO;
 	}
-	if (n >= len)
+	if (n > len - len / COMPRESS_MIN_SAVING)
 		return 0;
 	out->len = n;
 	out->data[n] = '\0'; /* buf's invariant; reserve left room for it */

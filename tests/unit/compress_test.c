@@ -69,6 +69,16 @@ static void test_not_worth_it(void)
 	CU_ASSERT_EQUAL(compress_chunk(rnd, 1, &z), 0);
 	CU_ASSERT_EQUAL(compress_chunk(rnd, 0, &z), 0);
 	CU_ASSERT_EQUAL(compress_chunk((const uint8_t *)"aaaaaaaa", 8, &z), 0); /* frame overhead */
+
+	/* Bytes of 180 values (7.5 bits of entropy each) shrink by about
+	 * 7 %: not worth it. Of 64 values (6 bits): a quarter, worth it. */
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		rnd[i] %= 180;
+	CU_ASSERT_EQUAL(compress_chunk(rnd, sizeof(rnd), &z), 0);
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		rnd[i] %= 64;
+	CU_ASSERT_EQUAL(compress_chunk(rnd, sizeof(rnd), &z), 1);
+	CU_ASSERT(z.len <= sizeof(rnd) - sizeof(rnd) / COMPRESS_MIN_SAVING);
 	buf_release(&z);
 
 	/* a cap too small for the compress bound is reported, not overrun */
