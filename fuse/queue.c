@@ -61,8 +61,7 @@ struct queue {
 		      * woke all three uploaders (docs/ARCHITECTURE.md) */
 	unsigned sleepers; /* takers waiting on cond */
 	pthread_cond_t lcond; /* lingering takers (queue_linger) wait here:
-			       * new entries do not wake them */
-	uint64_t lgen;        /* bumped to end every linger at once */
+			       * only queue_stop() wakes them */
 	int64_t timer;     /* 0, or a time by which a sleeping taker wakes
 			    * by itself (the earliest known): an entry
 			    * deferred past it needs no wake-up */
@@ -319,17 +318,12 @@ static int sync_entry(struct queue *q, const char *path, unsigned flags, uint64_
 	append_sync(q, copy, flags);
 	if (since && since < q->tail->since)
 		q->tail->since = since;
-	if (not_before) {
-		/* Deferred: only if no sleeping taker wakes by then anyway
-		 * does one need waking, to set its timer. */
-		q->tail->not_before = not_before;
-		if (q->sleepers && (!q->timer || q->timer > not_before))
-			pthread_cond_signal(&q->cond);
-	} else {
-		/* One new entry: one worker is enough (waking all of them for
-		 * it costs a context switch each, per change). */
+	q->tail->not_before = not_before;
+	/* One new entry: one worker is enough (waking all of them for it
+	 * costs a context switch each, per change). A deferred one needs
+	 * one only if no sleeping worker wakes by then anyway (its timer). */
+	if (!not_before || (q->sleepers && (!q->timer || q->timer > not_before)))
 		pthread_cond_signal(&q->cond);
-	}
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
@@ -677,14 +671,6 @@ struct qentry *queue_take(struct queue *q, int wait_ms)
 	return e;
 }
 
-/* Wake every taker, lingering ones too. Caller holds lock. */
-static void wake_all(struct queue *q)
-{
-	pthread_cond_broadcast(&q->cond);
-	q->lgen++;
-	pthread_cond_broadcast(&q->lcond);
-}
-
 /* An entry in flight ended: wake the takers if one found an entry it held
  * back. Caller holds lock. */
 static void wake_blocked(struct queue *q)
@@ -700,8 +686,7 @@ struct qentry *queue_linger(struct queue *q, int wait_ms)
 	int64_t until = queue_now() + (int64_t)wait_ms * 1000000;
 	struct timespec ts = { .tv_sec = until / 1000000000, .tv_nsec = until % 1000000000 };
 	pthread_mutex_lock(&q->lock);
-	uint64_t gen = q->lgen;
-	while (!q->stopping && q->lgen == gen)
+	while (!q->stopping)
 		if (pthread_cond_timedwait(&q->lcond, &q->lock, &ts) == ETIMEDOUT)
 			break;
 	pthread_mutex_unlock(&q->lock);
@@ -799,18 +784,12 @@ void queue_undefer(struct queue *q, const char *path)
 	pthread_mutex_unlock(&q->lock);
 }
 
-void queue_kick(struct queue *q)
-{
-	pthread_mutex_lock(&q->lock);
-	wake_all(q);
-	pthread_mutex_unlock(&q->lock);
-}
-
 void queue_stop(struct queue *q)
 {
 	pthread_mutex_lock(&q->lock);
 	q->stopping = 1;
-	wake_all(q);
+	pthread_cond_broadcast(&q->cond);
+	pthread_cond_broadcast(&q->lcond);
 	pthread_mutex_unlock(&q->lock);
 }
 

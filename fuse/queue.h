@@ -135,7 +135,7 @@ struct qentry *queue_take(struct queue *q, int wait_ms);
  * queued meanwhile (single new entries wake other takers, not this one),
  * then take an entry that may start, if any (as queue_take(q, 0)). A
  * batch then gathers what arrived during the wait with one wake-up,
- * instead of one per entry. Ends early at queue_stop() or queue_kick(). */
+ * instead of one per entry. Ends early at queue_stop(). */
 struct qentry *queue_linger(struct queue *q, int wait_ms);
 
 /* Entry e (from queue_take) is finished: frees it. */
@@ -148,9 +148,6 @@ void queue_retry(struct queue *q, struct qentry *e, int delay_ms);
 /* The pending sync of path (if any) need not wait any longer: its file was
  * closed. Wakes one queue_take() waiter if that made an entry ready. */
 void queue_undefer(struct queue *q, const char *path);
-
-/* Wake queue_take() and queue_linger() waiters. */
-void queue_kick(struct queue *q);
 
 /* Make queue_take() return NULL from now on. */
 void queue_stop(struct queue *q);
