@@ -23,9 +23,10 @@
 /* Compressed only if that saves at least 1/COMPRESS_MIN_SAVING of the
  * bytes. Data that zstd shrinks by a few percent (media, encrypted or
  * near-random data, fio's scrambled buffers) is the data it is slowest on:
- * fio's 1 GiB sequential write through the mount shrank by 11 % in the
- * worker's stream at 95 MB/s, and the mirror completed 22 s after fio
- * (docs/ARCHITECTURE.md). Text shrinks by half or more. */
+ * a new 1 GiB file written by fio (default buffers) through the mount
+ * shrank by 11 % in the worker's stream at 95 MB/s, and the mirror
+ * completed 19-30 s after fio, 8-9 s without (README). Text shrinks by
+ * half or more. */
 #define COMPRESS_MIN_SAVING 8
 
 /* Probing a run of chunks for compressibility (fuse/transfer.c, batch.c):
