@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -37,9 +38,7 @@ static ZSTD_CCtx *thread_cctx(void)
 	if (c)
 		return c;
 	c = ZSTD_createCCtx();
-	if (c && (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel,
-						       COMPRESS_LEVEL)) ||
-		  ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, CCTX_WINDOW_LOG)) ||
+	if (c && (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, CCTX_WINDOW_LOG)) ||
 		  pthread_setspecific(cctx_key, c) != 0)) {
 		ZSTD_freeCCtx(c);
 		c = NULL;
@@ -48,6 +47,53 @@ static ZSTD_CCtx *thread_cctx(void)
 }
 
 int compress_chunk(const uint8_t *in, size_t len, struct buf *out)
+{
+	return compress_chunk_at(in, len, COMPRESS_LEVEL, out);
+}
+
+int compress_probe(const uint8_t *in, size_t len, struct buf *out)
+{
+	int r = compress_chunk_at(in, len, COMPRESS_FAST_LEVEL, out);
+	if (r <= 0)
+		return r;
+	return out->len <= len - len / COMPRESS_STRONG_SAVING ? COMPRESS_STRONG
+								 : COMPRESS_WEAK;
+}
+
+void compress_prober_init(struct compress_prober *p)
+{
+	memset(p, 0, sizeof(*p));
+	buf_init(&p->out, 0);
+}
+
+void compress_prober_release(struct compress_prober *p)
+{
+	buf_release(&p->out);
+}
+
+enum compress_class compress_prober_next(struct compress_prober *p, const uint8_t *in,
+					 size_t len, const struct buf **z)
+{
+	*z = NULL;
+	/* A weak chunk is sent as its probe's output: always probed. */
+	if (p->run >= COMPRESS_RUN && p->cls != COMPRESS_WEAK && p->n++ % COMPRESS_PROBE != 0)
+		return (enum compress_class)p->cls;
+	int c = compress_probe(in, len, &p->out);
+	if (c < 0)
+		c = COMPRESS_FLAT;
+	if (c != COMPRESS_FLAT)
+		*z = &p->out;
+	if (c == p->cls) {
+		p->run++;
+	} else {
+		p->cls = c;
+		p->run = 1;
+		p->n = 0;
+	}
+	return (enum compress_class)c;
+}
+
+int compress_chunk_at(const uint8_t *in, size_t len, int level, struct buf *out)
 {
 	size_t bound = ZSTD_compressBound(len);
 	int r;
@@ -62,6 +108,9 @@ int compress_chunk(const uint8_t *in, size_t len, struct buf *out)
 	ZSTD_CCtx *c = thread_cctx();
 	if (!c)
 		return -ENOMEM;
+	/* The level sticks to the context: set it every time (cheap). */
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level)))
+		return -EIO;
 	size_t n = ZSTD_compress2(c, out->data, bound, in, len);
 	if (ZSTD_isError(n)) {
 		if (ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation)

@@ -29,12 +29,6 @@
  * half or more. */
 #define COMPRESS_MIN_SAVING 8
 
-/* Probing a run of chunks for compressibility (fuse/transfer.c, batch.c):
- * after COMPRESS_FLAT_RUN chunks in a row that did not compress, only
- * every COMPRESS_PROBE-th is tried, until one compresses again: media and
- * random data cost no zstd time, text still gets compressed. */
-#define COMPRESS_FLAT_RUN 8
-#define COMPRESS_PROBE 16
 
 /* Compress in[0..len) at COMPRESS_LEVEL into out (its previous contents are
  * dropped; may reallocate). Returns 1 if the result saves at least
@@ -44,6 +38,11 @@
  * ZSTD_compressBound(len)) or -EIO (any other zstd failure). */
 __attribute__((warn_unused_result))
 int compress_chunk(const uint8_t *in, size_t len, struct buf *out);
+
+/* As compress_chunk(), at zstd level `level` (COMPRESS_LEVEL,
+ * COMPRESS_FAST_LEVEL). */
+__attribute__((warn_unused_result))
+int compress_chunk_at(const uint8_t *in, size_t len, int level, struct buf *out);
 
 /* Decompress the single zstd frame in[0..len) into out[0..raw_len). Returns 0
  * only if in is exactly one frame that declares and yields raw_len bytes;
@@ -59,5 +58,62 @@ int decompress_chunk(const uint8_t *in, size_t len, uint8_t *out, size_t raw_len
  * but one complete frame, or -ENOMEM. */
 __attribute__((warn_unused_result))
 int decompress_body(const uint8_t *in, size_t len, size_t cap, struct buf *out);
+
+
+/*
+ * Weakly compressible data. Some data shrinks by 1/8 to 1/5 and hardly
+ * more whatever the level or context: fio's buffers with --randrepeat=0
+ * (16 KiB chunks at level 1: 12.8 %, at 145-200 MB/s; the worker's
+ * stream at level 5: about 95 MB/s for the same), some media and packed
+ * formats. Text and code shrink by half or more, base64 by a quarter
+ * alone and much more with context (tests/integration/t_dedup.sh), where
+ * level 5 and the stream are worth their time. So each chunk is probed at
+ * COMPRESS_FAST_LEVEL (level 1: it entropy-codes literals, which negative
+ * levels skip, so base64 still counts), which is also how a weak chunk is
+ * sent: its probe's output, in its frame. A body with a chunk that saves
+ * 1/COMPRESS_STRONG_SAVING alone goes in the stream at BUNDLE_STREAM_LEVEL
+ * (bundle.h); other bodies go plain, their weak chunks compressed alone.
+ * A new 1 GiB file written through the mount by fio --randrepeat=0 (make
+ * bench's seqwrite), when every body went in the stream: the mirror
+ * completed 16-18 s after fio, mirrorfs spent 13-14 CPU-s; with weak
+ * chunks alone, 12-13 s and 8 CPU-s (README).
+ */
+#define COMPRESS_FAST_LEVEL 1
+#define COMPRESS_STRONG_SAVING 5
+
+enum compress_class { COMPRESS_FLAT = 0, COMPRESS_WEAK = 1, COMPRESS_STRONG = 2 };
+
+/* Probe in[0..len) at COMPRESS_FAST_LEVEL into out (as compress_chunk():
+ * it holds the frame unless COMPRESS_FLAT is returned). Returns a
+ * compress_class, or -ENOMEM, -EMSGSIZE, -EIO as compress_chunk(). */
+__attribute__((warn_unused_result))
+int compress_probe(const uint8_t *in, size_t len, struct buf *out);
+
+/* Probing a run of chunks (fuse/transfer.c, batch.c): after COMPRESS_RUN
+ * chunks in a row probed flat (or strong), only every COMPRESS_PROBE-th
+ * is probed and the others are taken to be of that class, until a probe
+ * differs: media and random data cost almost no zstd time, text still
+ * gets compressed. Weak chunks are all probed (the probe is their
+ * compression). Not thread-safe: one per uploader. */
+#define COMPRESS_RUN 8
+#define COMPRESS_PROBE 16
+
+struct compress_prober {
+	struct buf out; /* owned: the last probe's frame */
+	int cls;        /* the class of the current run */
+	unsigned run;   /* chunks in a row probed to cls */
+	uint64_t n;     /* chunks looked at in the run */
+};
+
+void compress_prober_init(struct compress_prober *p);
+void compress_prober_release(struct compress_prober *p);
+
+/* The class of the next chunk, in[0..len): probed, or the run's. A probe
+ * that fails counts as COMPRESS_FLAT. *z (borrowed from p, valid until
+ * the next call): the chunk compressed at COMPRESS_FAST_LEVEL when it was
+ * probed and saves 1/COMPRESS_MIN_SAVING (always for COMPRESS_WEAK), else
+ * NULL. */
+enum compress_class compress_prober_next(struct compress_prober *p, const uint8_t *in,
+					 size_t len, const struct buf **z);
 
 #endif

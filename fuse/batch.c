@@ -65,9 +65,7 @@ struct batch {
 	uint64_t sid, spos;       /* its id, and the position of the next body */
 	/* Compressibility probes of the chunks sent (compress.h): a body
 	 * whose chunks do not compress goes plain, outside the stream. */
-	struct buf zprobe;        /* scratch: at most a chunk's bound */
-	unsigned flat_run;        /* chunks in a row that did not compress */
-	uint64_t nprobe;          /* chunks looked at */
+	struct compress_prober probe;
 };
 
 int batch_wants(const struct worker *w, const struct stat *st)
@@ -124,7 +122,7 @@ void batch_free(struct worker *w)
 	free(b->cand);
 	free(b->fbuf);
 	buf_release(&b->data);
-	buf_release(&b->zprobe);
+	compress_prober_release(&b->probe);
 	free(b);
 	w->batch = NULL;
 }
@@ -137,7 +135,7 @@ static struct batch *batch_get(struct worker *w)
 	if (!b)
 		return NULL;
 	buf_init(&b->data, BATCH_BYTES + BATCH_FILE_MAX);
-	buf_init(&b->zprobe, 0);
+	compress_prober_init(&b->probe);
 	if (!(b->fbuf = malloc(BATCH_FILE_MAX))) {
 		free(b);
 		return NULL;
@@ -379,23 +377,15 @@ static enum send_result choose(struct worker *w, struct batch *b, uint8_t **send
 	return r;
 }
 
-/* 1 if the chunk at p (len bytes) is worth compressing, as far as the
- * probes tell: a chunk not probed counts as flat. */
-static int probe(struct batch *b, const uint8_t *p, uint32_t len)
-{
-	if (b->flat_run >= COMPRESS_FLAT_RUN && b->nprobe++ % COMPRESS_PROBE != 0)
-		return 0;
-	int z = compress_chunk(p, len, &b->zprobe) > 0;
-	b->flat_run = z ? 0 : b->flat_run + 1;
-	return z;
-}
-
 /* The body's parts: the ops as JSON (*json, caller frees) and a frame for
- * every chunk in send. *flat: frames were sent and none of the chunks
- * probed compressed (random data, media): the body goes plain, since
- * compressing it costs more CPU than the JSON's few bytes save (first
- * upload of bench.sh's incompressible tree: zstd was 13 % of mirrorfs's
- * CPU), and such bytes are no use as context to the stream. With refs
+ * every chunk in send, its bytes probed for compression (compress.h)
+ * until one compresses strongly; a weak chunk goes compressed alone at the
+ * fast level. *flat: frames were sent and none of the chunks probed
+ * compressed strongly (random data, media, weakly compressible data): the
+ * body goes plain, since compressing it costs more CPU than the JSON's
+ * few bytes save (first upload of bench.sh's incompressible tree: zstd was
+ * 13 % of mirrorfs's CPU), and such bytes are no use as context to the
+ * stream. With refs
  * (mirrord says "refs"), the frames are
  * short and the commits name those chunks by frame position: the server
  * hashes every chunk it receives anyway, and an id costs 32 bytes in the
@@ -422,15 +412,23 @@ static int encode(struct batch *b, const uint8_t *send, int refs, int brief, cha
 		const struct bcand *k = &b->cand[i];
 		if (!send[i])
 			continue;
+		const uint8_t *raw = (const uint8_t *)b->data.data + k->off;
+		const struct buf *zb = NULL;
+		if (!squeezes) {
+			squeezes = compress_prober_next(&b->probe, raw, k->len, &zb) ==
+				   COMPRESS_STRONG;
+			if (squeezes)
+				zb = NULL; /* raw: the whole body is compressed */
+		}
+		const uint8_t *payload = zb ? (const uint8_t *)zb->data : raw;
+		uint32_t wire = zb ? (uint32_t)zb->len : k->len;
 		if (refs)
-			frame_encode_short_header(hdr, k->len, k->len, 0);
+			frame_encode_short_header(hdr, k->len, wire, zb != NULL);
 		else
-			frame_encode_header(hdr, &k->id, k->len, k->len, 0);
+			frame_encode_header(hdr, &k->id, k->len, wire, zb != NULL);
 		if ((r = buf_append(frames, hdr, refs ? FRAME_SHORT_HEADER_LEN : FRAME_HEADER_LEN)) < 0 ||
-		    (r = buf_append(frames, b->data.data + k->off, k->len)) < 0)
+		    (r = buf_append(frames, payload, wire)) < 0)
 			goto out;
-		if (!squeezes)
-			squeezes = probe(b, (const uint8_t *)b->data.data + k->off, k->len);
 		if (refs)
 			pos[i] = (uint32_t)++*nsent;
 		else

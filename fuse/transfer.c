@@ -4,8 +4,9 @@
  * The file is read once, in batches of about TRANSFER_BATCH bytes: each
  * batch is cut into chunks (common/chunker), hashed, the server is asked
  * which of them it lacks, and only those are uploaded (zstd where that
- * pays: a body with compressible chunks goes in the worker's compression
- * stream, batch_post_chunks(), else each chunk is compressed alone).
+ * pays: a body with a strongly compressible chunk goes in the worker's
+ * compression stream, batch_post_chunks(), else each chunk that
+ * compresses goes compressed alone; compress.h).
  * Memory stays bounded by one batch plus the chunk list (48 bytes a
  * chunk), whatever the file size. The commit names the whole chunk list;
  * mirrord answers 409 with the chunks it no longer has, which are read
@@ -61,9 +62,9 @@ struct xfer {
 	struct buf body;   /* chunk upload body */
 	struct buf zbuf;   /* compression scratch */
 	uint64_t bytes_sent, chunks_sent, chunks_skipped;
-	unsigned flat_run; /* chunks in a row that did not compress */
+	struct compress_prober probe;
 	int streamed;      /* frames go raw, a compressible body in the stream */
-	int zbody;         /* a chunk of this body compressed when tried */
+	int zbody;         /* the best compress_class probed in this body */
 	/* Patches (mirrord "patch", patch.h): set up when the record has
 	 * the list last sent for this inode and the FUSE layer says which
 	 * ranges changed since. */
@@ -113,27 +114,29 @@ static int add_chunk(struct xfer *x, const uint8_t *data, uint32_t len, uint64_t
 	return 0;
 }
 
-/* Append one frame for chunk c (bytes at data) to the upload body. When
- * streamed, the frame goes raw and the chunk is only tried for
- * compression until one of the body compresses: the whole body then goes
- * in the worker's compression stream. Otherwise each chunk is compressed
- * alone where that pays. */
+/* Append one frame for chunk c (bytes at data) to the upload body, its
+ * bytes probed for compression (compress.h) until one of the body
+ * compresses strongly. A weak chunk goes compressed alone at the fast
+ * level (its probe's output). A strong one: when streamed, the whole body
+ * goes in the worker's compression stream (batch_post_chunks()) and its
+ * frames raw; otherwise it is compressed alone at COMPRESS_LEVEL. */
 static int frame_chunk(struct xfer *x, const struct chunk_ref *c, const uint8_t *data)
 {
 	uint8_t hdr[FRAME_HEADER_LEN];
-	int z = 0;
-	if ((!x->streamed || !x->zbody) &&
-	    (x->flat_run < COMPRESS_FLAT_RUN || x->chunks_sent % COMPRESS_PROBE == 0)) {
-		z = compress_chunk(data, c->len, &x->zbuf);
-		if (z < 0)
-			z = 0; /* send it as it is */
-		x->flat_run = z ? 0 : x->flat_run + 1;
-		x->zbody |= z;
+	const struct buf *zb = NULL;
+	if (!x->streamed || x->zbody != COMPRESS_STRONG) {
+		int cls = compress_prober_next(&x->probe, data, c->len, &zb);
+		if (cls > x->zbody)
+			x->zbody = cls;
+		if (cls == COMPRESS_STRONG) {
+			zb = NULL;
+			if (!x->streamed && compress_chunk(data, c->len, &x->zbuf) > 0)
+				zb = &x->zbuf;
+		}
 	}
-	if (x->streamed)
-		z = 0;
-	const uint8_t *payload = z ? (const uint8_t *)x->zbuf.data : data;
-	uint32_t wire = z ? (uint32_t)x->zbuf.len : c->len;
+	int z = zb != NULL;
+	const uint8_t *payload = z ? (const uint8_t *)zb->data : data;
+	uint32_t wire = z ? (uint32_t)zb->len : c->len;
 	frame_encode_header(hdr, &c->id, c->len, wire, z);
 	int r = buf_append(&x->body, hdr, sizeof(hdr));
 	if (r == 0 && x->staged) {
@@ -157,7 +160,7 @@ static enum send_result post_body(struct xfer *x)
 	enum send_result res;
 	if (x->body.len == 0)
 		return SEND_OK;
-	if (x->streamed && x->zbody) {
+	if (x->streamed && x->zbody == COMPRESS_STRONG) {
 		res = batch_post_chunks(w, &x->body, x->staged ? x->stage_hex : NULL, &status,
 					&wire);
 	} else {
@@ -734,6 +737,7 @@ enum send_result transfer_file(struct worker *w, const char *path, int fd,
 	int64_t started = queue_now();
 	buf_init(&x.body, PROTO_CHUNKS_BODY_MAX);
 	buf_init(&x.zbuf, 2 * CHUNK_PROTO_MAX);
+	compress_prober_init(&x.probe);
 	/* Sized once: grown by doubling, a body a little over a batch would
 	 * take twice its memory. */
 	if (buf_reserve_exact(&x.body, cap + BODY_SLACK) < 0) {
@@ -941,5 +945,6 @@ out:
 	free(x.moves);
 	buf_release(&x.body);
 	buf_release(&x.zbuf);
+	compress_prober_release(&x.probe);
 	return res;
 }

@@ -28,7 +28,10 @@
 #     (every 97th character differs, so no chunk is a duplicate): its
 #     chunks compressed one by one would cost about 2.3 MiB (base64 packs
 #     6 bits in 8), in the compression stream each variant is a near copy
-#     of the one before: under 1 MiB.
+#     of the one before: under 1 MiB;
+#   - 4 MiB of bytes of 100 values at random (each chunk 16 % smaller
+#     alone, no more with context): still sent compressed, chunk by
+#     chunk: under 7/8 of its size.
 #
 # timeout: 600
 
@@ -208,6 +211,17 @@ cp "$T/text" "$M/text"
 sync_mirror
 expect_under "3 MiB of near-repeating text" "$b0" $((1 << 20))
 cmp -s "$T/text" "$T/dir/text" || fail "the text file differs on the server"
+
+step "a weakly compressible file: its chunks go compressed one by one"
+# 4 MiB of bytes of 100 values at random (6.6 bits in 8): each chunk
+# shrinks by about 16 % alone and no more with context (compress.h's weak
+# class, sent as each chunk's level-1 frame).
+perl -e 'srand(7); my $s = ""; $s .= chr(int(rand(100))) for 1 .. (4 << 20); print $s' >"$T/weak"
+b0=$(bytes_up)
+cp "$T/weak" "$M/weak"
+sync_mirror
+expect_under "4 MiB of weakly compressible bytes" "$b0" $(((4 << 20) * 7 / 8))
+cmp -s "$T/weak" "$T/dir/weak" || fail "the weakly compressible file differs on the server"
 
 compare_trees
 unmount_mirrorfs

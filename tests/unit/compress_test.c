@@ -88,6 +88,99 @@ static void test_not_worth_it(void)
 	buf_release(&z);
 }
 
+/* Bytes of `values` distinct values at random (log2(values) bits each). */
+static void fill_values(uint8_t *p, size_t len, unsigned values, uint64_t seed)
+{
+	fill_random(p, len, seed);
+	for (size_t i = 0; i < len; i++)
+		p[i] %= values;
+}
+
+/* z holds a frame that decodes to exactly in[0..len). */
+static void check_frame(const struct buf *z, const uint8_t *in, size_t len)
+{
+	uint8_t *out = malloc(len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	CU_ASSERT(z->len < len);
+	CU_ASSERT_EQUAL(decompress_chunk((const uint8_t *)z->data, z->len, out, len), 0);
+	CU_ASSERT(memcmp(out, in, len) == 0);
+	free(out);
+}
+
+static void test_probe(void)
+{
+	static uint8_t in[16384];
+	struct buf z;
+	buf_init(&z, 0);
+	/* random: flat */
+	fill_random(in, sizeof(in), 5);
+	CU_ASSERT_EQUAL(compress_probe(in, sizeof(in), &z), COMPRESS_FLAT);
+	/* 100 values (6.6 bits): about 16 % smaller, weak, yet worth sending
+	 * compressed */
+	fill_values(in, sizeof(in), 100, 5);
+	CU_ASSERT_EQUAL_FATAL(compress_probe(in, sizeof(in), &z), COMPRESS_WEAK);
+	CU_ASSERT(z.len <= sizeof(in) - sizeof(in) / COMPRESS_MIN_SAVING);
+	CU_ASSERT(z.len > sizeof(in) - sizeof(in) / COMPRESS_STRONG_SAVING);
+	check_frame(&z, in, sizeof(in));
+	/* 32 values (5 bits, as base64's 6 bits in 8 and more): strong */
+	fill_values(in, sizeof(in), 32, 5);
+	CU_ASSERT_EQUAL_FATAL(compress_probe(in, sizeof(in), &z), COMPRESS_STRONG);
+	check_frame(&z, in, sizeof(in));
+	fill_text(in, sizeof(in), 1);
+	CU_ASSERT_EQUAL_FATAL(compress_probe(in, sizeof(in), &z), COMPRESS_STRONG);
+	check_frame(&z, in, sizeof(in));
+	buf_release(&z);
+}
+
+/* A run of flat chunks is probed every COMPRESS_PROBE-th chunk, the
+ * others taken as flat; a probe that differs ends the run. */
+static void test_prober_flat_run(void)
+{
+	static uint8_t rnd[8192], text[8192];
+	struct compress_prober p;
+	const struct buf *z;
+	fill_random(rnd, sizeof(rnd), 7);
+	fill_text(text, sizeof(text), 2);
+	compress_prober_init(&p);
+	for (int i = 0; i < COMPRESS_RUN; i++) {
+		CU_ASSERT_EQUAL(compress_prober_next(&p, rnd, sizeof(rnd), &z), COMPRESS_FLAT);
+		CU_ASSERT_PTR_NULL(z);
+	}
+	/* the run is long enough: this one is probed, the next
+	 * COMPRESS_PROBE - 1 are not, even if they are text */
+	CU_ASSERT_EQUAL(compress_prober_next(&p, rnd, sizeof(rnd), &z), COMPRESS_FLAT);
+	for (int i = 1; i < COMPRESS_PROBE; i++) {
+		CU_ASSERT_EQUAL(compress_prober_next(&p, text, sizeof(text), &z), COMPRESS_FLAT);
+		CU_ASSERT_PTR_NULL(z);
+	}
+	/* the next probe finds text: strong, and the run starts again */
+	CU_ASSERT_EQUAL_FATAL(compress_prober_next(&p, text, sizeof(text), &z), COMPRESS_STRONG);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+	check_frame(z, text, sizeof(text));
+	CU_ASSERT_EQUAL(compress_prober_next(&p, rnd, sizeof(rnd), &z), COMPRESS_FLAT);
+	CU_ASSERT_EQUAL(compress_prober_next(&p, text, sizeof(text), &z), COMPRESS_STRONG);
+	compress_prober_release(&p);
+}
+
+/* Weak chunks are sent as their probe's output: every one is probed, in
+ * a run however long, and each frame decodes to its own chunk. */
+static void test_prober_weak_run(void)
+{
+	enum { N = 3 * COMPRESS_PROBE };
+	static uint8_t in[N][4096];
+	struct compress_prober p;
+	const struct buf *z;
+	compress_prober_init(&p);
+	for (int i = 0; i < N; i++) {
+		fill_values(in[i], sizeof(in[i]), 100, (uint64_t)i + 1);
+		CU_ASSERT_EQUAL_FATAL(compress_prober_next(&p, in[i], sizeof(in[i]), &z),
+				      COMPRESS_WEAK);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+		check_frame(z, in[i], sizeof(in[i]));
+	}
+	compress_prober_release(&p);
+}
+
 /* Decompress into a buffer of exactly raw_len bytes followed by guard bytes
  * that must stay untouched. */
 static int decompress_guarded(const uint8_t *in, size_t len, size_t raw_len)
@@ -281,6 +374,9 @@ int suite_compress(void)
 		return CU_get_error();
 	if (!CU_add_test(s, "round trip", test_roundtrip) ||
 	    !CU_add_test(s, "not worth it", test_not_worth_it) ||
+	    !CU_add_test(s, "probe classes", test_probe) ||
+	    !CU_add_test(s, "prober: flat run", test_prober_flat_run) ||
+	    !CU_add_test(s, "prober: weak run", test_prober_weak_run) ||
 	    !CU_add_test(s, "bad input", test_bad_input) ||
 	    !CU_add_test(s, "bodies", test_body) ||
 	    !CU_add_test(s, "threads", test_threads))
