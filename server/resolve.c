@@ -230,6 +230,14 @@ int resolve_fd_mtime(int fd, const struct timespec *mtime)
 {
 	char p[64];
 	struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT }, *mtime };
+	/* Most callers pass an O_PATH folder: futimens() refuses those
+	 * (EBADF), utimensat() with AT_EMPTY_PATH takes them on recent
+	 * kernels (one call instead of two); older kernels refuse the empty
+	 * path (ENOENT, EINVAL), and the /proc/self/fd path does it. */
+	if (utimensat(fd, "", ts, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOENT && errno != EBADF)
+		return -errno;
 	if (futimens(fd, ts) == 0)
 		return 0;
 	if (errno != EBADF)

@@ -915,6 +915,34 @@ static void test_symlink_escape(void)
 	sfx_teardown(&f);
 }
 
+/* resolve_fd_mtime sets a folder's mtime through an O_PATH descriptor
+ * (most callers hold those) and through an ordinary one, exactly, and
+ * leaves the atime alone. */
+static void test_fd_mtime(void)
+{
+	SETUP(f, 1);
+	char p[PATH_MAX];
+	struct stat before, st;
+	CU_ASSERT_EQUAL_FATAL(mkdir(sfx_path(&f, "d", p, sizeof(p)), 0755), 0);
+	CU_ASSERT_EQUAL_FATAL(stat(p, &before), 0);
+	int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CU_ASSERT_FATAL(fd >= 0);
+	struct timespec ts = sfx_ts(1300000000, 123456789);
+	CU_ASSERT_EQUAL(resolve_fd_mtime(fd, &ts), 0);
+	CU_ASSERT_EQUAL(stat(p, &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1300000000, 123456789));
+	CU_ASSERT(sfx_same_time(&st.st_atim, before.st_atim.tv_sec, before.st_atim.tv_nsec));
+	close(fd);
+	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CU_ASSERT_FATAL(fd >= 0);
+	ts = sfx_ts(1400000000, 5);
+	CU_ASSERT_EQUAL(resolve_fd_mtime(fd, &ts), 0);
+	CU_ASSERT_EQUAL(stat(p, &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1400000000, 5));
+	close(fd);
+	sfx_teardown(&f);
+}
+
 static void test_rename(void)
 {
 	SETUP(f, 1);
@@ -1165,6 +1193,7 @@ int suite_server_apply(void)
 	    !CU_add_test(s, "mkdir", test_mkdir) || !CU_add_test(s, "symlink", test_symlink) ||
 	    !CU_add_test(s, "delete", test_delete) || !CU_add_test(s, "meta", test_meta) ||
 	    !CU_add_test(s, "symlink escapes", test_symlink_escape) ||
+	    !CU_add_test(s, "folder mtime through a descriptor", test_fd_mtime) ||
 	    !CU_add_test(s, "rename", test_rename) ||
 	    !CU_add_test(s, "rename replay", test_rename_replay) ||
 	    !CU_add_test(s, "read-only folders", test_readonly_folders) ||
