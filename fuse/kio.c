@@ -17,9 +17,18 @@ _Static_assert(FUSE_HANDLE_KILLPRIV_FLAG == FUSE_HANDLE_KILLPRIV, "kio.h's copy 
 static atomic_uint init_flags;
 static atomic_int init_written;
 
+static void (*after_init_fn)(void *arg);
+static void *after_init_arg;
+
 void kio_init_flags(uint32_t flags)
 {
 	atomic_fetch_or(&init_flags, flags);
+}
+
+void kio_after_init(void (*fn)(void *arg), void *arg)
+{
+	after_init_fn = fn;
+	after_init_arg = arg;
 }
 
 static ssize_t kio_writev(int fd, struct iovec *iov, int count, void *userdata)
@@ -38,7 +47,14 @@ static ssize_t kio_writev(int fd, struct iovec *iov, int count, void *userdata)
 		struct iovec v[2] = { iov[0], { &out, iov[1].iov_len } };
 		memcpy(&out, iov[1].iov_base, iov[1].iov_len);
 		out.flags |= atomic_load(&init_flags);
-		return writev(fd, v, 2);
+		ssize_t n = writev(fd, v, 2);
+		/* The kernel has applied the reply when writev() returns. */
+		if (n >= 0 && after_init_fn) {
+			int e = errno;
+			after_init_fn(after_init_arg);
+			errno = e;
+		}
+		return n;
 	}
 	return writev(fd, iov, count);
 }

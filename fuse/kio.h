@@ -10,6 +10,9 @@
  * such GETATTR for each file it extracts. The INIT reply is the first
  * thing written on the session, before any other request is served.
  *
+ * It also runs a hook once the kernel has taken the INIT reply
+ * (kio_after_init(): ra.h sets the mount's readahead then).
+ *
  * Use: kio_install() after fuse_session_mount(); kio_init_flags() from
  * the init callback (only with flags the kernel offered: FUSE_* bits of
  * <linux/fuse.h>, low 32). One session per process.
@@ -30,5 +33,10 @@ int kio_install(struct fuse_session *se);
 
 /* Add flags to the INIT reply, if it has not been written yet. */
 void kio_init_flags(uint32_t flags);
+
+/* Call fn(arg) once, in the session thread that wrote the INIT reply,
+ * right after the kernel took it (fn must not touch the mount: no other
+ * request is served until it returns). Set before the session loop. */
+void kio_after_init(void (*fn)(void *arg), void *arg);
 
 #endif

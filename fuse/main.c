@@ -30,6 +30,7 @@
 #include "proto.h"
 #include "qstore.h"
 #include "queue.h"
+#include "ra.h"
 #include "setup.h"
 #include "status.h"
 
@@ -147,6 +148,15 @@ static int parse_o(struct opts *o, char *list)
 
 /* -o fsname=BACKING, so that findmnt and df name the mirrored folder
  * (commas and backslashes escaped as libfuse's option parser expects). */
+/* After INIT (kio_after_init): the mount reads ahead as BACKING's disk. */
+static void match_readahead(void *arg)
+{
+	const struct mirror *m = arg;
+	int r = ra_match(m->mountpoint, m->backing);
+	if (r < 0)
+		log_debug("readahead of the mount left as it is: %s", strerror(-r));
+}
+
 static int add_fsname(struct fuse_args *args, const char *backing)
 {
 	char buf[PATH_MAX * 2 + 16];
@@ -312,6 +322,7 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "mirrorfs: cannot mount on '%s'\n", m.mountpoint);
 		goto out;
 	}
+	kio_after_init(match_readahead, &m);
 	if (kio_install(se) < 0) {
 		fprintf(stderr, "mirrorfs: cannot set up the FUSE session's I/O\n");
 		goto unmount;

@@ -18,7 +18,9 @@
 #   - every node holds a descriptor: with 8,000 descriptors and no way to
 #     raise the limit, 4,000 files are created, listed and stat'ed twice
 #     through the mount without an error and mirrored, and the kernel was
-#     asked to drop names (past a quarter of the limit: 1,744 nodes).
+#     asked to drop names (past a quarter of the limit: 1,744 nodes);
+#   - readahead: as root, the mount reads ahead at least as far as the
+#     disk under BACKING (ra.h), when BACKING is on one.
 #
 # timeout: 300
 
@@ -30,6 +32,18 @@ t_setup
 start_mirrord
 mount_mirrorfs
 M=$T/mnt
+
+step "readahead: the mount's is at least BACKING's disk's"
+# ra.h: set once the kernel took the INIT reply, as root. BACKING may sit
+# on no block device (tmpfs): then the kernel's default stays.
+dev=$(stat -c '%Hd:%Ld' "$T/backing")
+disk_ra=$(cat "/sys/dev/block/$dev/bdi/read_ahead_kb" 2>/dev/null ||
+	cat "/sys/dev/block/$dev/../bdi/read_ahead_kb" 2>/dev/null || echo 0)
+mnt_ra=$(cat "/sys/class/bdi/$(mountpoint -d "$M")/read_ahead_kb")
+step "BACKING's disk: ${disk_ra} KiB, the mount: ${mnt_ra} KiB"
+if [[ $(id -u) == 0 ]] && ((disk_ra > 0)); then
+	((mnt_ra >= disk_ra)) || fail "the mount reads ahead ${mnt_ra} KiB, BACKING's disk ${disk_ra}"
+fi
 
 step "8 writers, 40 files each, explicit mtimes between writes"
 writer() {

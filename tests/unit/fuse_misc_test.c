@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "../../fuse/http.h"
+#include "../../fuse/ra.h"
 #include "../../fuse/record.h"
 #include "../../fuse/uploader.h"
 #include "../../fuse/worker.h"
@@ -428,12 +429,41 @@ static void test_record_rename_similar(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* ra_mount_dev: the newest FUSE mount at a path, with mountinfo's
+ * escapes undone; other filesystems and other paths are not it. */
+static void test_ra_mount_dev(void)
+{
+	char path[] = "/tmp/mirror-ra-XXXXXX";
+	int fd = mkstemp(path);
+	CU_ASSERT_FATAL(fd >= 0);
+	static const char text[] =
+		"22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+		"40 22 0:39 / /mnt/a rw,nosuid - fuse.mirrorfs /b rw,user_id=0\n"
+		"41 22 0:40 / /mnt/my\\040dir rw - fuse.mirrorfs /c rw\n"
+		"42 22 0:41 / /mnt/a rw - tmpfs tmpfs rw\n"
+		"43 40 0:42 / /mnt/a rw - fuse.other x rw\n"
+		"44 22 0:43 / /mnt/ab rw - fuse.mirrorfs /d rw\n";
+	CU_ASSERT_EQUAL_FATAL(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	unsigned maj = 9, min = 9;
+	CU_ASSERT_EQUAL(ra_mount_dev(path, "/mnt/a", &maj, &min), 0);
+	CU_ASSERT(maj == 0 && min == 42); /* the newest fuse mount, not tmpfs */
+	CU_ASSERT_EQUAL(ra_mount_dev(path, "/mnt/my dir", &maj, &min), 0);
+	CU_ASSERT(maj == 0 && min == 40);
+	CU_ASSERT_EQUAL(ra_mount_dev(path, "/mnt/my\\040dir", &maj, &min), -ENOENT);
+	CU_ASSERT_EQUAL(ra_mount_dev(path, "/mnt", &maj, &min), -ENOENT);
+	CU_ASSERT_EQUAL(ra_mount_dev(path, "/", &maj, &min), -ENOENT); /* ext4 */
+	unlink(path);
+	CU_ASSERT_EQUAL(ra_mount_dev(path, "/mnt/a", &maj, &min), -ENOENT);
+}
+
 int suite_fuse_misc(void)
 {
 	CU_pSuite s = CU_add_suite("fuse_misc", NULL, NULL);
 	if (!s)
 		return CU_get_error();
 	if (!CU_add_test(s, "url_check", test_url_check) ||
+	    !CU_add_test(s, "ra_mount_dev", test_ra_mount_dev) ||
 	    !CU_add_test(s, "backoff_bounds", test_backoff_bounds) ||
 	    !CU_add_test(s, "backoff_jitter", test_backoff_jitter) ||
 	    !CU_add_test(s, "send_classify", test_send_classify) ||
