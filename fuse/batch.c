@@ -64,7 +64,8 @@ struct batch {
 	void *cs;                 /* owned; NULL until the first bundle */
 	uint64_t sid, spos;       /* its id, and the position of the next body */
 	/* Compressibility probes of the chunks sent (compress.h): a body
-	 * whose chunks do not compress goes plain, outside the stream. */
+	 * without a strongly compressible chunk goes plain, outside the
+	 * stream (its weak chunks compressed alone). */
 	struct compress_prober probe;
 };
 
