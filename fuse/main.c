@@ -146,8 +146,6 @@ static int parse_o(struct opts *o, char *list)
 	return 0;
 }
 
-/* -o fsname=BACKING, so that findmnt and df name the mirrored folder
- * (commas and backslashes escaped as libfuse's option parser expects). */
 /* After INIT (kio_after_init): the mount reads ahead as BACKING's disk. */
 static void match_readahead(void *arg)
 {
@@ -157,6 +155,8 @@ static void match_readahead(void *arg)
 		log_debug("readahead of the mount left as it is: %s", strerror(-r));
 }
 
+/* -o fsname=BACKING, so that findmnt and df name the mirrored folder
+ * (commas and backslashes escaped as libfuse's option parser expects). */
 static int add_fsname(struct fuse_args *args, const char *backing)
 {
 	char buf[PATH_MAX * 2 + 16];
