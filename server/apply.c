@@ -100,6 +100,67 @@ static int fsync_close(int *fd)
 	return r;
 }
 
+/* An inode to fsync, and which descriptor of fsync_each_once() holds it. */
+struct sync_once {
+	dev_t dev;
+	ino_t ino;
+	size_t k;
+};
+
+static int sync_once_cmp(const void *a, const void *b)
+{
+	const struct sync_once *x = a, *y = b;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return 0;
+}
+
+/* fsync every descriptor fd[0..n) (-1: none), each inode once, and put
+ * the outcome for fd[k] in r[k] (0 for -1). A run of ops in one folder then
+ * costs one fsync of it, not one per op: on ext4 without a journal each
+ * fsync writes the inode and flushes the disk's cache on its own. */
+static void fsync_each_once(const int *fd, int *r, size_t n)
+{
+	struct sync_once *v = calloc(n ? n : 1, sizeof(*v)); /* owned */
+	size_t m = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		struct stat st;
+		r[k] = 0;
+		if (fd[k] < 0)
+			continue;
+		if (!v || fstat(fd[k], &st) < 0) {
+			/* no memory (or no stat): this one on its own */
+			r[k] = fsync(fd[k]) < 0 ? -errno : 0;
+			continue;
+		}
+		v[m++] = (struct sync_once){ st.st_dev, st.st_ino, k };
+	}
+	if (m > 1)
+		qsort(v, m, sizeof(*v), sync_once_cmp);
+	for (size_t i = 0; i < m;) {
+		int e = fsync(fd[v[i].k]) < 0 ? -errno : 0;
+		size_t j = i;
+		do
+			r[v[j].k] = e;
+		while (++j < m && sync_once_cmp(&v[j], &v[i]) == 0);
+		i = j;
+	}
+	free(v);
+}
+
+/* Close the descriptors fd[0..n) of changes (-1: none). */
+static void close_each(int *fd, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (fd[k] >= 0) {
+			close(fd[k]);
+			fd[k] = -1;
+		}
+}
+
 /* The end of a change in the folder pfd, lifted by pl: open it into *sfd
  * for the fsync that makes the change durable while it is still lifted
  * (opening needs u+r, the fsync nothing), put its mode back, and set its
@@ -789,16 +850,20 @@ static int op_root(struct apply_ctx *ctx, const struct proto_op *op)
 	return r;
 }
 
-static int op_mkdir(struct apply_ctx *ctx, const struct proto_op *op)
+/* Make the folder op->path (not the root). Durable once *dsync (the
+ * folder, open for an fsync; -1 when it cannot be opened for one: no u+r)
+ * and *psync (its parent, likewise, or -1) are fsynced: the caller's to
+ * do, outside the namespace lock, and to close, also on failure. */
+static int op_mkdir_at(struct apply_ctx *ctx, const struct proto_op *op, int *dsync, int *psync)
 {
 	char tname[TMPDIR_NAME_MAX] = "", aside[TMPDIR_NAME_MAX] = "";
 	struct resolve_lift pl = RESOLVE_LIFT_INIT;
 	struct stat st;
 	const char *base;
-	int pfd = -1, dfd = -1, sfd = -1, replaced = 0, r;
+	int pfd = -1, dfd = -1, replaced = 0, r;
 
-	if (op->path[0] == '\0')
-		return op_root(ctx, op);
+	*dsync = -1;
+	*psync = -1;
 	ns_lock(ctx);
 	if ((r = resolve_parent(ctx->rootfd, op->path, 1, ctx->lift, &pfd, &base)) < 0 ||
 	    (r = resolve_lift(pfd, ctx->lift, &pl)) < 0)
@@ -832,14 +897,12 @@ static int op_mkdir(struct apply_ctx *ctx, const struct proto_op *op)
 	/* Mode and mtime last: the rename into place may touch the folder. */
 	if ((r = resolve_fd_chmod(dfd, op->mode)) < 0 || (r = resolve_fd_mtime(dfd, &op->mtime)) < 0)
 		goto out;
-	int e = resolve_fsync_dir(dfd);
+	int e = resolve_open_rd(dfd, dsync);
 	if (e < 0 && e != -EACCES)
 		r = e;
-	e = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, &sfd);
+	e = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, psync);
 	if (r == 0)
 		r = e;
-	if (r == 0)
-		r = fsync_close(&sfd);
 	if (r == 0 && replaced && ctx->state)
 		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
 out:
@@ -847,8 +910,6 @@ out:
 	if (tname[0])
 		unlinkat(ctx->tmp->fd, tname, AT_REMOVEDIR);
 	ns_unlock(ctx);
-	if (sfd >= 0)
-		close(sfd);
 	if (dfd >= 0)
 		close(dfd);
 	if (pfd >= 0)
@@ -857,13 +918,33 @@ out:
 	return r;
 }
 
-static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
+static int op_mkdir(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	int fd[2], e[2];
+
+	if (op->path[0] == '\0')
+		return op_root(ctx, op);
+	int r = op_mkdir_at(ctx, op, &fd[0], &fd[1]);
+	if (r == 0) {
+		fsync_each_once(fd, e, 2);
+		r = e[0] < 0 ? e[0] : e[1];
+	}
+	close_each(fd, 2);
+	return r;
+}
+
+/* Make the symlink op->path. Durable once *psync (its folder, open for an
+ * fsync, or -1) is fsynced: the caller's to do, outside the namespace
+ * lock, and to close, also on failure. */
+static int op_symlink_at(struct apply_ctx *ctx, const struct proto_op *op, int *psync)
 {
 	char tname[TMPDIR_NAME_MAX], aside[TMPDIR_NAME_MAX] = "";
 	struct resolve_lift pl = RESOLVE_LIFT_INIT;
 	struct timespec ts[2] = { { .tv_sec = 0, .tv_nsec = UTIME_OMIT }, op->mtime };
 	const char *base;
-	int pfd = -1, sfd = -1, placed = 0, r;
+	int pfd = -1, placed = 0, r;
+
+	*psync = -1;
 
 	/* Built in tmp, mtime included (a rename does not change a
 	 * non-folder's mtime), then renamed over whatever is at path. */
@@ -881,21 +962,29 @@ static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
 	    (r = place(ctx, tname, pfd, base, 0, aside)) < 0)
 		goto out;
 	placed = 1;
-	r = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, &sfd);
-	if (r == 0)
-		r = fsync_close(&sfd);
+	r = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, psync);
 	if (r == 0 && ctx->state)
 		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
 out:
 	resolve_unlift(&pl);
 	ns_unlock(ctx);
-	if (sfd >= 0)
-		close(sfd);
 	if (!placed)
 		unlinkat(ctx->tmp->fd, tname, 0);
 	if (pfd >= 0)
 		close(pfd);
 	remove_aside(ctx, aside);
+	return r;
+}
+
+static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	int fd = -1, e;
+	int r = op_symlink_at(ctx, op, &fd);
+	if (r == 0) {
+		fsync_each_once(&fd, &e, 1);
+		r = e;
+	}
+	close_each(&fd, 1);
 	return r;
 }
 
@@ -1312,10 +1401,10 @@ static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 	char (*tn)[TMPDIR_NAME_MAX] = calloc(n, sizeof(*tn));
 	char aside[TMPDIR_NAME_MAX];
 	int *stage = calloc(n, sizeof(*stage)); /* 1: assembled, 2: placed */
-	int *dirfd = calloc(n, sizeof(*dirfd));
+	int *dirfd = calloc(n, sizeof(*dirfd)), *e = calloc(n, sizeof(*e));
 	const struct proto_op **placed = calloc(n, sizeof(*placed));
 
-	if (!tn || !stage || !dirfd || !placed) {
+	if (!tn || !stage || !dirfd || !e || !placed) {
 		for (size_t k = 0; k < n; k++)
 			it[k].r = apply_op(ctx, it[k].op, &it[k].origin, &it[k].res);
 		goto out;
@@ -1346,17 +1435,15 @@ static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 		remove_aside(ctx, aside);
 		stage[k] = it[k].r == 0 ? 2 : 0;
 	}
-	for (size_t k = 0; k < n; k++) {
-		if (dirfd[k] < 0)
-			continue;
-		/* In place but perhaps not durable: not acknowledged (the
-		 * client sends it again; a file op is idempotent). */
-		if (fsync(dirfd[k]) < 0 && stage[k] == 2) {
-			it[k].r = -errno;
+	/* In place but perhaps not durable: not acknowledged (the client
+	 * sends it again; a file op is idempotent). */
+	fsync_each_once(dirfd, e, n);
+	for (size_t k = 0; k < n; k++)
+		if (e[k] < 0 && stage[k] == 2) {
+			it[k].r = e[k];
 			stage[k] = 0;
 		}
-		close(dirfd[k]);
-	}
+	close_each(dirfd, n);
 	/* Every file placed is indexed in one transaction. */
 	size_t np = 0;
 	for (size_t k = 0; k < n; k++)
@@ -1369,6 +1456,7 @@ out:
 	free(tn);
 	free(stage);
 	free(dirfd);
+	free(e);
 	free(placed);
 }
 
@@ -1381,10 +1469,10 @@ out:
  */
 static void delete_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 {
-	int *dirfd = calloc(n, sizeof(*dirfd));
+	int *dirfd = calloc(n, sizeof(*dirfd)), *e = calloc(n, sizeof(*e));
 	const char **gone = calloc(n, sizeof(*gone));
 	size_t ngone = 0;
-	if (!dirfd || !gone) {
+	if (!dirfd || !e || !gone) {
 		for (size_t k = 0; k < n; k++)
 			it[k].r = apply_op(ctx, it[k].op, &it[k].origin, &it[k].res);
 		goto out;
@@ -1394,22 +1482,74 @@ static void delete_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 		dirfd[k] = -1;
 		it[k].r = op_delete_at(ctx, it[k].op, &dirfd[k]);
 	}
+	fsync_each_once(dirfd, e, n);
 	for (size_t k = 0; k < n; k++) {
 		if (dirfd[k] < 0)
 			continue;
-		if (fsync(dirfd[k]) < 0 && it[k].r == 0)
-			it[k].r = -errno;
-		close(dirfd[k]);
+		if (e[k] < 0 && it[k].r == 0)
+			it[k].r = e[k];
 		if (it[k].r == 0)
 			gone[ngone++] = it[k].op->path;
 	}
+	close_each(dirfd, n);
 	if (ctx->state && ngone)
 		(void)state_index_forget_many(ctx->state, ngone, gone); /* a stale hint at worst */
 	for (size_t k = 0; k < n; k++)
 		log_result(it[k].op, it[k].r, &it[k].res);
 out:
 	free(dirfd);
+	free(e);
 	free(gone);
+}
+
+/* Folders and symlinks in a group: at most this many (each holds two
+ * descriptors until the fsyncs). */
+#define ENTRY_GROUP_MAX 64
+
+static int entry_op(const struct proto_op *op)
+{
+	return (op->kind == OP_MKDIR && op->path[0] != '\0') || op->kind == OP_SYMLINK;
+}
+
+/*
+ * A run of folders and symlinks (cp -r, tar x, a first upload sends every
+ * folder before the files) that share their fsyncs the same way: each is
+ * made, then the objects they changed are fsynced, each inode once (a new
+ * folder and its parent; the parent of a run of siblings once, a folder
+ * made here and filled by the next ops once), and only then does any of
+ * them count as applied. Alone, each cost two fsyncs, the second of the
+ * parent every sibling shares.
+ */
+static void entry_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
+{
+	int *fd = malloc(2 * n * sizeof(*fd)), *e = malloc(2 * n * sizeof(*e));
+	if (!fd || !e) {
+		for (size_t k = 0; k < n; k++)
+			it[k].r = apply_op(ctx, it[k].op, &it[k].origin, &it[k].res);
+		goto out;
+	}
+	for (size_t k = 0; k < n; k++) {
+		memset(&it[k].res, 0, sizeof(it[k].res));
+		fd[2 * k] = -1;
+		if (it[k].op->kind == OP_MKDIR)
+			it[k].r = op_mkdir_at(ctx, it[k].op, &fd[2 * k], &fd[2 * k + 1]);
+		else
+			it[k].r = op_symlink_at(ctx, it[k].op, &fd[2 * k + 1]);
+		if (it[k].r < 0)
+			close_each(&fd[2 * k], 2);
+	}
+	fsync_each_once(fd, e, 2 * n);
+	for (size_t k = 0; k < n; k++) {
+		/* In place but perhaps not durable: not acknowledged (the
+		 * client sends it again; both ops are idempotent). */
+		if (it[k].r == 0)
+			it[k].r = e[2 * k] < 0 ? e[2 * k] : e[2 * k + 1];
+		log_result(it[k].op, it[k].r, &it[k].res);
+	}
+	close_each(fd, 2 * n);
+out:
+	free(fd);
+	free(e);
 }
 
 void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n)
@@ -1421,9 +1561,14 @@ void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n)
 		if (j == i)
 			while (j < n && items[j].op->kind == OP_DELETE)
 				j++;
+		if (j == i)
+			while (j < n && j - i < ENTRY_GROUP_MAX && entry_op(items[j].op))
+				j++;
 		if (j - i >= 2) {
 			if (items[i].op->kind == OP_DELETE)
 				delete_group(ctx, items + i, j - i);
+			else if (entry_op(items[i].op))
+				entry_group(ctx, items + i, j - i);
 			else
 				file_group(ctx, items + i, j - i);
 			i = j;

@@ -112,7 +112,9 @@ struct apply_item {
 /* Apply items[0..n) in order, each with the outcome apply_op() would give
  * it. Consecutive file ops (whole lists, not deltas) share their journal
  * commits: all their files are written, then fsynced, placed, and their
- * folders fsynced, before any counts as applied.
+ * folders fsynced, before any counts as applied. Runs of deletes, and of
+ * folders and symlinks, likewise: all done, then fsynced. In each run an
+ * inode is fsynced once, however many of its ops changed it.
  * Cannot fail as a whole. */
 void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n);
 

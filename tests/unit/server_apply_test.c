@@ -384,6 +384,65 @@ static void test_many(void)
 	sfx_teardown(&f);
 }
 
+/* A run of folders and symlinks in apply_many: made one by one, fsynced
+ * together; one that fails (a name too long) fails alone. */
+static void test_many_entries(void)
+{
+	SETUP(f, 1);
+	char longname[300], lpath[320], p[512], t[64];
+	struct stat st;
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	snprintf(lpath, sizeof(lpath), "t/%s", longname);
+	CU_ASSERT_EQUAL_FATAL(put_text(&f, "file", "f", 0644), 0);
+	CU_ASSERT_EQUAL_FATAL(put_text(&f, "old", "o", 0644), 0);
+	struct proto_op ops[7] = { mk(OP_MKDIR, "t"),	   mk(OP_MKDIR, "t/a"),
+				   mk(OP_MKDIR, "t/a/b"),  mk(OP_SYMLINK, "t/ln"),
+				   mk(OP_MKDIR, lpath),	   mk(OP_MKDIR, "file"),
+				   mk(OP_SYMLINK, "old") };
+	ops[0].mode = 0755;
+	ops[0].mtime = sfx_ts(1500000001, 1);
+	ops[1].mode = 0700;
+	ops[1].mtime = sfx_ts(1500000002, 2);
+	ops[2].mode = 0750;
+	ops[2].mtime = sfx_ts(1500000003, 3);
+	ops[3].target = "a/b";
+	ops[3].mtime = sfx_ts(1500000004, 4);
+	ops[5].mode = 0711;
+	ops[6].target = "file";
+	/* Each child sets its folder's mtime back, as the client's was. */
+	for (int i = 1; i <= 4; i++) {
+		ops[i].has_pmtime = 1;
+		ops[i].pmtime = i == 2 ? ops[1].mtime : ops[0].mtime;
+	}
+	struct apply_item it[7];
+	memset(it, 0, sizeof(it));
+	for (int i = 0; i < 7; i++)
+		it[i].op = &ops[i];
+	apply_many(&f.ax, it, 7);
+	for (int i = 0; i < 7; i++) {
+		CU_ASSERT_EQUAL(it[i].r, i == 4 ? -ENAMETOOLONG : 0);
+		apply_result_release(&it[i].res);
+	}
+	const char *dirs[] = { "t", "t/a", "t/a/b", "file" };
+	const mode_t modes[] = { 0755, 0700, 0750, 0711 };
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT_EQUAL_FATAL(lstat_rel(&f, dirs[i], &st), 0);
+		CU_ASSERT(S_ISDIR(st.st_mode));
+		CU_ASSERT_EQUAL(st.st_mode & 07777, modes[i]);
+		if (i < 3)
+			CU_ASSERT(sfx_same_time(&st.st_mtim, 1500000001 + i, 1 + i));
+	}
+	ssize_t n = readlink(sfx_path(&f, "t/ln", p, sizeof(p)), t, sizeof(t));
+	CU_ASSERT(n == 3 && memcmp(t, "a/b", 3) == 0);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "t/ln", &st), 0);
+	CU_ASSERT(sfx_same_time(&st.st_mtim, 1500000004, 4));
+	n = readlink(sfx_path(&f, "old", p, sizeof(p)), t, sizeof(t));
+	CU_ASSERT(n == 4 && memcmp(t, "file", 4) == 0);
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	sfx_teardown(&f);
+}
+
 /* A run of deletes in apply_many: files, a folder with content, a name
  * that is not there, one under a file; each applied, the index forgets
  * what went, the pmtimes are set, nothing is left in tmp. */
@@ -1185,6 +1244,7 @@ int suite_server_apply(void)
 	    !CU_add_test(s, "file: moves, signatures", test_file_moves) ||
 	    !CU_add_test(s, "many ops, inline chunks", test_many) ||
 	    !CU_add_test(s, "many deletes", test_many_deletes) ||
+	    !CU_add_test(s, "many folders and symlinks", test_many_entries) ||
 	    !CU_add_test(s, "file: replaces read-only file, folder, symlink", test_file_replaces) ||
 	    !CU_add_test(s, "file: sparse", test_file_sparse) ||
 	    !CU_add_test(s, "file: stage", test_file_stage) ||
