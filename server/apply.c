@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +119,42 @@ static int sync_once_cmp(const void *a, const void *b)
 	return 0;
 }
 
+/* fsync_parallel()'s shared state. */
+struct fsync_job {
+	const int *fd;      /* borrowed */
+	int *r;             /* borrowed */
+	size_t n;
+	_Atomic size_t next;
+};
+
+static void *fsync_worker(void *arg)
+{
+	struct fsync_job *j = arg;
+	for (size_t k; (k = atomic_fetch_add(&j->next, 1)) < j->n;)
+		j->r[k] = fsync(j->fd[k]) < 0 ? -errno : 0;
+	return NULL;
+}
+
+/* fsync fd[0..n) (all valid), r[k] the outcome of fd[k]; several at once
+ * when there are enough: each fsync waits for the disk (its write, then
+ * a flush of the disk's cache), and flushes that are waited for together
+ * are merged by the block layer into one. */
+#define FSYNC_THREADS 4
+#define FSYNC_PER_THREAD 4 /* fsyncs that make one more thread worth it */
+
+static void fsync_parallel(const int *fd, int *r, size_t n)
+{
+	struct fsync_job j = { fd, r, n, 0 };
+	pthread_t t[FSYNC_THREADS - 1];
+	size_t nt = 0;
+	while (nt < FSYNC_THREADS - 1 && (nt + 1) * FSYNC_PER_THREAD < n &&
+	       pthread_create(&t[nt], NULL, fsync_worker, &j) == 0)
+		nt++;
+	fsync_worker(&j);
+	for (size_t i = 0; i < nt; i++)
+		pthread_join(t[i], NULL);
+}
+
 /* fsync every descriptor fd[0..n) (-1: none), each inode once, and put
  * the outcome for fd[k] in r[k] (0 for -1). A run of ops in one folder then
  * costs one fsync of it, not one per op: on ext4 without a journal each
@@ -140,14 +178,25 @@ static void fsync_each_once(const int *fd, int *r, size_t n)
 	}
 	if (m > 1)
 		qsort(v, m, sizeof(*v), sync_once_cmp);
-	for (size_t i = 0; i < m;) {
-		int e = fsync(fd[v[i].k]) < 0 ? -errno : 0;
-		size_t j = i;
-		do
-			r[v[j].k] = e;
-		while (++j < m && sync_once_cmp(&v[j], &v[i]) == 0);
-		i = j;
+	/* The first descriptor of each inode, in place at the front of fd1. */
+	int *fd1 = malloc((m ? m : 1) * sizeof(*fd1)), *e = malloc((m ? m : 1) * sizeof(*e));
+	size_t u = 0;
+	for (size_t i = 0; fd1 && e && i < m; i++)
+		if (i == 0 || sync_once_cmp(&v[i], &v[i - 1]) != 0)
+			fd1[u++] = fd[v[i].k];
+	if (fd1 && e) {
+		fsync_parallel(fd1, e, u);
+		for (size_t i = 0, x = 0; i < m; i++) {
+			if (i > 0 && sync_once_cmp(&v[i], &v[i - 1]) != 0)
+				x++;
+			r[v[i].k] = e[x];
+		}
+	} else {
+		for (size_t i = 0; i < m; i++)
+			r[v[i].k] = fsync(fd[v[i].k]) < 0 ? -errno : 0;
 	}
+	free(fd1);
+	free(e);
 	free(v);
 }
 
@@ -1415,18 +1464,25 @@ static void file_group(struct apply_ctx *ctx, struct apply_item *it, size_t n)
 		it[k].r = assemble(ctx, it[k].op, it[k].origin.inl, tn[k], 0, &it[k].res);
 		stage[k] = it[k].r == 0;
 	}
+	/* The files, fsynced together (dirfd holds them meanwhile). */
 	for (size_t k = 0; k < n; k++) {
-		if (stage[k] != 1)
-			continue;
-		int fd = openat(ctx->tmp->fd, tn[k], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 || fsync(fd) < 0) {
+		dirfd[k] = -1;
+		if (stage[k] == 1 &&
+		    (dirfd[k] = openat(ctx->tmp->fd, tn[k], O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 			it[k].r = -errno;
 			unlinkat(ctx->tmp->fd, tn[k], 0);
 			stage[k] = 0;
 		}
-		if (fd >= 0)
-			close(fd);
 	}
+	fsync_each_once(dirfd, e, n);
+	for (size_t k = 0; k < n; k++) {
+		if (stage[k] == 1 && e[k] < 0) {
+			it[k].r = e[k];
+			unlinkat(ctx->tmp->fd, tn[k], 0);
+			stage[k] = 0;
+		}
+	}
+	close_each(dirfd, n);
 	for (size_t k = 0; k < n; k++) {
 		dirfd[k] = -1;
 		if (stage[k] != 1)
