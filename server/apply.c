@@ -1558,9 +1558,10 @@ out:
 	free(gone);
 }
 
-/* Folders and symlinks in a group: at most this many (each holds two
- * descriptors until the fsyncs). */
-#define ENTRY_GROUP_MAX 64
+/* Ops in a group at most: each holds a descriptor until the fsyncs (a
+ * folder or a symlink two), and a bundle may carry thousands. */
+#define GROUP_MAX 128
+#define ENTRY_GROUP_MAX (GROUP_MAX / 2)
 
 static int entry_op(const struct proto_op *op)
 {
@@ -1612,10 +1613,11 @@ void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n)
 {
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
-		while (j < n && items[j].op->kind == OP_FILE && !items[j].op->base_path)
+		while (j < n && j - i < GROUP_MAX && items[j].op->kind == OP_FILE &&
+		       !items[j].op->base_path)
 			j++;
 		if (j == i)
-			while (j < n && items[j].op->kind == OP_DELETE)
+			while (j < n && j - i < GROUP_MAX && items[j].op->kind == OP_DELETE)
 				j++;
 		if (j == i)
 			while (j < n && j - i < ENTRY_GROUP_MAX && entry_op(items[j].op))

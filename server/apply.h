@@ -114,7 +114,8 @@ struct apply_item {
  * commits: all their files are written, then fsynced, placed, and their
  * folders fsynced, before any counts as applied. Runs of deletes, and of
  * folders and symlinks, likewise: all done, then fsynced. In each run an
- * inode is fsynced once, however many of its ops changed it.
+ * inode is fsynced once, however many of its ops changed it; a run holds
+ * at most 128 ops (each keeps a descriptor open until the fsyncs).
  * Cannot fail as a whole. */
 void apply_many(struct apply_ctx *ctx, struct apply_item *items, size_t n);
 

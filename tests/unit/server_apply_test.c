@@ -443,6 +443,48 @@ static void test_many_entries(void)
 	sfx_teardown(&f);
 }
 
+/* Runs longer than a group (folders, then deletes of them): split into
+ * groups, every op applied. */
+static void test_many_long_runs(void)
+{
+	SETUP(f, 1);
+	enum { N = 300 };
+	static char paths[N][24];
+	struct proto_op *ops = calloc(2 * N, sizeof(*ops));
+	struct apply_item *it = calloc(2 * N, sizeof(*it));
+	CU_ASSERT_FATAL(ops && it);
+	for (int i = 0; i < N; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "big/d%03d", i);
+		ops[i] = mk(OP_MKDIR, paths[i]);
+		ops[i].mode = 0755;
+		ops[N + i] = mk(OP_DELETE, paths[i]);
+	}
+	for (int i = 0; i < 2 * N; i++)
+		it[i].op = &ops[i];
+	apply_many(&f.ax, it, N);
+	struct stat st;
+	char one[24];
+	for (int i = 0; i < N; i++) {
+		snprintf(one, sizeof(one), "big/d%03d", i);
+		CU_ASSERT_EQUAL(it[i].r, 0);
+		CU_ASSERT_EQUAL(lstat_rel(&f, one, &st), 0);
+		CU_ASSERT(S_ISDIR(st.st_mode));
+	}
+	apply_many(&f.ax, it + N, N);
+	for (int i = 0; i < N; i++) {
+		snprintf(one, sizeof(one), "big/d%03d", i);
+		CU_ASSERT_EQUAL(it[N + i].r, 0);
+		CU_ASSERT_EQUAL(lstat_rel(&f, one, &st), -1);
+	}
+	for (int i = 0; i < 2 * N; i++)
+		apply_result_release(&it[i].res);
+	CU_ASSERT_EQUAL(lstat_rel(&f, "big", &st), 0);
+	CU_ASSERT_EQUAL(sfx_tmp_count(&f), 0);
+	free(ops);
+	free(it);
+	sfx_teardown(&f);
+}
+
 /* A run of deletes in apply_many: files, a folder with content, a name
  * that is not there, one under a file; each applied, the index forgets
  * what went, the pmtimes are set, nothing is left in tmp. */
@@ -1245,6 +1287,7 @@ int suite_server_apply(void)
 	    !CU_add_test(s, "many ops, inline chunks", test_many) ||
 	    !CU_add_test(s, "many deletes", test_many_deletes) ||
 	    !CU_add_test(s, "many folders and symlinks", test_many_entries) ||
+	    !CU_add_test(s, "many ops past a group's size", test_many_long_runs) ||
 	    !CU_add_test(s, "file: replaces read-only file, folder, symlink", test_file_replaces) ||
 	    !CU_add_test(s, "file: sparse", test_file_sparse) ||
 	    !CU_add_test(s, "file: stage", test_file_stage) ||
