@@ -178,7 +178,8 @@ static void fsync_each_once(const int *fd, int *r, size_t n)
 	}
 	if (m > 1)
 		qsort(v, m, sizeof(*v), sync_once_cmp);
-	/* The first descriptor of each inode, in place at the front of fd1. */
+	/* fd1: one descriptor of each inode, in sorted order; e: their
+	 * outcomes, given back to every descriptor of that inode. */
 	int *fd1 = malloc((m ? m : 1) * sizeof(*fd1)), *e = malloc((m ? m : 1) * sizeof(*e));
 	size_t u = 0;
 	for (size_t i = 0; fd1 && e && i < m; i++)
