@@ -92,16 +92,6 @@ static void remove_aside(struct apply_ctx *ctx, const char *aside)
 			 aside, strerror(-r));
 }
 
-/* fsync *fd (a folder opened with resolve_open_rd) and close it. Returns 0
- * or a negative errno. */
-static int fsync_close(int *fd)
-{
-	int r = fsync(*fd) < 0 ? -errno : 0;
-	close(*fd);
-	*fd = -1;
-	return r;
-}
-
 /* An inode to fsync, and which descriptor of fsync_each_once() holds it. */
 struct sync_once {
 	dev_t dev;
@@ -1038,10 +1028,9 @@ static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
 	return r;
 }
 
-/* Delete op->path. With syncfd NULL, the change is durable when it
- * returns 0 (its folder fsynced) and the chunk index forgets the path.
- * Otherwise *syncfd gets the folder, open, for the caller to fsync (-1 when
- * nothing changed) and to make the index forget. */
+/* Delete op->path. *syncfd gets the folder, open, for the caller to fsync
+ * outside the namespace lock (-1 when nothing changed) and to make the
+ * index forget the path. */
 static int op_delete_at(struct apply_ctx *ctx, const struct proto_op *op, int *syncfd)
 {
 	char aside[TMPDIR_NAME_MAX] = "";
@@ -1050,6 +1039,7 @@ static int op_delete_at(struct apply_ctx *ctx, const struct proto_op *op, int *s
 	const char *base;
 	int pfd = -1, sfd = -1, r;
 
+	*syncfd = -1;
 	ns_lock(ctx);
 	r = resolve_parent(ctx->rootfd, op->path, 0, ctx->lift, &pfd, &base);
 	if (is_absent(r)) {
@@ -1090,14 +1080,8 @@ static int op_delete_at(struct apply_ctx *ctx, const struct proto_op *op, int *s
 	}
 	if ((r = parent_done(pfd, &pl, op->has_pmtime, &op->pmtime, op->path, &sfd)) < 0)
 		goto out;
-	if (syncfd) {
-		*syncfd = sfd;
-		sfd = -1;
-		goto out;
-	}
-	r = fsync_close(&sfd);
-	if (r == 0 && ctx->state)
-		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
+	*syncfd = sfd;
+	sfd = -1;
 out:
 	resolve_unlift(&dl);
 	resolve_unlift(&pl);
@@ -1107,6 +1091,21 @@ out:
 	if (pfd >= 0)
 		close(pfd);
 	remove_aside(ctx, aside);
+	return r;
+}
+
+/* Delete op->path; durable when it returns 0 (its folder fsynced). */
+static int op_delete(struct apply_ctx *ctx, const struct proto_op *op)
+{
+	int fd = -1, e;
+	int r = op_delete_at(ctx, op, &fd);
+	if (r == 0 && fd >= 0) {
+		fsync_each_once(&fd, &e, 1);
+		r = e;
+		if (r == 0 && ctx->state)
+			state_index_forget(ctx->state, op->path); /* a stale hint at worst */
+	}
+	close_each(&fd, 1);
 	return r;
 }
 
@@ -1313,7 +1312,13 @@ static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
 	int fr = parent_done(fpfd, &fl, op->has_pmtime, &op->pmtime, op->path, &fsfd);
 	if (r == 0)
 		r = fr;
-	if (r < 0 || (r = fsync_close(&tsfd)) < 0 || (r = fsync_close(&fsfd)) < 0)
+	if (r == 0) {
+		/* Both folders; a rename within one folder fsyncs it once. */
+		int fds[2] = { tsfd, fsfd }, e[2];
+		fsync_each_once(fds, e, 2);
+		r = e[0] < 0 ? e[0] : e[1];
+	}
+	if (r < 0)
 		goto out;
 	if (ctx->state) {
 		int ir = state_index_rename(ctx->state, op->path, op->path2, exchange);
@@ -1426,7 +1431,7 @@ int apply_op(struct apply_ctx *ctx, const struct proto_op *op, const struct appl
 		break;
 	case OP_MKDIR: r = op_mkdir(ctx, op); break;
 	case OP_SYMLINK: r = op_symlink(ctx, op); break;
-	case OP_DELETE: r = op_delete_at(ctx, op, NULL); break;
+	case OP_DELETE: r = op_delete(ctx, op); break;
 	case OP_META: r = op_meta(ctx, op); break;
 	case OP_RENAME: r = op_rename(ctx, op, origin, res); break;
 	}
