@@ -201,6 +201,20 @@ static void close_each(int *fd, size_t n)
 		}
 }
 
+/* Finish one op whose change had outcome r and whose descriptors to
+ * fsync are fd[0..n) (-1: none; n <= 2): when r is 0, fsync each inode
+ * once; close them either way. Returns r, or the first fsync error. */
+static int settle(int r, int *fd, size_t n)
+{
+	int e[2] = { 0, 0 };
+	if (r == 0 && n <= 2) {
+		fsync_each_once(fd, e, n);
+		r = e[0] < 0 ? e[0] : e[1];
+	}
+	close_each(fd, n);
+	return r;
+}
+
 /* The end of a change in the folder pfd, lifted by pl: open it into *sfd
  * for the fsync that makes the change durable while it is still lifted
  * (opening needs u+r, the fsync nothing), put its mode back, and set its
@@ -960,17 +974,11 @@ out:
 
 static int op_mkdir(struct apply_ctx *ctx, const struct proto_op *op)
 {
-	int fd[2], e[2];
+	int fd[2];
 
 	if (op->path[0] == '\0')
 		return op_root(ctx, op);
-	int r = op_mkdir_at(ctx, op, &fd[0], &fd[1]);
-	if (r == 0) {
-		fsync_each_once(fd, e, 2);
-		r = e[0] < 0 ? e[0] : e[1];
-	}
-	close_each(fd, 2);
-	return r;
+	return settle(op_mkdir_at(ctx, op, &fd[0], &fd[1]), fd, 2);
 }
 
 /* Make the symlink op->path. Durable once *psync (its folder, open for an
@@ -1018,14 +1026,8 @@ out:
 
 static int op_symlink(struct apply_ctx *ctx, const struct proto_op *op)
 {
-	int fd = -1, e;
-	int r = op_symlink_at(ctx, op, &fd);
-	if (r == 0) {
-		fsync_each_once(&fd, &e, 1);
-		r = e;
-	}
-	close_each(&fd, 1);
-	return r;
+	int fd;
+	return settle(op_symlink_at(ctx, op, &fd), &fd, 1);
 }
 
 /* Delete op->path. *syncfd gets the folder, open, for the caller to fsync
@@ -1097,15 +1099,11 @@ out:
 /* Delete op->path; durable when it returns 0 (its folder fsynced). */
 static int op_delete(struct apply_ctx *ctx, const struct proto_op *op)
 {
-	int fd = -1, e;
-	int r = op_delete_at(ctx, op, &fd);
-	if (r == 0 && fd >= 0) {
-		fsync_each_once(&fd, &e, 1);
-		r = e;
-		if (r == 0 && ctx->state)
-			state_index_forget(ctx->state, op->path); /* a stale hint at worst */
-	}
-	close_each(&fd, 1);
+	int fd;
+	int r = op_delete_at(ctx, op, &fd), changed = fd >= 0;
+	r = settle(r, &fd, 1);
+	if (r == 0 && changed && ctx->state)
+		state_index_forget(ctx->state, op->path); /* a stale hint at worst */
 	return r;
 }
 
@@ -1312,13 +1310,10 @@ static int op_rename(struct apply_ctx *ctx, const struct proto_op *op,
 	int fr = parent_done(fpfd, &fl, op->has_pmtime, &op->pmtime, op->path, &fsfd);
 	if (r == 0)
 		r = fr;
-	if (r == 0) {
-		/* Both folders; a rename within one folder fsyncs it once. */
-		int fds[2] = { tsfd, fsfd }, e[2];
-		fsync_each_once(fds, e, 2);
-		r = e[0] < 0 ? e[0] : e[1];
-	}
-	if (r < 0)
+	/* Both folders; a rename within one folder fsyncs it once. */
+	int fds[2] = { tsfd, fsfd };
+	tsfd = fsfd = -1;
+	if ((r = settle(r, fds, 2)) < 0)
 		goto out;
 	if (ctx->state) {
 		int ir = state_index_rename(ctx->state, op->path, op->path2, exchange);
